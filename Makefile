@@ -1,0 +1,47 @@
+# llamago: the one entry point. `make` = deps + llama.cpp libs for BACKEND + go build.
+#   make                      fetch llama.cpp, build the CPU archives, build every package
+#   make BACKEND=cuda         the same for CUDA (then: go build -tags cuda ./...)
+#   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race
+#   make run [MODEL=x.gguf]   streaming generation demo (a synthetic model when no MODEL)
+BACKEND ?= cpu
+GO      ?= go
+TAGS    := $(filter-out cpu,$(BACKEND))
+GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
+LIBS    := third_party/build/$(BACKEND)/lib/libllama.a
+CACHE   ?= $(CURDIR)/testdata-cache
+
+.PHONY: all deps libs build test vet run clean distclean
+
+all: build
+
+# Idempotent and offline once cached: verifies the pinned tree is in place.
+deps:
+	bash scripts/fetch-llama.sh
+
+libs: deps
+	bash scripts/build-llama.sh $(BACKEND)
+
+# Libraries are rebuilt only when missing; run `make libs` after changing llama.cpp.
+$(LIBS): | deps
+	bash scripts/build-llama.sh $(BACKEND)
+
+build: $(LIBS)
+	$(GO) build $(GOFLAGS_TAGS) ./...
+
+vet: third_party/build/cpu/lib/libllama.a
+	$(GO) vet ./...
+	$(GO) vet -tags cuda ./...
+	$(GO) vet -tags vulkan ./...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+test: vet
+	$(GO) test -race -timeout 45m $(GOFLAGS_TAGS) ./...
+
+run: $(LIBS)
+	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-model $(MODEL)) $(ARGS)
+
+clean:
+	rm -rf third_party/build $(CACHE)
+
+distclean: clean
+	rm -rf third_party/llama.cpp

@@ -1,0 +1,30 @@
+package llama
+
+// The functions C calls back into. They live alone here because a file with //export
+// may only declare, not define, C functions in its preamble.
+
+/*
+#include <stdbool.h>
+#include <stdint.h>
+*/
+import "C"
+
+import (
+	"runtime/cgo"
+	"unsafe"
+)
+
+// goLoadProgress receives llama.cpp's model-load progress; false stops the load.
+//
+//export goLoadProgress
+func goLoadProgress(progress C.float, handle C.uintptr_t) C.bool {
+	l := cgo.Handle(handle).Value().(*loadProgress)
+	return C.bool(l.report(float32(progress)))
+}
+
+// goLog receives one llama.cpp/ggml log message (or a continuation fragment).
+//
+//export goLog
+func goLog(level C.int, text *C.char) {
+	logMessage(int(level), unsafe.Pointer(text))
+}

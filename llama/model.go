@@ -1,0 +1,300 @@
+package llama
+
+/*
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"runtime/cgo"
+	"sync"
+	"unsafe"
+)
+
+// SplitMode says how a model is spread over several GPUs.
+type SplitMode int
+
+const (
+	SplitLayer  SplitMode = iota // whole layers (and their KV cache) per GPU; llama.cpp's default
+	SplitNone                    // everything on ModelParams.MainGPU
+	SplitRow                     // rows of each matrix across GPUs
+	SplitTensor                  // tensor parallelism across GPUs
+)
+
+func (s SplitMode) String() string {
+	switch s {
+	case SplitLayer:
+		return "layer"
+	case SplitNone:
+		return "none"
+	case SplitRow:
+		return "row"
+	case SplitTensor:
+		return "tensor"
+	default:
+		return fmt.Sprintf("SplitMode(%d)", int(s))
+	}
+}
+
+func (s SplitMode) c() (C.enum_llama_split_mode, error) {
+	switch s {
+	case SplitLayer:
+		return C.LLAMA_SPLIT_MODE_LAYER, nil
+	case SplitNone:
+		return C.LLAMA_SPLIT_MODE_NONE, nil
+	case SplitRow:
+		return C.LLAMA_SPLIT_MODE_ROW, nil
+	case SplitTensor:
+		return C.LLAMA_SPLIT_MODE_TENSOR, nil
+	default:
+		return 0, invalidParam("unknown split mode %d", int(s))
+	}
+}
+
+// ModelParams configures LoadModel. A nil *ModelParams means llama.cpp's defaults
+// (all layers on the GPU when there is one, mmap on).
+type ModelParams struct {
+	// GPULayers is how many layers to place on GPUs, as llama.cpp's n_gpu_layers:
+	// negative means all of them, 0 means none (CPU only).
+	GPULayers int
+	// SplitMode, MainGPU and TensorSplit spread the model over several GPUs.
+	// TensorSplit gives each device's proportion (at most MaxDevices entries).
+	SplitMode   SplitMode
+	MainGPU     int
+	TensorSplit []float32
+	// Devices restricts offloading to these devices (from Devices()); nil means all.
+	Devices []Device
+	// NoMmap reads the file into memory instead of memory-mapping it.
+	NoMmap bool
+	// Mlock keeps the model's memory resident (no swapping).
+	Mlock bool
+	// VocabOnly loads only the vocabulary: tokenization without weights.
+	VocabOnly bool
+	// CheckTensors validates tensor data while loading (slow).
+	CheckTensors bool
+	// Progress, when set, is called with values from 0 to 1 during loading, on the
+	// goroutine that called LoadModel.
+	Progress func(fraction float32)
+}
+
+// Model is a loaded model. Its methods are safe for concurrent use by many goroutines;
+// each goroutine decodes through its own Context.
+type Model struct {
+	mu       sync.RWMutex // write-held only to free; read-held around every use of ptr
+	ptr      *C.struct_llama_model
+	vocab    *C.struct_llama_vocab
+	closed   bool // Close was called; ptr is freed once the last Context closes
+	contexts int  // open Contexts, each holding the model alive
+	cleanup  runtime.Cleanup
+
+	path      string
+	vocabOnly bool
+	info      ModelInfo
+	vocabInfo VocabInfo
+}
+
+// loadProgress is the state the C progress callback reaches through a cgo.Handle.
+type loadProgress struct {
+	ctx      context.Context
+	fn       func(float32)
+	panicked any
+}
+
+func (l *loadProgress) report(fraction float32) (keepGoing bool) {
+	if l.ctx.Err() != nil {
+		return false
+	}
+	if l.fn != nil {
+		defer func() {
+			if r := recover(); r != nil {
+				l.panicked = r
+				keepGoing = false
+			}
+		}()
+		l.fn(fraction)
+	}
+	return true
+}
+
+// LoadModel loads a GGUF model file. Cancelling ctx stops loading between tensors and
+// returns an error matching both ErrAborted and ctx's cause. Failures are *LoadError.
+func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, error) {
+	initBackend()
+	fail := func(err error) (*Model, error) { return nil, &LoadError{Path: path, Err: err} }
+	if err := checkModelFile(path); err != nil {
+		return fail(err)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return fail(aborted(err))
+	}
+
+	cp := C.llama_model_default_params()
+	var pins []unsafe.Pointer // C memory that must outlive the load call
+	defer func() {
+		for _, p := range pins {
+			C.free(p)
+		}
+	}()
+	if params != nil {
+		if err := applyModelParams(&cp, params, &pins); err != nil {
+			return fail(err)
+		}
+	}
+	progress := &loadProgress{ctx: ctx}
+	if params != nil {
+		progress.fn = params.Progress
+	}
+	handle := cgo.NewHandle(progress)
+	defer handle.Delete()
+	C.lgo_model_params_set_progress(&cp, C.uintptr_t(handle))
+
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	since := llamaErrors.mark()
+	ptr := C.llama_model_load_from_file(cpath, cp)
+	if ptr == nil {
+		switch {
+		case progress.panicked != nil:
+			return fail(fmt.Errorf("progress callback panicked: %v", progress.panicked))
+		case context.Cause(ctx) != nil:
+			return fail(aborted(context.Cause(ctx)))
+		default:
+			return fail(llamaErrors.since(since, "llama.cpp could not load the model"))
+		}
+	}
+	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, vocabOnly: params != nil && params.VocabOnly}
+	m.info = readModelInfo(m)
+	m.vocabInfo = readVocabInfo(m.vocab)
+	m.cleanup = runtime.AddCleanup(m, func(p *C.struct_llama_model) { C.llama_model_free(p) }, ptr)
+	return m, nil
+}
+
+// checkModelFile turns the common bad paths into clear errors before llama.cpp sees them.
+func checkModelFile(path string) error {
+	if path == "" {
+		return errors.New("empty path")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return errors.New("is a directory")
+	}
+	return precheckGGUF(f, st.Size())
+}
+
+func applyModelParams(cp *C.struct_llama_model_params, p *ModelParams, pins *[]unsafe.Pointer) error {
+	cp.n_gpu_layers = C.int32_t(max(min(p.GPULayers, math.MaxInt32), -1))
+	mode, err := p.SplitMode.c()
+	if err != nil {
+		return err
+	}
+	cp.split_mode = mode
+	if p.MainGPU < 0 || p.MainGPU >= max(MaxDevices(), 1) {
+		return invalidParam("MainGPU %d out of range [0, %d)", p.MainGPU, MaxDevices())
+	}
+	cp.main_gpu = C.int32_t(p.MainGPU)
+	switch {
+	case p.NoMmap && p.Mlock:
+		cp.load_mode = C.LLAMA_LOAD_MODE_MLOCK
+	case p.NoMmap:
+		cp.load_mode = C.LLAMA_LOAD_MODE_NONE
+	case p.Mlock:
+		cp.load_mode = C.LLAMA_LOAD_MODE_MMAP_MLOCK
+	}
+	cp.vocab_only = C.bool(p.VocabOnly)
+	cp.check_tensors = C.bool(p.CheckTensors)
+
+	if len(p.TensorSplit) > 0 {
+		n := MaxDevices()
+		if len(p.TensorSplit) > n {
+			return invalidParam("TensorSplit has %d entries, this build supports at most %d devices", len(p.TensorSplit), n)
+		}
+		split := (*[1 << 20]C.float)(C.calloc(C.size_t(n), C.sizeof_float))[:n:n]
+		*pins = append(*pins, unsafe.Pointer(&split[0]))
+		for i, v := range p.TensorSplit {
+			if v < 0 || math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return invalidParam("TensorSplit[%d] = %v: proportions must be finite and >= 0", i, v)
+			}
+			split[i] = C.float(v)
+		}
+		cp.tensor_split = &split[0]
+	}
+	if len(p.Devices) > 0 {
+		n := len(p.Devices)
+		devs := (*[1 << 20]C.ggml_backend_dev_t)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof(C.ggml_backend_dev_t(nil)))))[: n+1 : n+1]
+		*pins = append(*pins, unsafe.Pointer(&devs[0]))
+		for i, d := range p.Devices {
+			h, err := deviceHandle(d)
+			if err != nil {
+				return err
+			}
+			devs[i] = h
+		}
+		cp.devices = &devs[0]
+	}
+	return nil
+}
+
+// Close releases the model. Contexts still open keep working; the memory is freed when
+// the last of them closes. Calling Close again is a no-op.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.freeIfUnusedLocked()
+	return nil
+}
+
+func (m *Model) freeIfUnusedLocked() {
+	if m.closed && m.contexts == 0 && m.ptr != nil {
+		m.cleanup.Stop()
+		C.llama_model_free(m.ptr)
+		m.ptr, m.vocab = nil, nil
+	}
+}
+
+// retain registers a new Context on the model.
+func (m *Model) retain() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.contexts++
+	return nil
+}
+
+// release is called when a Context closes (or is garbage collected).
+func (m *Model) release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.contexts--
+	m.freeIfUnusedLocked()
+}
+
+// rlock read-locks the model for a call into C, failing after Close; the caller
+// must m.mu.RUnlock() when it returns nil.
+func (m *Model) rlock() error {
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Path is the file the model was loaded from.
+func (m *Model) Path() string { return m.path }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's static archives for one backend with CMake.
+#   scripts/build-llama.sh [cpu|cuda|metal|vulkan]     (default: $BACKEND or cpu)
+# Output, which the cgo files in llama/ link against:
+#   third_party/build/<backend>/lib/*.a     the archives of this backend
+#   third_party/build/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
+#   third_party/build/include/              the public headers (the same for every backend)
+# Environment:
+#   LLAMA_CPP_DIR        source tree (default third_party/llama.cpp, see fetch-llama.sh)
+#   CUDA_ARCHITECTURES   CMake CUDA architectures (default: native, the GPUs of this machine)
+#   GGML_NATIVE          ON/OFF: tune the CPU code for this machine (default ON)
+#   LLAMA_TOOLS          upstream tools to build too, e.g. "llama-bench llama-perplexity"
+#   CMAKE_EXTRA_ARGS     anything else for the CMake configure step
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+backend=${1:-${BACKEND:-cpu}}
+src=${LLAMA_CPP_DIR:-$root/third_party/llama.cpp}
+out=$root/third_party/build/$backend
+cmake_dir=$out/cmake
+
+say() { echo "build-llama: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[ -f "$src/CMakeLists.txt" ] || die "no llama.cpp source at $src: run 'make deps' (scripts/fetch-llama.sh) first"
+
+if ! command -v cmake >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    say "installing cmake with apt-get"
+    sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+    $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq cmake >/dev/null
+  else
+    die "cmake is required (https://cmake.org/download/)"
+  fi
+fi
+
+args=(
+  -DCMAKE_BUILD_TYPE=Release
+  -DBUILD_SHARED_LIBS=OFF
+  -DCMAKE_POSITION_INDEPENDENT_CODE=ON
+  -DLLAMA_BUILD_TESTS=OFF
+  -DLLAMA_BUILD_EXAMPLES=OFF
+  -DLLAMA_BUILD_SERVER=OFF
+  -DLLAMA_BUILD_APP=OFF
+  -DLLAMA_BUILD_TOOLS=ON
+  -DLLAMA_BUILD_COMMON=ON
+  -DLLAMA_OPENSSL=OFF
+  -DGGML_NATIVE="${GGML_NATIVE:-ON}"
+  -DGGML_BLAS=OFF
+)
+case "$backend" in
+  cpu) ;;
+  cuda)
+    command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] ||
+      die "BACKEND=cuda needs the CUDA toolkit (nvcc not found; install CUDA or put /usr/local/cuda/bin on PATH)"
+    command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+    args+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-native}") ;;
+  metal)
+    [ "$(uname -s)" = Darwin ] || die "BACKEND=metal builds only on macOS"
+    args+=(-DGGML_METAL=ON -DGGML_METAL_EMBED_LIBRARY=ON) ;;
+  vulkan)
+    args+=(-DGGML_VULKAN=ON) ;;
+  *) die "unknown backend '$backend' (cpu, cuda, metal, vulkan)" ;;
+esac
+# shellcheck disable=SC2206
+args+=(${CMAKE_EXTRA_ARGS:-})
+
+generator=()
+if command -v ninja >/dev/null && [ ! -f "$cmake_dir/Makefile" ]; then generator=(-G Ninja); fi
+
+say "configuring $backend in ${cmake_dir#"$root"/}"
+mkdir -p "$out"
+cmake -S "$src" -B "$cmake_dir" "${generator[@]}" "${args[@]}" >"$out/configure.log" 2>&1 ||
+  { tail -30 "$out/configure.log" >&2; die "CMake configure failed (log: $out/configure.log)"; }
+
+jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+# shellcheck disable=SC2086
+targets=(llama ${LLAMA_TOOLS:-})
+say "building ${targets[*]} with $jobs jobs"
+cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
+
+# Collect what the cgo build needs at fixed paths: the archives of this backend and the headers.
+rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$root/third_party/build/include"
+find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
+cp "$src"/include/*.h "$src"/ggml/include/*.h "$root/third_party/build/include/"
+for t in ${LLAMA_TOOLS:-}; do cp "$cmake_dir/bin/$t" "$out/bin/"; done
+if [ -e "$src/.git" ]; then git -C "$src" rev-parse "HEAD^{tree}"; else echo unknown; fi >"$out/source-tree"
+say "done: $(ls "$out/lib" | tr '\n' ' ')"
