@@ -32,6 +32,9 @@ vet: third_party/build/cpu/lib/libllama.a
 	$(GO) vet ./...
 	$(GO) vet -tags cuda ./...
 	$(GO) vet -tags vulkan ./...
+	@if [ "$$(uname -s)" != Darwin ]; then \
+	  $(GO) vet -tags metal ./llama/ 2>&1 | grep -q build_tag_metal_requires_darwin_macOS && \
+	  echo "vet: -tags metal off macOS fails with build_tag_metal_requires_darwin_macOS, as intended"; fi
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 test: vet

@@ -341,7 +341,7 @@ func (c *Context) Close() error {
 // Model is the model this context decodes with.
 func (c *Context) Model() *Model { return c.model }
 
-// NCtx is the context size in tokens (llama.cpp may round the requested size).
+// NCtx is the context size in tokens (llama.cpp rounds the request up to a multiple of 256).
 func (c *Context) NCtx() int { return c.nCtx }
 
 // NBatch is the most tokens one Decode accepts (llama.cpp caps the request at NCtx).

@@ -1,9 +1,14 @@
 package llama
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/require"
 )
@@ -27,4 +32,51 @@ func vocabPath(t testing.TB, name string) string {
 	_, err := os.Stat(p)
 	require.NoError(t, err)
 	return p
+}
+
+// synthModels caches the synthetic models written for this test process.
+var synthModels = struct {
+	sync.Mutex
+	dir   string
+	paths map[string]string
+}{paths: map[string]string{}}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "llamago-test-models-")
+	if err != nil {
+		panic(err)
+	}
+	synthModels.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// synthModel returns the path of a random-weight model of a named shape (see package
+// gguf) with the real vocabulary of its family, written once per test process.
+func synthModel(t testing.TB, shape string, typ gguf.TensorType) string {
+	t.Helper()
+	s, err := gguf.ShapeByName(shape)
+	require.NoError(t, err)
+	synthModels.Lock()
+	defer synthModels.Unlock()
+	key := fmt.Sprintf("%s-%v", shape, typ)
+	if p, ok := synthModels.paths[key]; ok {
+		return p
+	}
+	p := filepath.Join(synthModels.dir, key+".gguf")
+	require.NoError(t, gguf.WriteSyntheticFile(p, gguf.SynthOptions{
+		Shape: shape, VocabPath: vocabPath(t, s.Vocab), Type: typ, Seed: 42,
+	}))
+	synthModels.paths[key] = p
+	return p
+}
+
+// loadTiny loads the llama-tiny model on the CPU and closes it when the test ends.
+func loadTiny(t testing.TB) *Model {
+	t.Helper()
+	m, err := LoadModel(context.Background(), synthModel(t, "llama-tiny", gguf.TypeF16), &ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return m
 }

@@ -98,4 +98,3 @@ func cBuffer(fill func(buf *C.char, n C.size_t) C.int32_t) string {
 		size = n + 1
 	}
 }
-

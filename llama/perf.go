@@ -39,14 +39,20 @@ func (c *Context) Perf() (Perf, error) {
 	}
 	defer c.mu.Unlock()
 	d := C.llama_perf_context(c.ptr)
-	return Perf{
-		Load:         ms(d.t_load_ms),
-		PromptEval:   ms(d.t_p_eval_ms),
-		Eval:         ms(d.t_eval_ms),
-		PromptTokens: int(d.n_p_eval),
-		EvalTokens:   int(d.n_eval),
-		GraphReuses:  int(d.n_reused),
-	}, nil
+	p := Perf{
+		Load:        ms(d.t_load_ms),
+		PromptEval:  ms(d.t_p_eval_ms),
+		Eval:        ms(d.t_eval_ms),
+		GraphReuses: int(d.n_reused),
+	}
+	// llama.cpp reports at least 1 token (to spare its callers a division by zero).
+	if p.PromptEval > 0 {
+		p.PromptTokens = int(d.n_p_eval)
+	}
+	if p.Eval > 0 {
+		p.EvalTokens = int(d.n_eval)
+	}
+	return p, nil
 }
 
 // PerfReset zeroes the context's timings.

@@ -84,5 +84,26 @@ rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$root/third_party/build/inc
 find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
 cp "$src"/include/*.h "$src"/ggml/include/*.h "$root/third_party/build/include/"
 for t in ${LLAMA_TOOLS:-}; do cp "$cmake_dir/bin/$t" "$out/bin/"; done
+
+# The CUDA libraries depend on the toolkit's location and on whether CMake found NCCL:
+# cgo_cuda.go links -lllamago-cuda-deps, a GNU ld linker script written here.
+if [ "$backend" = cuda ]; then
+  cache_var() { sed -n "s/^$1:[A-Z]*=//p" "$cmake_dir/CMakeCache.txt" | head -1; }
+  cuda_lib=$(cache_var CUDAToolkit_LIBRARY_DIR)
+  cuda_lib=${cuda_lib:-/usr/local/cuda/lib64}
+  {
+    echo "/* Written by scripts/build-llama.sh: the libraries ggml-cuda of this build needs. */"
+    echo "SEARCH_DIR(\"$cuda_lib\")"
+    echo "SEARCH_DIR(\"$cuda_lib/stubs\")"
+    libs="-lcudart -lcublas -lcublasLt -lcuda"
+    nccl=$(cache_var NCCL_LIBRARY)
+    if [ -n "$nccl" ] && [ "${nccl%NOTFOUND}" = "$nccl" ]; then
+      echo "SEARCH_DIR(\"$(dirname "$nccl")\")"
+      libs="$libs -lnccl"
+    fi
+    echo "INPUT($libs)"
+  } >"$out/lib/libllamago-cuda-deps.so"
+  say "CUDA link dependencies: $(tail -1 "$out/lib/libllamago-cuda-deps.so")"
+fi
 if [ -e "$src/.git" ]; then git -C "$src" rev-parse "HEAD^{tree}"; else echo unknown; fi >"$out/source-tree"
 say "done: $(ls "$out/lib" | tr '\n' ' ')"

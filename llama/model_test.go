@@ -1,0 +1,130 @@
+package llama
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/llamago/llamago/llama/gguf"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSyntheticShapesLoad(t *testing.T) {
+	for _, shape := range []string{"llama-tiny", "mistral-tiny", "qwen2-tiny"} {
+		t.Run(shape, func(t *testing.T) {
+			for _, typ := range []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0} {
+				m, err := LoadModel(t.Context(), synthModel(t, shape, typ), &ModelParams{GPULayers: 0})
+				require.NoError(t, err, "type %v", typ)
+				info := m.Info()
+				s, err := gguf.ShapeByName(shape)
+				require.NoError(t, err)
+				assert.Equal(t, s.Arch, info.Architecture)
+				assert.Equal(t, s.Embd, info.NEmbd)
+				assert.Equal(t, s.Layers, info.NLayer)
+				assert.Equal(t, s.Heads, info.NHead)
+				assert.Equal(t, s.HeadsKV, info.NHeadKV)
+				assert.Greater(t, info.Params, uint64(0))
+				assert.Equal(t, s.Arch, info.Metadata["general.architecture"])
+
+				c, err := m.NewContext(&ContextParams{NCtx: 128})
+				require.NoError(t, err)
+				toks, err := m.Tokenize("The quick brown fox", AddSpecial)
+				require.NoError(t, err)
+				require.NoError(t, c.DecodeTokens(t.Context(), toks, 0, 0))
+				logits, err := c.Logits(-1)
+				require.NoError(t, err)
+				assert.Len(t, logits, m.Vocab().NTokens)
+				require.NoError(t, c.Close())
+				require.NoError(t, m.Close())
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	notGGUF := filepath.Join(dir, "notes.gguf")
+	require.NoError(t, os.WriteFile(notGGUF, []byte("this is not a model file at all"), 0o644))
+	empty := filepath.Join(dir, "empty.gguf")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	whole, err := os.ReadFile(synthModel(t, "llama-tiny", gguf.TypeF16))
+	require.NoError(t, err)
+	truncated := filepath.Join(dir, "truncated.gguf")
+	require.NoError(t, os.WriteFile(truncated, whole[:len(whole)/2], 0o644))
+	headerOnly := filepath.Join(dir, "header.gguf")
+	require.NoError(t, os.WriteFile(headerOnly, whole[:64], 0o644))
+
+	for name, path := range map[string]string{
+		"missing":   filepath.Join(dir, "nope.gguf"),
+		"directory": dir,
+		"not gguf":  notGGUF,
+		"empty":     empty,
+		"truncated": truncated,
+		"header":    headerOnly,
+		"no path":   "",
+	} {
+		_, err := LoadModel(t.Context(), path, nil)
+		var le *LoadError
+		if assert.ErrorAs(t, err, &le, name) {
+			assert.Equal(t, path, le.Path)
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	_, err = LoadModel(t.Context(), filepath.Join(dir, "nope.gguf"), nil)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+
+	// Bad parameters.
+	tiny := synthModel(t, "llama-tiny", gguf.TypeF16)
+	for name, p := range map[string]*ModelParams{
+		"split mode":   {SplitMode: 99},
+		"main gpu":     {MainGPU: -1},
+		"tensor split": {TensorSplit: []float32{1, -1}},
+		"too many":     {TensorSplit: make([]float32, MaxDevices()+1)},
+		"device":       {Devices: []Device{{Index: 99, Name: "nope"}}},
+	} {
+		_, err := LoadModel(t.Context(), tiny, p)
+		assert.ErrorIs(t, err, ErrInvalidParams, name)
+	}
+
+	// The process is alive and the next load works.
+	m, err := LoadModel(t.Context(), tiny, nil)
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+}
+
+func TestLoadCancel(t *testing.T) {
+	path := synthModel(t, "llama-tiny", gguf.TypeF16)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := LoadModel(ctx, path, nil)
+	assert.ErrorIs(t, err, ErrAborted)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	// Cancelled from the progress callback, i.e. while loading.
+	ctx2, cancel2 := context.WithCancelCause(t.Context())
+	stop := errors.New("enough")
+	calls := 0
+	_, err = LoadModel(ctx2, path, &ModelParams{NoMmap: true, Progress: func(float32) {
+		calls++
+		cancel2(stop)
+	}})
+	assert.ErrorIs(t, err, ErrAborted)
+	assert.ErrorIs(t, err, stop)
+	assert.Equal(t, 1, calls)
+
+	// A panicking callback stops the load with an error; the process lives.
+	_, err = LoadModel(t.Context(), path, &ModelParams{Progress: func(float32) { panic("boom") }})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "boom")
+
+	var fractions []float32
+	m, err := LoadModel(t.Context(), path, &ModelParams{Progress: func(f float32) { fractions = append(fractions, f) }})
+	require.NoError(t, err)
+	defer m.Close()
+	require.NotEmpty(t, fractions)
+	assert.InDelta(t, 1.0, fractions[len(fractions)-1], 1e-6)
+}
