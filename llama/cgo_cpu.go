@@ -3,7 +3,7 @@
 package llama
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cpu/lib -lllama -lggml -lggml-cpu -lggml-base -lstdc++ -lm
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cpu/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-cpu -lggml-base -lstdc++ -lm
 #cgo linux LDFLAGS: -fopenmp -lpthread -ldl
 #cgo darwin LDFLAGS: -framework Accelerate -framework Foundation
 */

@@ -6,7 +6,7 @@ package llama
 // CUDA libraries (and NCCL when CMake found it) with their search paths for this build.
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cuda/lib -lllama -lggml -lggml-cuda -lggml-cpu -lggml-base -lllamago-cuda-deps -lstdc++ -lm
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cuda/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-cuda -lggml-cpu -lggml-base -lllamago-cuda-deps -lstdc++ -lm
 #cgo linux LDFLAGS: -fopenmp -lpthread -ldl
 */
 import "C"

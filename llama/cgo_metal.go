@@ -6,7 +6,7 @@ package llama
 // so binaries need no .metallib file next to them.
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/metal/lib -lllama -lggml -lggml-metal -lggml-cpu -lggml-base -lstdc++ -lm
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/metal/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-metal -lggml-cpu -lggml-base -lstdc++ -lm
 #cgo LDFLAGS: -framework Metal -framework MetalKit -framework Foundation -framework Accelerate
 */
 import "C"

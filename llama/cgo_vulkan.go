@@ -3,7 +3,7 @@
 package llama
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/vulkan/lib -lllama -lggml -lggml-vulkan -lggml-cpu -lggml-base -lvulkan -lstdc++ -lm
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/vulkan/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-vulkan -lggml-cpu -lggml-base -lvulkan -lstdc++ -lm
 #cgo linux LDFLAGS: -fopenmp -lpthread -ldl
 */
 import "C"

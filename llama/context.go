@@ -149,6 +149,7 @@ type Context struct {
 	outputs  []int32
 	nOutputs int
 	scratch  *Batch // for DecodeTokens
+	epoch    int32  // of the last armed call, see lgo_abort
 }
 
 // contextResources is what the cleanup of an unclosed Context frees; it holds the
@@ -322,7 +323,7 @@ func (c *Context) enter() error {
 // Close waits for it to return. Calling Close again is a no-op.
 func (c *Context) Close() error {
 	if !c.closing.Swap(true) && c.abort != nil {
-		atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.flag)), 1)
+		atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.aborted)), -1)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -24,6 +24,7 @@ func (c *Context) Decode(ctx context.Context, b *Batch) error {
 		return err
 	}
 	defer c.mu.Unlock()
+	defer c.arm(ctx)()
 	return c.run(ctx, b, false)
 }
 
@@ -34,6 +35,7 @@ func (c *Context) Encode(ctx context.Context, b *Batch) error {
 		return err
 	}
 	defer c.mu.Unlock()
+	defer c.arm(ctx)()
 	return c.run(ctx, b, true)
 }
 
@@ -51,6 +53,33 @@ func (c *Context) DecodeTokens(ctx context.Context, tokens []Token, pos Pos, seq
 	if seq < 0 || int(seq) >= c.nSeqMax {
 		return fmt.Errorf("%w: sequence id %d out of range [0, %d)", ErrInvalidBatch, seq, c.nSeqMax)
 	}
+	defer c.arm(ctx)()
+	return c.decodeSeq(ctx, tokens, pos, seq)
+}
+
+// arm makes cancelling ctx abort the claimed context's computations until the
+// returned disarm is called.
+func (c *Context) arm(ctx context.Context) (disarm func()) {
+	c.epoch++
+	if c.epoch <= 0 {
+		c.epoch = 1
+	}
+	e := c.epoch
+	atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.current)), e)
+	if ctx.Done() == nil {
+		return disarmed
+	}
+	stop := context.AfterFunc(ctx, func() {
+		atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.aborted)), e)
+	})
+	return func() { stop() }
+}
+
+func disarmed() {}
+
+// decodeSeq decodes tokens of one sequence from pos on, in batches of NBatch, with
+// logits for the last token only. The context is claimed and armed.
+func (c *Context) decodeSeq(ctx context.Context, tokens []Token, pos Pos, seq SeqID) error {
 	if c.scratch == nil {
 		b, err := NewBatch(c.nBatch, 1)
 		if err != nil {
@@ -74,21 +103,14 @@ func (c *Context) DecodeTokens(ctx context.Context, tokens []Token, pos Pos, seq
 	return nil
 }
 
-// run decodes or encodes a batch with the context claimed.
+// run decodes or encodes a batch with the context claimed and armed.
 func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 	c.outputs, c.nOutputs = c.outputs[:0], 0
 	if err := b.validate(c.nVocab, c.nBatch, c.nSeqMax); err != nil {
 		return err
 	}
-	if ctx.Done() != nil {
-		if err := context.Cause(ctx); err != nil {
-			return aborted(err)
-		}
-		stop := context.AfterFunc(ctx, c.setAbort)
-		defer stop()
-	}
-	if !c.closing.Load() {
-		atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.flag)), 0)
+	if err := context.Cause(ctx); err != nil {
+		return aborted(err)
 	}
 	var rc C.int32_t
 	op := "decode"
@@ -113,8 +135,6 @@ func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 		return &DecodeError{Op: op, Code: int(rc)}
 	}
 }
-
-func (c *Context) setAbort() { atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.flag)), 1) }
 
 func (c *Context) recordOutputs(b *Batch) {
 	n := b.Len()

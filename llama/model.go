@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/cgo"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -93,10 +94,11 @@ type Model struct {
 	contexts int  // open Contexts, each holding the model alive
 	cleanup  runtime.Cleanup
 
-	path      string
-	vocabOnly bool
-	info      ModelInfo
-	vocabInfo VocabInfo
+	path         string
+	vocabOnly    bool
+	loadDuration time.Duration
+	info         ModelInfo
+	vocabInfo    VocabInfo
 }
 
 // loadProgress is the state the C progress callback reaches through a cgo.Handle.
@@ -157,6 +159,7 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	since := llamaErrors.mark()
+	start := time.Now()
 	ptr := C.llama_model_load_from_file(cpath, cp)
 	if ptr == nil {
 		switch {
@@ -168,7 +171,8 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 			return fail(llamaErrors.since(since, "llama.cpp could not load the model"))
 		}
 	}
-	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, vocabOnly: params != nil && params.VocabOnly}
+	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path,
+		vocabOnly: params != nil && params.VocabOnly, loadDuration: time.Since(start)}
 	m.info = readModelInfo(m)
 	m.vocabInfo = readVocabInfo(m.vocab)
 	m.cleanup = runtime.AddCleanup(m, func(p *C.struct_llama_model) { C.llama_model_free(p) }, ptr)
@@ -295,6 +299,9 @@ func (m *Model) rlock() error {
 	}
 	return nil
 }
+
+// LoadDuration is how long LoadModel took.
+func (m *Model) LoadDuration() time.Duration { return m.loadDuration }
 
 // Path is the file the model was loaded from.
 func (m *Model) Path() string { return m.path }

@@ -2,7 +2,9 @@
 #include "_cgo_export.h"
 
 bool lgo_abort_callback(void * data) {
-    return __atomic_load_n(&((lgo_abort *) data)->flag, __ATOMIC_RELAXED) != 0;
+    lgo_abort * a = (lgo_abort *) data;
+    int32_t aborted = __atomic_load_n(&a->aborted, __ATOMIC_RELAXED);
+    return aborted == -1 || aborted == __atomic_load_n(&a->current, __ATOMIC_RELAXED);
 }
 
 void lgo_context_params_set_abort(struct llama_context_params * p, lgo_abort * a) {

@@ -1,6 +1,6 @@
-// Glue that Go cannot express: callback trampolines and the abort flag.
-// Everything here is C; llama.h's C API never throws (upstream catches internally),
-// and entry points into upstream C++ (common/) get their own exception barrier.
+// Glue that Go cannot express. shim.c: callback trampolines and the abort flag.
+// shim.cpp: exception barriers around llama.cpp calls that can throw, and upstream's
+// C++ common/ code behind JSON-in/text-out functions.
 #ifndef LLAMAGO_SHIM_H
 #define LLAMAGO_SHIM_H
 
@@ -9,10 +9,17 @@
 #include <stdlib.h>
 #include "llama.h"
 
-// Abort flag of one context, in C memory so ggml threads read it without touching Go.
-// Go sets it with sync/atomic; the callback reads it with an atomic load.
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Abort state of one context, in C memory so ggml threads read it without touching Go.
+// Each cancellable call arms a new epoch in current; cancelling it stores that epoch in
+// aborted (a late cancel of an earlier call stores an older epoch and is ignored);
+// Close stores -1. Go writes with sync/atomic, the callback reads with atomic loads.
 typedef struct lgo_abort {
-    int32_t flag;
+    int32_t current;
+    int32_t aborted;
 } lgo_abort;
 
 bool lgo_abort_callback(void * data);
@@ -24,5 +31,35 @@ void lgo_model_params_set_progress(struct llama_model_params * p, uintptr_t hand
 // Logging: installs the trampoline; enabled=false drops messages in C without calling Go.
 void lgo_log_install(void);
 void lgo_log_enable(bool enabled);
+
+// --- C++ entry points (shim.cpp): each catches every exception. On failure they return
+// an error code (or NULL) and, when err is not NULL, a malloc'ed message in *err. ---
+
+// Sampling with a chain plus an optional grammar kept outside the chain: the chain picks
+// a token; when the grammar rejects it, the grammar is applied to all candidates and the
+// chain picks again (llama.cpp's rejection sampling, cheap for large vocabularies).
+// cur is scratch space for n_vocab candidates. Returns the token, or -1 with *err set.
+llama_token lgo_sample(struct llama_sampler * chain, struct llama_sampler * grammar, struct llama_context * ctx,
+                       int32_t idx, llama_token_data * cur, int32_t n_vocab, char ** err);
+
+// Accepts a token into the grammar (when not NULL) and the chain; a token the grammar
+// forbids is refused (returns 1) instead of reaching llama.cpp's abort.
+int lgo_accept(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token token, char ** err);
+
+// Creates a (lazy, when patterns or tokens are given) grammar sampler; NULL with *err on failure.
+struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const char * grammar, const char * root,
+                                        const char ** patterns, size_t n_patterns,
+                                        const llama_token * tokens, size_t n_tokens, char ** err);
+
+// Top-n log-probabilities of a logits row: writes n ids and logprobs, sorted descending.
+void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_token * ids, float * logprobs);
+float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token);
+
+// JSON schema -> GBNF with upstream's converter. Returns a malloc'ed grammar or NULL with *err.
+char * lgo_json_schema_to_grammar(const char * schema, char ** err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

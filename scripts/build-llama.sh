@@ -75,14 +75,16 @@ cmake -S "$src" -B "$cmake_dir" "${generator[@]}" "${args[@]}" >"$out/configure.
 
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 # shellcheck disable=SC2086
-targets=(llama ${LLAMA_TOOLS:-})
+targets=(llama llama-common ${LLAMA_TOOLS:-})
 say "building ${targets[*]} with $jobs jobs"
 cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
 
 # Collect what the cgo build needs at fixed paths: the archives of this backend and the headers.
-rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$root/third_party/build/include"
+inc=$root/third_party/build/include
+rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$inc/common"
 find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
-cp "$src"/include/*.h "$src"/ggml/include/*.h "$root/third_party/build/include/"
+cp "$src"/include/*.h "$src"/ggml/include/*.h "$inc/"
+cp "$src"/common/*.h "$inc/common/" # the shim reaches common/ through a few JSON-in/JSON-out calls
 for t in ${LLAMA_TOOLS:-}; do cp "$cmake_dir/bin/$t" "$out/bin/"; done
 
 # The CUDA libraries depend on the toolkit's location and on whether CMake found NCCL:

@@ -1,0 +1,92 @@
+// Command generate streams a text continuation of a prompt and reports the speed:
+// the main job of `make run`. Without -model it runs on a synthetic model (random
+// weights, so the text is gibberish, but the speed is real).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"time"
+
+	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/gguf"
+)
+
+func main() {
+	model := flag.String("model", "", "GGUF model file (default: a synthetic Qwen2-0.5B-shape Q8_0 model)")
+	prompt := flag.String("p", "The three most useful things to know about llamas are", "prompt")
+	n := flag.Int("n", 64, "tokens to generate")
+	nCtx := flag.Int("ctx", 2048, "context size")
+	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
+	threads := flag.Int("t", 0, "threads (0: physical cores)")
+	sp := llama.DefaultSamplingParams()
+	flag.Func("seed", "sampling seed (default: random)", func(v string) error {
+		seed, err := strconv.ParseUint(v, 10, 32)
+		sp.Seed = uint32(seed)
+		return err
+	})
+	temp := flag.Float64("temp", float64(sp.Temperature), "temperature (0: greedy)")
+	flag.IntVar(&sp.TopK, "top-k", sp.TopK, "top-k (0: off)")
+	topP := flag.Float64("top-p", float64(sp.TopP), "top-p (1: off)")
+	minP := flag.Float64("min-p", float64(sp.MinP), "min-p (0: off)")
+	repeat := flag.Float64("repeat-penalty", float64(sp.RepeatPenalty), "repetition penalty (1: off)")
+	verbose := flag.Bool("v", false, "show llama.cpp's log")
+	flag.Parse()
+	sp.Temperature, sp.TopP, sp.MinP, sp.RepeatPenalty = float32(*temp), float32(*topP), float32(*minP), float32(*repeat)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if *verbose {
+		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+	if err := run(ctx, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, &sp); err != nil {
+		fmt.Fprintln(os.Stderr, "generate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, model, prompt string, n, nCtx, gpuLayers, threads int, sp *llama.SamplingParams) error {
+	path, err := modelfile.Resolve(model, "qwen2-0.5b", gguf.TypeQ8_0)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: gpuLayers})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	info := m.Info()
+	fmt.Fprintf(os.Stderr, "%s: %s, %.2f GiB, loaded in %v (%s backend)\n", path, info.Description,
+		float64(info.Size)/(1<<30), m.LoadDuration().Round(time.Millisecond), llama.Backend)
+
+	c, err := m.NewContext(&llama.ContextParams{NCtx: nCtx, Threads: threads})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, err := llama.NewSamplerFromParams(m, sp)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	fmt.Print(prompt)
+	var res llama.GenerateResult
+	for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateOptions{MaxTokens: n, Result: &res}) {
+		if err != nil {
+			return err
+		}
+		fmt.Print(piece)
+	}
+	fmt.Println()
+	fmt.Fprintf(os.Stderr, "prompt: %d tokens, %.1f t/s | generation: %d tokens, %.1f t/s | finish: %s (seed %d)\n",
+		res.PromptTokens, res.PromptTokensPerSecond(), res.GeneratedTokens, res.GenerationTokensPerSecond(),
+		res.FinishReason, s.Seed())
+	return nil
+}

@@ -1,0 +1,95 @@
+// Package modelfile finds the model file an example runs on: the one the user named,
+// or a synthetic model (random weights, a real vocabulary from llama.cpp's models/
+// directory) written once into a cache directory.
+package modelfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/llamago/llamago/llama/gguf"
+)
+
+// Resolve returns path when set; otherwise the path of the synthetic model of the
+// given shape and weight type, writing it first if it is not cached yet.
+func Resolve(path, shape string, weights gguf.TensorType) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	s, err := gguf.ShapeByName(shape)
+	if err != nil {
+		return "", err
+	}
+	dir, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, fmt.Sprintf("synthetic-%s-%s.gguf", shape, strings.ToLower(weights.String())))
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	vocab, err := VocabPath(s.Vocab)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "writing a synthetic %s model (random weights, %s vocabulary) to %s\n", shape, s.Vocab, out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := gguf.WriteSyntheticFile(out, gguf.SynthOptions{Shape: shape, VocabPath: vocab, Type: weights, Seed: 1}); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// CacheDir is where synthetic models are kept: $LLAMAGO_CACHE/models, else the user
+// cache directory's llamago/models.
+func CacheDir() (string, error) {
+	if d := os.Getenv("LLAMAGO_CACHE"); d != "" {
+		return filepath.Join(d, "models"), nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "llamago", "models"), nil
+}
+
+// VocabPath is the path of llama.cpp's vocab-only GGUF of the given name (e.g. "qwen2").
+func VocabPath(name string) (string, error) {
+	dir, err := LlamaCppDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "models", "ggml-vocab-"+name+".gguf")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("vocabulary %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// LlamaCppDir is LLAMA_CPP_DIR, or third_party/llama.cpp of the repository holding the
+// working directory (materialised by `make deps`).
+func LlamaCppDir() (string, error) {
+	if d := os.Getenv("LLAMA_CPP_DIR"); d != "" {
+		return d, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "third_party", "llama.cpp")
+		if _, err := os.Stat(filepath.Join(p, "models")); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("llama.cpp tree not found: run `make deps` in the repository or set LLAMA_CPP_DIR")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,403 @@
+package llama
+
+/*
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// FinishReason says why a generation ended.
+type FinishReason string
+
+const (
+	FinishStop      FinishReason = "stop"      // a stop string was generated, or the caller stopped ranging
+	FinishEOG       FinishReason = "eog"       // the model generated an end-of-generation token
+	FinishLength    FinishReason = "length"    // MaxTokens reached or the context is full
+	FinishCancelled FinishReason = "cancelled" // the context.Context was cancelled
+	FinishError     FinishReason = "error"     // another error ended it
+)
+
+// GenerateOptions tunes Generate and GenerateText. The zero value (or nil) generates
+// until an end-of-generation token or a full context, in sequence 0.
+type GenerateOptions struct {
+	MaxTokens int      // most tokens to generate; 0: no limit
+	Stop      []string // stop strings: generation ends before them, they are never emitted
+	IgnoreEOG bool     // keep generating past end-of-generation tokens
+	Logprobs  int      // > 0: record the log-probability of each token and of this many alternatives
+	Seq       SeqID    // the sequence to generate in
+	// Result, when not nil, is filled in when the iteration ends.
+	Result *GenerateResult
+}
+
+// TokenLogprob is a token with its log-probability under the model's distribution.
+type TokenLogprob struct {
+	Token   Token
+	Logprob float32
+}
+
+// Generated is one generated token.
+type Generated struct {
+	Token   Token
+	Logprob float32        // with GenerateOptions.Logprobs > 0
+	Top     []TokenLogprob // the Logprobs most likely tokens at this step, most likely first
+}
+
+// GenerateResult summarises a generation.
+type GenerateResult struct {
+	PromptTokens    int
+	GeneratedTokens int
+	FinishReason    FinishReason
+	Err             error         // what ended it with FinishCancelled or FinishError
+	Load            time.Duration // how long the model took to load
+	Prompt          time.Duration // prompt processing
+	Generation      time.Duration // from the first sampled token to the end
+	Logprobs        []Generated   // every generated token, with GenerateOptions.Logprobs > 0
+}
+
+// PromptTokensPerSecond is the prompt-processing speed.
+func (r *GenerateResult) PromptTokensPerSecond() float64 { return perSecond(r.PromptTokens, r.Prompt) }
+
+// GenerationTokensPerSecond is the generation speed.
+func (r *GenerateResult) GenerationTokensPerSecond() float64 {
+	return perSecond(r.GeneratedTokens, r.Generation)
+}
+
+// Generate decodes prompt after what the sequence already holds, then samples tokens
+// with s, yielding each. Ranging over it runs the generation; it can be ranged over
+// once. With stop strings, tokens are held back while their text may start one, and a
+// token whose text reaches into a stop string is not yielded. Errors (bad input, a
+// prompt that does not fit, cancellation matching ErrAborted and ctx's cause) come as
+// the last value.
+//
+// The context is busy (ErrContextBusy for other callers) during the iteration.
+// Afterwards the sequence's cache holds the prompt and every yielded token except the
+// last one when the generation ended by length (it was sampled, not decoded); an
+// end-of-generation token is neither yielded nor decoded.
+func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateOptions) iter.Seq2[Generated, error] {
+	return func(yield func(Generated, error) bool) {
+		c.generate(ctx, prompt, s, opts, false, func(tokens []Generated, _ []byte, _ bool) bool {
+			for _, g := range tokens {
+				if !yield(g, nil) {
+					return false
+				}
+			}
+			return true
+		}, func(err error) { yield(Generated{}, err) })
+	}
+}
+
+// GenerateText is Generate yielding text: each value is valid UTF-8 (a piece ending
+// inside a character waits for the rest), stop strings are never emitted, and special
+// tokens render as nothing. The prompt is tokenized with AddSpecial and ParseSpecial.
+func (c *Context) GenerateText(ctx context.Context, prompt string, s *Sampler, opts *GenerateOptions) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		tokens, err := c.model.Tokenize(prompt, AddSpecial|ParseSpecial)
+		if err != nil {
+			yield("", err)
+			return
+		}
+		var pending []byte // bytes of an incomplete UTF-8 character
+		c.generate(ctx, tokens, s, opts, true, func(_ []Generated, text []byte, final bool) bool {
+			pending = append(pending, text...)
+			n := len(pending)
+			if !final {
+				n = completeUTF8(pending)
+			}
+			if n == 0 {
+				return true
+			}
+			out := string(pending[:n])
+			if final {
+				out = strings.ToValidUTF8(out, "\uFFFD")
+			}
+			pending = append(pending[:0], pending[n:]...)
+			return yield(out, nil)
+		}, func(err error) { yield("", err) })
+	}
+}
+
+// completeUTF8 is the length of b without a trailing incomplete UTF-8 sequence.
+func completeUTF8(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return i
+			}
+			break
+		}
+	}
+	return len(b)
+}
+
+// heldToken is a generated token held back for stop strings, with the end of its text.
+type heldToken struct {
+	g   Generated
+	end int
+}
+
+// generate is the loop behind Generate and GenerateText. It calls emit with the tokens
+// and text bytes it releases (text only when wantText or stop strings need it); final
+// marks the last call. fail receives the error that ended the generation, if any.
+func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateOptions, wantText bool,
+	emit func(tokens []Generated, text []byte, final bool) bool, fail func(error)) {
+	var o GenerateOptions
+	if opts != nil {
+		o = *opts
+	}
+	res := &GenerateResult{}
+	if o.Result != nil {
+		res = o.Result
+		*res = GenerateResult{}
+	}
+	stops := newStopMatcher(o.Stop)
+	needText := wantText || stops != nil
+	var (
+		text    []byte      // generated text, when needed
+		sent    int         // bytes of text already emitted
+		held    []heldToken // tokens not yet emitted (with stop strings)
+		one     [1]Generated
+		emitted = true // false once the consumer stopped ranging
+	)
+	// release emits the held tokens whose text ends within upto, and the text up to it.
+	release := func(upto int, final bool) {
+		n := 0
+		for n < len(held) && held[n].end <= upto {
+			n++
+		}
+		for i := range n {
+			one[0] = held[i].g
+			if emitted && !emit(one[:], nil, false) {
+				emitted = false
+			}
+		}
+		held = append(held[:0], held[n:]...)
+		if emitted && (upto > sent || final) && wantText {
+			emitted = emit(nil, text[sent:upto], final)
+		}
+		sent = max(sent, upto)
+	}
+	finish := func(reason FinishReason, err error) {
+		res.FinishReason, res.Err = reason, err
+		if reason == FinishEOG || reason == FinishLength {
+			release(len(text), true) // nothing can start a stop string any more
+		}
+		if err != nil {
+			fail(err)
+		}
+	}
+	if err := c.enter(); err != nil {
+		finish(FinishError, err)
+		return
+	}
+	defer c.mu.Unlock()
+	res.Load = c.model.loadDuration
+	if err := c.checkGenerate(prompt, s, &o); err != nil {
+		finish(FinishError, err)
+		return
+	}
+	if err := context.Cause(ctx); err != nil {
+		finish(FinishCancelled, aborted(err))
+		return
+	}
+	defer c.arm(ctx)()
+	failed := func(err error) {
+		if errors.Is(err, ErrAborted) {
+			finish(FinishCancelled, err)
+		} else {
+			finish(FinishError, err)
+		}
+	}
+
+	_, last, _ := c.seqRange(o.Seq)
+	pos := last + 1
+	start := time.Now()
+	if err := c.decodeSeq(ctx, prompt, pos, o.Seq); err != nil {
+		failed(err)
+		return
+	}
+	pos += Pos(len(prompt))
+	res.PromptTokens = len(prompt)
+	res.Prompt = time.Since(start)
+	start = time.Now()
+	defer func() { res.Generation = time.Since(start) }()
+
+	for {
+		tok, err := s.sampleLocked(c, -1)
+		if err != nil {
+			failed(err)
+			return
+		}
+		if !o.IgnoreEOG && bool(C.llama_vocab_is_eog(c.model.vocab, C.llama_token(tok))) {
+			finish(FinishEOG, nil)
+			return
+		}
+		g := Generated{Token: tok}
+		if o.Logprobs > 0 {
+			g = c.logprobs(tok, o.Logprobs)
+			res.Logprobs = append(res.Logprobs, g)
+		}
+		res.GeneratedTokens++
+		if !needText {
+			one[0] = g
+			if !emit(one[:], nil, false) {
+				finish(FinishStop, nil)
+				return
+			}
+		} else {
+			from := len(text)
+			text = appendPiece(c.model.vocab, text, tok, false)
+			held = append(held, heldToken{g, len(text)})
+			safe, hit := len(text), false
+			if stops != nil {
+				safe, hit = stops.check(text, from)
+			}
+			if hit {
+				release(safe, true) // what precedes the stop string; the rest is dropped
+				held = held[:0]
+				text = text[:safe]
+				finish(FinishStop, nil)
+				return
+			}
+			release(safe, false)
+			if !emitted {
+				finish(FinishStop, nil)
+				return
+			}
+		}
+		if int(pos) >= c.nCtxSeq() || (o.MaxTokens > 0 && res.GeneratedTokens >= o.MaxTokens) {
+			finish(FinishLength, nil) // the last token needs no decode
+			return
+		}
+		if err := c.decodeSeq(ctx, []Token{tok}, pos, o.Seq); err != nil {
+			if errors.Is(err, ErrContextFull) {
+				finish(FinishLength, nil)
+			} else {
+				failed(err)
+			}
+			return
+		}
+		pos++
+	}
+}
+
+func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) error {
+	if s == nil || s.chain == nil {
+		return fmt.Errorf("%w: a generation needs an open Sampler", ErrInvalidParams)
+	}
+	if s.nVocab != c.nVocab {
+		return invalidParam("the sampler was made for a vocabulary of %d tokens, the context has %d", s.nVocab, c.nVocab)
+	}
+	if len(prompt) == 0 {
+		return fmt.Errorf("%w: empty prompt", ErrInvalidBatch)
+	}
+	for _, t := range prompt {
+		if err := c.model.checkToken(t); err != nil {
+			return err
+		}
+	}
+	if o.MaxTokens < 0 || o.Logprobs < 0 || o.Logprobs > 1000 {
+		return invalidParam("MaxTokens %d and Logprobs %d must be >= 0 (Logprobs at most 1000)", o.MaxTokens, o.Logprobs)
+	}
+	for _, stop := range o.Stop {
+		if stop == "" {
+			return invalidParam("empty stop string")
+		}
+	}
+	if o.Seq < 0 || int(o.Seq) >= c.nSeqMax {
+		return invalidParam("sequence id %d out of range [0, %d)", o.Seq, c.nSeqMax)
+	}
+	_, last, err := c.seqRange(o.Seq)
+	if err != nil {
+		return err
+	}
+	if need := int(last) + 1 + len(prompt); need > c.nCtxSeq() {
+		return fmt.Errorf("%w: the prompt needs %d positions, the sequence holds %d", ErrContextFull, need, c.nCtxSeq())
+	}
+	return nil
+}
+
+// seqRange is MemorySeqPosRange for a claimed context.
+func (c *Context) seqRange(seq SeqID) (lo, hi Pos, err error) {
+	mem := C.llama_get_memory(c.ptr)
+	if mem == nil {
+		return -1, -1, errNoMemory
+	}
+	return Pos(C.llama_memory_seq_pos_min(mem, C.llama_seq_id(seq))), Pos(C.llama_memory_seq_pos_max(mem, C.llama_seq_id(seq))), nil
+}
+
+// nCtxSeq is the number of positions one sequence may hold.
+func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
+
+// logprobs reads the log-probabilities of the last output's distribution.
+func (c *Context) logprobs(tok Token, top int) Generated {
+	logits := C.llama_get_logits_ith(c.ptr, -1)
+	g := Generated{Token: tok}
+	if logits == nil {
+		return g
+	}
+	g.Logprob = float32(C.lgo_logprob(logits, C.int32_t(c.nVocab), C.llama_token(tok)))
+	ids := make([]C.llama_token, top)
+	lps := make([]C.float, top)
+	C.lgo_top_logprobs(logits, C.int32_t(c.nVocab), C.int32_t(top), &ids[0], &lps[0])
+	g.Top = make([]TokenLogprob, top)
+	for i := range top {
+		g.Top[i] = TokenLogprob{Token(ids[i]), float32(lps[i])}
+	}
+	return g
+}
+
+// stopMatcher finds stop strings in generated text and tells how much of it cannot
+// be the start of one.
+type stopMatcher struct {
+	stops   []string
+	longest int
+}
+
+func newStopMatcher(stops []string) *stopMatcher {
+	if len(stops) == 0 {
+		return nil
+	}
+	m := &stopMatcher{stops: stops}
+	for _, s := range stops {
+		m.longest = max(m.longest, len(s))
+	}
+	return m
+}
+
+// check looks for stop strings in text that end after offset from (the text before
+// was checked already). It returns how many leading bytes are safe to release and
+// whether a stop string was found (then the bytes before it are safe, nothing after).
+func (m *stopMatcher) check(text []byte, from int) (safe int, hit bool) {
+	s := unsafe.String(unsafe.SliceData(text), len(text))
+	window := max(0, from-m.longest+1)
+	first := -1
+	for _, stop := range m.stops {
+		if i := strings.Index(s[window:], stop); i >= 0 && (first < 0 || window+i < first) {
+			first = window + i
+		}
+	}
+	if first >= 0 {
+		return first, true
+	}
+	// Hold back the longest suffix that is a proper prefix of a stop string.
+	hold := 0
+	for _, stop := range m.stops {
+		for n := min(len(stop)-1, len(s)); n > hold; n-- {
+			if strings.HasSuffix(s, stop[:n]) {
+				hold = n
+				break
+			}
+		}
+	}
+	return len(s) - hold, false
+}

@@ -1,0 +1,428 @@
+package llama
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newTestContext(t *testing.T, m *Model, nCtx int) *Context {
+	t.Helper()
+	c, err := m.NewContext(&ContextParams{NCtx: nCtx})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newTestSampler(t *testing.T, m *Model, stages ...Stage) *Sampler {
+	t.Helper()
+	s, err := NewSampler(m, stages...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func collect(t *testing.T, seq func(func(Generated, error) bool)) []Token {
+	t.Helper()
+	var out []Token
+	for g, err := range seq {
+		require.NoError(t, err)
+		out = append(out, g.Token)
+	}
+	return out
+}
+
+func TestEverySamplerStage(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	prompt, err := m.Tokenize("Sampling stages", AddSpecial)
+	require.NoError(t, err)
+
+	for name, stages := range map[string][]Stage{
+		"greedy":       {Greedy()},
+		"dist":         {Seed(1), Dist()},
+		"temp":         {Temp(0.7)},
+		"dynatemp":     {DynamicTemp(0.8, 0.5, 1)},
+		"top-k":        {TopK(40)},
+		"top-p":        {TopP(0.9), MinKeep(2)},
+		"min-p":        {MinP(0.05)},
+		"typical":      {Typical(0.9)},
+		"top-n-sigma":  {TopNSigma(1)},
+		"xtc":          {XTC(0.5, 0.1)},
+		"mirostat":     {Mirostat(5, 0.1)},
+		"mirostat v2":  {MirostatV2(5, 0.1)},
+		"adaptive-p":   {MinP(0.05), AdaptiveP(0.5, 0.9)},
+		"penalties":    {Penalties(64, 1.1, 0.1, 0.1)},
+		"dry":          {DRY(0.8, 1.75, 2, -1, nil)},
+		"logit bias":   {LogitBias(map[Token]float32{10: 5, 11: float32(math.Inf(-1))})},
+		"grammar":      {Grammar(`root ::= "yes" | "no"`)},
+		"lazy grammar": {LazyGrammar(`root ::= "{" [a-z]+ "}"`, TriggerWord("{"))},
+		"infill":       {TopK(40), Infill()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newTestSampler(t, m, append(stages, Seed(7))...)
+			require.NoError(t, c.MemoryClear(true))
+			toks := collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 8, IgnoreEOG: true}))
+			assert.Len(t, toks, 8)
+			for _, tok := range toks {
+				assert.True(t, m.ValidToken(tok))
+			}
+		})
+	}
+}
+
+func TestSamplerDeterministicSeed(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	prompt, err := m.Tokenize("Seeded", AddSpecial)
+	require.NoError(t, err)
+	run := func(seed uint32) []Token {
+		p := DefaultSamplingParams()
+		p.Seed = seed
+		p.Temperature = 5 // flat enough that the seed matters on random weights
+		p.TopK, p.TopP, p.MinP = 0, 1, 0
+		s, err := NewSamplerFromParams(m, &p)
+		require.NoError(t, err)
+		defer s.Close()
+		assert.Equal(t, seed, s.Seed())
+		require.NoError(t, c.MemoryClear(true))
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 16, IgnoreEOG: true}))
+	}
+	a, b, other := run(42), run(42), run(43)
+	assert.Equal(t, a, b)
+	assert.NotEqual(t, a, other)
+
+	// The logit bias bans token 11 (which this model likes), greedy respects it.
+	s := newTestSampler(t, m, LogitBias(map[Token]float32{11: float32(math.Inf(-1))}), Greedy())
+	require.NoError(t, c.MemoryClear(true))
+	for _, tok := range collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 8, IgnoreEOG: true})) {
+		assert.NotEqual(t, Token(11), tok)
+	}
+}
+
+func TestGrammarConstrainsOutput(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	s := newTestSampler(t, m, Grammar(`root ::= "The answer is " ("yes" | "no") "."`), Seed(3))
+	var text strings.Builder
+	var res GenerateResult
+	for piece, err := range c.GenerateText(t.Context(), "Question: is it?", s, &GenerateOptions{MaxTokens: 40, Result: &res}) {
+		require.NoError(t, err)
+		text.WriteString(piece)
+	}
+	assert.Contains(t, []string{"The answer is yes.", "The answer is no."}, text.String())
+	assert.Equal(t, FinishEOG, res.FinishReason, "a complete grammar allows only end of generation")
+
+	// JSON schema through upstream's converter.
+	schema := json.RawMessage(`{"type":"object","properties":{"n":{"type":"integer"},"ok":{"type":"boolean"}},"required":["n","ok"]}`)
+	p := DefaultSamplingParams()
+	p.Seed = 5
+	p.ResponseFormat = &ResponseFormat{JSONSchema: schema}
+	js, err := NewSamplerFromParams(m, &p)
+	require.NoError(t, err)
+	defer js.Close()
+	require.NoError(t, c.MemoryClear(true))
+	text.Reset()
+	for piece, err := range c.GenerateText(t.Context(), "JSON:", js, &GenerateOptions{MaxTokens: 200, Result: &res}) {
+		require.NoError(t, err)
+		text.WriteString(piece)
+	}
+	var v struct {
+		N  *int  `json:"n"`
+		OK *bool `json:"ok"`
+	}
+	if res.FinishReason == FinishEOG {
+		require.NoError(t, json.Unmarshal([]byte(text.String()), &v), "output %q", text.String())
+		assert.NotNil(t, v.N)
+		assert.NotNil(t, v.OK)
+	} else { // random weights may ramble inside the integer; the prefix must still fit the schema
+		assert.True(t, strings.HasPrefix(text.String(), "{"), "output %q", text.String())
+	}
+	t.Logf("schema-constrained output: %s (%s)", text.String(), res.FinishReason)
+}
+
+func TestSamplerBadInput(t *testing.T) {
+	m := loadTiny(t)
+	n := m.Vocab().NTokens
+	for name, st := range map[string]Stage{
+		"top-k":       TopK(-1),
+		"top-p":       TopP(1.5),
+		"min-p nan":   MinP(float32(math.NaN())),
+		"temp":        Temp(-1),
+		"typical":     Typical(-0.1),
+		"xtc":         XTC(2, 0.1),
+		"mirostat":    Mirostat(float32(math.Inf(1)), 0.1),
+		"penalties":   Penalties(-5, 1, 0, 0),
+		"repeat":      Penalties(64, 0, 0, 0),
+		"dry breaker": DRY(1, 1.75, 2, 64, []string{""}),
+		"dry base":    DRY(1, -1, 2, 64, nil),
+		"bias nan":    LogitBias(map[Token]float32{1: float32(math.NaN())}),
+		"min keep":    MinKeep(-1),
+		"adaptive":    AdaptiveP(2, 0.9),
+	} {
+		_, err := NewSampler(m, st)
+		assert.ErrorIs(t, err, ErrInvalidParams, name)
+	}
+	for _, bad := range []Token{-1, Token(n)} {
+		_, err := NewSampler(m, LogitBias(map[Token]float32{bad: 1}))
+		assert.ErrorIs(t, err, ErrInvalidToken)
+	}
+	for name, g := range map[string]Stage{
+		"syntax":        Grammar(`root ::= "unterminated`),
+		"unknown rule":  Grammar(`root ::= missing`),
+		"empty":         Grammar(""),
+		"deep":          Grammar("root ::= " + strings.Repeat("(", 5000) + `"a"` + strings.Repeat(")", 5000)),
+		"bad utf8":      Grammar("root ::= \"\xff\""),
+		"no trigger":    LazyGrammar(`root ::= "a"`),
+		"bad pattern":   LazyGrammar(`root ::= "a"`, TriggerPattern("(unclosed")),
+		"trigger token": LazyGrammar(`root ::= "a"`, TriggerToken(Token(n))),
+		"two grammars":  nil,
+	} {
+		stages := []Stage{g}
+		if g == nil {
+			stages = []Stage{Grammar(`root ::= "a"`), Grammar(`root ::= "b"`)}
+		}
+		_, err := NewSampler(m, stages...)
+		assert.Error(t, err, name)
+		assert.True(t, errors.Is(err, ErrGrammar) || errors.Is(err, ErrInvalidToken), "%s: %v", name, err)
+	}
+	_, err := JSONSchemaToGrammar(json.RawMessage(`{"type": `))
+	assert.ErrorIs(t, err, ErrGrammar)
+	_, err = JSONSchemaToGrammar(json.RawMessage(`{"type": "no-such-type"}`))
+	assert.ErrorIs(t, err, ErrGrammar)
+
+	// Accepting a token the grammar forbids is an error, not an abort; so is an EOG
+	// token before the grammar is complete.
+	s := newTestSampler(t, m, Grammar(`root ::= "yes"`))
+	no, err := m.Tokenize("no", 0)
+	require.NoError(t, err)
+	assert.ErrorIs(t, s.Accept(no[0]), ErrGrammar)
+	assert.ErrorIs(t, s.Accept(m.Vocab().EOS), ErrGrammar)
+	assert.ErrorIs(t, s.Accept(Token(n)), ErrInvalidToken)
+	yes, err := m.Tokenize("yes", 0)
+	require.NoError(t, err)
+	for _, tok := range yes {
+		require.NoError(t, s.Accept(tok))
+	}
+	require.NoError(t, s.Accept(m.Vocab().EOS), "complete grammar accepts end of generation")
+
+	// Sampling an index without logits.
+	c := newTestContext(t, m, 256)
+	g := newTestSampler(t, m, Greedy())
+	_, err = g.Sample(c, -1)
+	assert.ErrorIs(t, err, ErrNoLogits)
+	b, err := NewBatch(4, 1)
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.Add(1, 0, false, 0))
+	require.NoError(t, b.Add(2, 1, true, 0))
+	require.NoError(t, c.Decode(t.Context(), b))
+	_, err = g.Sample(c, 0)
+	assert.ErrorIs(t, err, ErrNoLogits)
+	tok, err := g.Sample(c, 1)
+	require.NoError(t, err)
+	assert.True(t, m.ValidToken(tok))
+
+	// Closed samplers.
+	require.NoError(t, g.Close())
+	require.NoError(t, g.Close())
+	_, err = g.Sample(c, 1)
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, g.Accept(1), ErrClosed)
+	for _, err := range c.Generate(t.Context(), []Token{1}, g, nil) {
+		assert.ErrorIs(t, err, ErrInvalidParams)
+	}
+}
+
+func TestGenerateStopStrings(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	s := newTestSampler(t, m, Greedy())
+	prompt, err := m.Tokenize("Stop here", AddSpecial)
+	require.NoError(t, err)
+
+	// What greedy generates without stop strings.
+	var full strings.Builder
+	require.NoError(t, c.MemoryClear(true))
+	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true}) {
+		require.NoError(t, err)
+		full.WriteString(piece)
+	}
+	text := full.String()
+	require.GreaterOrEqual(t, len(text), 4)
+
+	// A stop string in the middle of that text, possibly spanning pieces.
+	mid := len(text) / 2
+	stop := text[mid : mid+2]
+	want := text[:strings.Index(text, stop)]
+	var got strings.Builder
+	var res GenerateResult
+	require.NoError(t, c.MemoryClear(true))
+	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true, Stop: []string{"never appears", stop}, Result: &res}) {
+		require.NoError(t, err)
+		got.WriteString(piece)
+	}
+	assert.Equal(t, want, got.String())
+	assert.Equal(t, FinishStop, res.FinishReason)
+
+	// Generate (tokens) with the same stop: tokens before the stop string only.
+	require.NoError(t, c.MemoryClear(true))
+	var toks []Token
+	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true, Stop: []string{stop}}) {
+		require.NoError(t, err)
+		toks = append(toks, g.Token)
+	}
+	detok, err := m.Detokenize(toks, 0)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(want, detok), "%q is a prefix of %q", detok, want)
+
+	// A stop string that never completes: everything comes out at the end.
+	got.Reset()
+	require.NoError(t, c.MemoryClear(true))
+	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true, Stop: []string{text[len(text)-1:] + "\x01"}, Result: &res}) {
+		require.NoError(t, err)
+		got.WriteString(piece)
+	}
+	assert.Equal(t, text, got.String())
+	assert.Equal(t, FinishLength, res.FinishReason)
+	assert.Equal(t, 12, res.GeneratedTokens)
+}
+
+func TestStopMatcher(t *testing.T) {
+	m := newStopMatcher([]string{"</s>", "User:"})
+	for _, tc := range []struct {
+		text string
+		safe int
+		hit  bool
+	}{
+		{"hello", 5, false},
+		{"hello <", 6, false},
+		{"hello </", 6, false},
+		{"hello </s> more", 6, true},
+		{"Us", 0, false},
+		{"a User: b </s>", 2, true},
+		{"<<", 1, false},
+	} {
+		safe, hit := m.check([]byte(tc.text), 0)
+		assert.Equal(t, tc.safe, safe, tc.text)
+		assert.Equal(t, tc.hit, hit, tc.text)
+	}
+}
+
+func TestGenerateResultAndLogprobs(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	s := newTestSampler(t, m, Greedy())
+	var res GenerateResult
+	var gens []Generated
+	prompt, err := m.Tokenize("Logprobs", AddSpecial)
+	require.NoError(t, err)
+	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 5, IgnoreEOG: true, Logprobs: 3, Result: &res}) {
+		require.NoError(t, err)
+		gens = append(gens, g)
+	}
+	require.Len(t, gens, 5)
+	assert.Equal(t, gens, res.Logprobs)
+	for _, g := range gens {
+		require.Len(t, g.Top, 3)
+		assert.Equal(t, g.Token, g.Top[0].Token, "greedy picks the most likely token")
+		assert.InDelta(t, g.Top[0].Logprob, g.Logprob, 1e-6)
+		assert.LessOrEqual(t, g.Logprob, float32(0))
+		assert.GreaterOrEqual(t, g.Top[0].Logprob, g.Top[1].Logprob)
+	}
+	assert.Equal(t, len(prompt), res.PromptTokens)
+	assert.Equal(t, 5, res.GeneratedTokens)
+	assert.Equal(t, FinishLength, res.FinishReason)
+	assert.Positive(t, res.Prompt)
+	assert.Positive(t, res.Generation)
+	assert.Positive(t, res.GenerationTokensPerSecond())
+	assert.Positive(t, res.Load)
+
+	// The cache holds the prompt and all generated tokens but the last: a second call continues.
+	_, hi, err := c.MemorySeqPosRange(0)
+	require.NoError(t, err)
+	assert.Equal(t, Pos(len(prompt)+5-1-1), hi)
+
+	// The caller can stop early.
+	require.NoError(t, c.MemoryClear(true))
+	n := 0
+	for range c.Generate(t.Context(), prompt, s, &GenerateOptions{IgnoreEOG: true, Result: &res}) {
+		n++
+		if n == 3 {
+			break
+		}
+	}
+	assert.Equal(t, 3, n)
+	assert.Equal(t, FinishStop, res.FinishReason)
+
+	// A prompt that does not fit the context.
+	long := longPrompt(c.NCtx() + 1)
+	for _, err := range c.Generate(t.Context(), long, s, &GenerateOptions{Result: &res}) {
+		assert.ErrorIs(t, err, ErrContextFull)
+	}
+	// Generation fills the context and stops with length.
+	require.NoError(t, c.MemoryClear(true))
+	count := 0
+	for _, err := range c.Generate(t.Context(), longPrompt(c.NCtx()-4), s, &GenerateOptions{IgnoreEOG: true, Result: &res}) {
+		require.NoError(t, err)
+		count++
+	}
+	assert.Equal(t, FinishLength, res.FinishReason)
+	assert.Equal(t, 5, count, "4 decoded into the last free positions, the 5th sampled from the last logits")
+}
+
+func TestGenerateCancel(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 4096)
+	s := newTestSampler(t, m, Greedy())
+
+	// Cancelled during generation: stops within one token.
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	stopErr := errors.New("user pressed stop")
+	var res GenerateResult
+	n := 0
+	var last error
+	for _, err := range c.Generate(ctx, []Token{1, 2, 3}, s, &GenerateOptions{IgnoreEOG: true, Result: &res}) {
+		if err != nil {
+			last = err
+			break
+		}
+		n++
+		if n == 5 {
+			cancel(stopErr)
+		}
+	}
+	assert.ErrorIs(t, last, ErrAborted)
+	assert.ErrorIs(t, last, stopErr)
+	assert.Equal(t, 5, n, "no token after the cancel")
+	assert.Equal(t, FinishCancelled, res.FinishReason)
+
+	// Cancelled during a long prompt: the abort callback stops the decode.
+	require.NoError(t, c.MemoryClear(true))
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	for _, err := range c.Generate(ctx2, longPrompt(4000), s, &GenerateOptions{Result: &res}) {
+		assert.ErrorIs(t, err, ErrAborted)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	assert.Equal(t, FinishCancelled, res.FinishReason)
+	t.Logf("prompt decode aborted after %v", time.Since(start))
+}
+
+func TestCompleteUTF8(t *testing.T) {
+	llama := "🦙"
+	for i := range len(llama) {
+		assert.Equal(t, 1, completeUTF8([]byte("a"+llama[:i])), "prefix %d", i)
+	}
+	assert.Equal(t, 5, completeUTF8([]byte("a"+llama)))
+	assert.Equal(t, 2, completeUTF8([]byte("ab")))
+}

@@ -1,0 +1,408 @@
+package llama
+
+/*
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"math"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// Stage is one step of a sampler chain, made by the functions in this file. Stages
+// are plain values: build them once and reuse them for many samplers.
+type Stage interface {
+	check(m *Model) error      // validates parameters in Go, before any C call
+	add(b *chainBuilder) error // appends the llama.cpp sampler(s)
+}
+
+// configStage is a stage that sets chain-wide values (Seed, MinKeep) wherever it appears.
+type configStage interface{ configure(b *chainBuilder) }
+
+// chainBuilder assembles a chain; its model is retained, so m.vocab stays valid.
+type chainBuilder struct {
+	m        *Model
+	chain    *C.struct_llama_sampler
+	grammar  *C.struct_llama_sampler
+	seed     uint32
+	minKeep  int
+	terminal bool // a stage that picks the token was added
+}
+
+func (b *chainBuilder) push(s *C.struct_llama_sampler) { C.llama_sampler_chain_add(b.chain, s) }
+
+func finite(name string, v float32) error {
+	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		return invalidParam("%s = %v must be finite", name, v)
+	}
+	return nil
+}
+
+func inRange(name string, v, lo, hi float32) error {
+	if err := finite(name, v); err != nil {
+		return err
+	}
+	if v < lo || v > hi {
+		return invalidParam("%s = %v out of range [%v, %v]", name, v, lo, hi)
+	}
+	return nil
+}
+
+// --- configuration ---
+
+type seedStage struct{ Seed uint32 }
+
+// Seed sets the seed of the chain's random stages (the final Dist, XTC, Mirostat).
+// Without it, or with DefaultSeed, the seed is random.
+func Seed(seed uint32) Stage { return seedStage{seed} }
+
+func (s seedStage) configure(b *chainBuilder) { b.seed = s.Seed }
+func (seedStage) check(*Model) error          { return nil }
+func (seedStage) add(*chainBuilder) error     { return nil }
+
+type minKeepStage struct{ N int }
+
+// MinKeep makes TopP, MinP, Typical and XTC keep at least n candidates (default 0).
+func MinKeep(n int) Stage { return minKeepStage{n} }
+
+func (s minKeepStage) configure(b *chainBuilder) { b.minKeep = s.N }
+func (s minKeepStage) check(*Model) error {
+	if s.N < 0 {
+		return invalidParam("MinKeep = %d must be >= 0", s.N)
+	}
+	return nil
+}
+func (minKeepStage) add(*chainBuilder) error { return nil }
+
+// --- stages that pick the token ---
+
+type greedyStage struct{}
+
+// Greedy picks the most likely token.
+func Greedy() Stage { return greedyStage{} }
+
+func (greedyStage) check(*Model) error { return nil }
+func (greedyStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_greedy())
+	b.terminal = true
+	return nil
+}
+
+type distStage struct{}
+
+// Dist picks a token at random by probability, with the chain's Seed.
+func Dist() Stage { return distStage{} }
+
+func (distStage) check(*Model) error { return nil }
+func (distStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_dist(C.uint32_t(b.seed)))
+	b.terminal = true
+	return nil
+}
+
+type mirostatStage struct {
+	Version  int
+	Tau, Eta float32
+}
+
+// Mirostat is Mirostat 1.0 sampling targeting surprise tau with learning rate eta
+// (llama.cpp's defaults: 5.0, 0.1). It picks the token.
+func Mirostat(tau, eta float32) Stage { return mirostatStage{1, tau, eta} }
+
+// MirostatV2 is Mirostat 2.0 sampling; it picks the token.
+func MirostatV2(tau, eta float32) Stage { return mirostatStage{2, tau, eta} }
+
+func (s mirostatStage) check(*Model) error {
+	if err := inRange("mirostat tau", s.Tau, 0, 1e6); err != nil {
+		return err
+	}
+	return inRange("mirostat eta", s.Eta, 0, 1e6)
+}
+func (s mirostatStage) add(b *chainBuilder) error {
+	if s.Version == 1 {
+		b.push(C.llama_sampler_init_mirostat(C.int32_t(b.m.vocabInfo.NTokens), C.uint32_t(b.seed), C.float(s.Tau), C.float(s.Eta), 100))
+	} else {
+		b.push(C.llama_sampler_init_mirostat_v2(C.uint32_t(b.seed), C.float(s.Tau), C.float(s.Eta)))
+	}
+	b.terminal = true
+	return nil
+}
+
+type adaptivePStage struct{ Target, Decay float32 }
+
+// AdaptiveP picks tokens near a target probability, adapting over time (decay in
+// [0, 0.99]). It picks the token; use it after a mild truncation such as MinP.
+func AdaptiveP(target, decay float32) Stage { return adaptivePStage{target, decay} }
+
+func (s adaptivePStage) check(*Model) error {
+	if err := inRange("adaptive-p target", s.Target, 0, 1); err != nil {
+		return err
+	}
+	return inRange("adaptive-p decay", s.Decay, 0, 0.99)
+}
+func (s adaptivePStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_adaptive_p(C.float(s.Target), C.float(s.Decay), C.uint32_t(b.seed)))
+	b.terminal = true
+	return nil
+}
+
+// --- filters and transforms ---
+
+type topKStage struct{ K int }
+
+// TopK keeps the k most likely tokens; 0 keeps all.
+func TopK(k int) Stage { return topKStage{k} }
+
+func (s topKStage) check(*Model) error {
+	if s.K < 0 || s.K > math.MaxInt32 {
+		return invalidParam("TopK = %d must be >= 0", s.K)
+	}
+	return nil
+}
+func (s topKStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_top_k(C.int32_t(s.K)))
+	return nil
+}
+
+type probStage struct {
+	Kind string // "top-p", "min-p", "typical"
+	P    float32
+}
+
+// TopP keeps the smallest set of tokens whose probabilities add up to p (nucleus sampling); 1 keeps all.
+func TopP(p float32) Stage { return probStage{"top-p", p} }
+
+// MinP keeps tokens at least p times as likely as the most likely one; 0 keeps all.
+func MinP(p float32) Stage { return probStage{"min-p", p} }
+
+// Typical is locally typical sampling with mass p; 1 keeps all.
+func Typical(p float32) Stage { return probStage{"typical", p} }
+
+func (s probStage) check(*Model) error { return inRange(s.Kind, s.P, 0, 1) }
+func (s probStage) add(b *chainBuilder) error {
+	k := C.size_t(b.minKeep)
+	switch s.Kind {
+	case "top-p":
+		b.push(C.llama_sampler_init_top_p(C.float(s.P), k))
+	case "min-p":
+		b.push(C.llama_sampler_init_min_p(C.float(s.P), k))
+	default:
+		b.push(C.llama_sampler_init_typical(C.float(s.P), k))
+	}
+	return nil
+}
+
+type tempStage struct{ T, Delta, Exponent float32 }
+
+// Temp divides logits by t: below 1 sharpens, above 1 flattens; 0 keeps only the most
+// likely token.
+func Temp(t float32) Stage { return tempStage{T: t, Exponent: 1} }
+
+// DynamicTemp varies the temperature in [t-delta, t+delta] with the entropy of the
+// distribution (exponent shapes the mapping; 1 is linear).
+func DynamicTemp(t, delta, exponent float32) Stage { return tempStage{t, delta, exponent} }
+
+func (s tempStage) check(*Model) error {
+	if err := inRange("temperature", s.T, 0, 1e6); err != nil {
+		return err
+	}
+	if err := inRange("temperature delta", s.Delta, 0, 1e6); err != nil {
+		return err
+	}
+	return inRange("temperature exponent", s.Exponent, 0, 1e6)
+}
+func (s tempStage) add(b *chainBuilder) error {
+	if s.Delta == 0 {
+		b.push(C.llama_sampler_init_temp(C.float(s.T)))
+	} else {
+		b.push(C.llama_sampler_init_temp_ext(C.float(s.T), C.float(s.Delta), C.float(s.Exponent)))
+	}
+	return nil
+}
+
+type topNSigmaStage struct{ N float32 }
+
+// TopNSigma keeps tokens whose logits are within n standard deviations of the maximum;
+// n <= 0 keeps all.
+func TopNSigma(n float32) Stage { return topNSigmaStage{n} }
+
+func (s topNSigmaStage) check(*Model) error { return finite("top-n-sigma", s.N) }
+func (s topNSigmaStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_top_n_sigma(C.float(s.N)))
+	return nil
+}
+
+type xtcStage struct{ Probability, Threshold float32 }
+
+// XTC ("exclude top choices") removes, with the given probability, the most likely
+// tokens above threshold except the least likely of them; threshold > 0.5 disables it.
+func XTC(probability, threshold float32) Stage { return xtcStage{probability, threshold} }
+
+func (s xtcStage) check(*Model) error {
+	if err := inRange("XTC probability", s.Probability, 0, 1); err != nil {
+		return err
+	}
+	return inRange("XTC threshold", s.Threshold, 0, 1)
+}
+func (s xtcStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_xtc(C.float(s.Probability), C.float(s.Threshold), C.size_t(b.minKeep), C.uint32_t(b.seed)))
+	return nil
+}
+
+type penaltiesStage struct {
+	LastN                       int
+	Repeat, Frequency, Presence float32
+}
+
+// Penalties penalises tokens among the last lastN (0 disables): repeat divides their
+// logits (1 = off), frequency and presence subtract per occurrence and once (0 = off).
+func Penalties(lastN int, repeat, frequency, presence float32) Stage {
+	return penaltiesStage{lastN, repeat, frequency, presence}
+}
+
+func (s penaltiesStage) check(*Model) error {
+	if s.LastN < 0 || s.LastN > 1<<24 {
+		return invalidParam("penalty last n = %d out of range [0, %d]", s.LastN, 1<<24)
+	}
+	if err := inRange("repeat penalty", s.Repeat, 1e-6, 1e6); err != nil {
+		return err
+	}
+	if err := finite("frequency penalty", s.Frequency); err != nil {
+		return err
+	}
+	return finite("presence penalty", s.Presence)
+}
+func (s penaltiesStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_penalties(C.int32_t(b.m.vocabInfo.NTokens), C.int32_t(s.LastN),
+		C.float(s.Repeat), C.float(s.Frequency), C.float(s.Presence)))
+	return nil
+}
+
+type dryStage struct {
+	Multiplier, Base float32
+	AllowedLength    int
+	LastN            int
+	Breakers         []string
+}
+
+// DefaultDRYBreakers are llama.cpp's default DRY sequence breakers.
+var DefaultDRYBreakers = []string{"\n", ":", "\"", "*"}
+
+// DRY ("don't repeat yourself") penalises tokens that extend a repetition longer than
+// allowedLength within the last lastN tokens (-1: the whole context) by
+// multiplier * base^(length - allowedLength). Breakers end a repetition; nil means
+// DefaultDRYBreakers. multiplier 0 disables it.
+func DRY(multiplier, base float32, allowedLength, lastN int, breakers []string) Stage {
+	if breakers == nil {
+		breakers = DefaultDRYBreakers
+	}
+	return dryStage{multiplier, base, allowedLength, lastN, append([]string(nil), breakers...)}
+}
+
+func (s dryStage) check(*Model) error {
+	if err := inRange("DRY multiplier", s.Multiplier, 0, 1e6); err != nil {
+		return err
+	}
+	if err := inRange("DRY base", s.Base, 0, 1e6); err != nil {
+		return err
+	}
+	if s.AllowedLength < 0 || s.AllowedLength > 1<<20 {
+		return invalidParam("DRY allowed length = %d out of range", s.AllowedLength)
+	}
+	if s.LastN < -1 || s.LastN > 1<<24 {
+		return invalidParam("DRY last n = %d out of range [-1, %d]", s.LastN, 1<<24)
+	}
+	if len(s.Breakers) > 1024 {
+		return invalidParam("%d DRY breakers: at most 1024", len(s.Breakers))
+	}
+	for _, br := range s.Breakers {
+		if br == "" || len(br) > 256 || !utf8.ValidString(br) {
+			return invalidParam("DRY breaker %q must be valid UTF-8 of 1 to 256 bytes", br)
+		}
+	}
+	return nil
+}
+func (s dryStage) add(b *chainBuilder) error {
+	strs := cStrings(s.Breakers)
+	defer strs.free()
+	b.push(C.llama_sampler_init_dry(b.m.vocab, C.float(s.Multiplier), C.float(s.Base), C.int32_t(s.AllowedLength),
+		C.int32_t(s.LastN), strs.ptr(), C.size_t(len(s.Breakers))))
+	return nil
+}
+
+type logitBiasStage struct{ Bias map[Token]float32 }
+
+// LogitBias adds a bias to the logits of given tokens (math.Inf(-1) bans a token).
+func LogitBias(bias map[Token]float32) Stage {
+	cp := make(map[Token]float32, len(bias))
+	for t, v := range bias {
+		cp[t] = v
+	}
+	return logitBiasStage{cp}
+}
+
+func (s logitBiasStage) check(m *Model) error {
+	for t, v := range s.Bias {
+		if err := m.checkToken(t); err != nil {
+			return fmt.Errorf("logit bias: %w", err)
+		}
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 1) {
+			return invalidParam("logit bias of token %d = %v: must be a number or -Inf", t, v)
+		}
+	}
+	return nil
+}
+func (s logitBiasStage) add(b *chainBuilder) error {
+	if len(s.Bias) == 0 {
+		return nil
+	}
+	arr := (*[1 << 28]C.llama_logit_bias)(C.malloc(C.size_t(len(s.Bias)) * C.sizeof_llama_logit_bias))[:len(s.Bias):len(s.Bias)]
+	defer C.free(unsafe.Pointer(&arr[0]))
+	i := 0
+	for t, v := range s.Bias {
+		arr[i] = C.llama_logit_bias{token: C.llama_token(t), bias: C.float(v)}
+		i++
+	}
+	b.push(C.llama_sampler_init_logit_bias(C.int32_t(b.m.vocabInfo.NTokens), C.int32_t(len(arr)), &arr[0]))
+	return nil
+}
+
+type infillStage struct{}
+
+// Infill is for fill-in-the-middle: it merges candidates sharing a prefix and prefers
+// ending when end-of-generation is likely. Use it after TopK/TopP.
+func Infill() Stage { return infillStage{} }
+
+func (infillStage) check(*Model) error { return nil }
+func (infillStage) add(b *chainBuilder) error {
+	b.push(C.llama_sampler_init_infill(b.m.vocab))
+	return nil
+}
+
+// cStringArray is a C array of C strings.
+type cStringArray []*C.char
+
+func cStrings(ss []string) cStringArray {
+	a := make(cStringArray, len(ss))
+	for i, s := range ss {
+		a[i] = C.CString(s)
+	}
+	return a
+}
+
+// ptr points C at the array (Go memory holding only C pointers may be passed to C).
+func (a cStringArray) ptr() **C.char {
+	if len(a) == 0 {
+		return nil
+	}
+	return &a[0]
+}
+
+func (a cStringArray) free() {
+	for _, s := range a {
+		C.free(unsafe.Pointer(s))
+	}
+}
