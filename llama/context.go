@@ -150,19 +150,23 @@ type Context struct {
 	nOutputs int
 	scratch  *Batch // for DecodeTokens
 	epoch    int32  // of the last armed call, see lgo_abort
+
+	attached *attachedSamplers // see SetBackendSampler
 }
 
 // contextResources is what the cleanup of an unclosed Context frees; it holds the
 // Model, so the model's own cleanup cannot run first.
 type contextResources struct {
-	ptr   *C.struct_llama_context
-	abort *C.lgo_abort
-	model *Model
+	ptr      *C.struct_llama_context
+	abort    *C.lgo_abort
+	model    *Model
+	attached *attachedSamplers
 }
 
 func (r contextResources) free() {
 	C.llama_free(r.ptr)
 	C.free(unsafe.Pointer(r.abort))
+	r.attached.releaseAll()
 	r.model.release()
 }
 
@@ -207,7 +211,8 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 		threads:      int(cp.n_threads),
 		threadsBatch: int(cp.n_threads_batch),
 	}
-	c.cleanup = runtime.AddCleanup(c, contextResources.free, contextResources{ptr, abort, m})
+	c.attached = &attachedSamplers{}
+	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
 	return c, nil
 }
 
@@ -304,6 +309,10 @@ func poolingFromC(t C.enum_llama_pooling_type) PoolingType {
 	return PoolingType(int(t) + 2)
 }
 
+func (c *Context) resources() contextResources {
+	return contextResources{c.ptr, c.abort, c.model, c.attached}
+}
+
 // enter claims the context for one call; the caller must c.mu.Unlock() when it returns nil.
 func (c *Context) enter() error {
 	if !c.mu.TryLock() {
@@ -334,7 +343,7 @@ func (c *Context) Close() error {
 	if c.scratch != nil {
 		c.scratch.Close()
 	}
-	contextResources{c.ptr, c.abort, c.model}.free()
+	c.resources().free()
 	c.ptr, c.outputs = nil, nil
 	return nil
 }

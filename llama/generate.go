@@ -291,7 +291,7 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 }
 
 func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) error {
-	if s == nil || s.chain == nil {
+	if s == nil || s.closed.Load() {
 		return fmt.Errorf("%w: a generation needs an open Sampler", ErrInvalidParams)
 	}
 	if s.nVocab != c.nVocab {

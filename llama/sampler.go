@@ -8,7 +8,10 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -26,16 +29,27 @@ type Sampler struct {
 	chain   *C.struct_llama_sampler
 	grammar *C.struct_llama_sampler // outside the chain: see lgo_sample
 	cur     *C.llama_token_data     // n_vocab candidates of scratch space
+	errSlot **C.char                // C memory for error messages: no Go allocation per call
 	model   *Model
 	nVocab  int
 	seed    uint32
 	stages  []Stage
 	cleanup runtime.Cleanup
+	// noDevice: llama.cpp v0.4.0's on-device Greedy returns an index into the
+	// candidates an earlier stage left instead of a token id, so such chains stay on the CPU.
+	noDevice bool
+
+	// A sampler attached to contexts for on-device sampling is freed only once the
+	// last of them lets go (see Context.SetBackendSampler).
+	mu       sync.Mutex // guards attached and the freeing
+	closed   atomic.Bool
+	attached int
 }
 
 type samplerResources struct {
 	chain, grammar *C.struct_llama_sampler
 	cur            *C.llama_token_data
+	errSlot        **C.char
 	model          *Model
 }
 
@@ -45,7 +59,12 @@ func (r samplerResources) free() {
 		C.llama_sampler_free(r.grammar)
 	}
 	C.free(unsafe.Pointer(r.cur))
+	C.free(unsafe.Pointer(r.errSlot))
 	r.model.release()
+}
+
+func (s *Sampler) resources() samplerResources {
+	return samplerResources{s.chain, s.grammar, s.cur, s.errSlot, s.model}
 }
 
 // NewSampler builds a sampler chain from stages, applied in order. Seed and MinKeep
@@ -93,12 +112,15 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 		chain:   b.chain,
 		grammar: b.grammar,
 		cur:     (*C.llama_token_data)(C.malloc(C.size_t(n) * C.sizeof_llama_token_data)),
+		errSlot: (**C.char)(C.calloc(1, C.size_t(unsafe.Sizeof((*C.char)(nil))))),
 		model:   m,
 		nVocab:  n,
 		seed:    uint32(C.llama_sampler_get_seed(b.chain)),
 		stages:  append([]Stage(nil), stages...),
+		// Grammars run on the CPU only.
+		noDevice: b.grammar != nil || (b.greedy && b.n > 1),
 	}
-	s.cleanup = runtime.AddCleanup(s, samplerResources.free, samplerResources{s.chain, s.grammar, s.cur, m})
+	s.cleanup = runtime.AddCleanup(s, samplerResources.free, s.resources())
 	return s, nil
 }
 
@@ -111,7 +133,7 @@ func (s *Sampler) Seed() uint32 { return s.seed }
 // Sample picks a token from the logits of batch index idx of c's last decode (-1: the
 // last output) and accepts it (updating penalties, grammar and other state).
 func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
-	if s.chain == nil {
+	if s.closed.Load() {
 		return 0, ErrClosed
 	}
 	if err := c.enter(); err != nil {
@@ -128,33 +150,69 @@ func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 	if err := c.outputIndex(idx); err != nil {
 		return 0, err
 	}
-	var cerr *C.char
-	t := C.lgo_sample(s.chain, s.grammar, c.ptr, C.int32_t(idx), s.cur, C.int32_t(s.nVocab), &cerr)
+	t := C.lgo_sample(s.chain, s.grammar, c.ptr, C.int32_t(idx), s.cur, C.int32_t(s.nVocab), s.errSlot)
 	if t < 0 {
-		return 0, cError(ErrGrammar, cerr)
+		return 0, s.takeError(ErrGrammar)
 	}
 	return Token(t), nil
+}
+
+// Candidate is a token with its logit and probability, as sampler stages see them.
+type Candidate struct {
+	Token Token
+	Logit float32
+	P     float32
+}
+
+// candidateCSize is the size of llama_token_data, which Candidate mirrors.
+const candidateCSize = uintptr(C.sizeof_llama_token_data)
+
+// Apply runs the sampler's stages on candidates (logits from anywhere) and returns the
+// candidates that remain, in the order the stages left them, and the index of the one
+// the chain selected (-1 for none). It does not Accept the selection.
+func (s *Sampler) Apply(cands []Candidate) ([]Candidate, int, error) {
+	if s.closed.Load() {
+		return nil, -1, ErrClosed
+	}
+	if len(cands) == 0 || len(cands) > s.nVocab {
+		return nil, -1, invalidParam("%d candidates: want 1 to %d", len(cands), s.nVocab)
+	}
+	cur := unsafe.Slice((*Candidate)(unsafe.Pointer(s.cur)), len(cands))
+	for i, c := range cands {
+		if err := s.model.checkToken(c.Token); err != nil {
+			return nil, -1, err
+		}
+		if math.IsNaN(float64(c.Logit)) {
+			return nil, -1, invalidParam("candidate %d has a NaN logit", i)
+		}
+		cur[i] = c
+	}
+	arr := C.llama_token_data_array{data: s.cur, size: C.size_t(len(cands)), selected: -1}
+	if C.lgo_apply(s.chain, s.grammar, &arr, s.errSlot) != 0 {
+		return nil, -1, s.takeError(ErrGrammar)
+	}
+	out := append([]Candidate(nil), unsafe.Slice((*Candidate)(unsafe.Pointer(arr.data)), int(arr.size))...)
+	return out, int(arr.selected), nil
 }
 
 // Accept records a token chosen elsewhere (a prompt token, a forced token) in the
 // sampler's state. A grammar stage refuses tokens it forbids with ErrGrammar.
 func (s *Sampler) Accept(t Token) error {
-	if s.chain == nil {
+	if s.closed.Load() {
 		return ErrClosed
 	}
 	if err := s.model.checkToken(t); err != nil {
 		return err
 	}
-	var cerr *C.char
-	if rc := C.lgo_accept(s.chain, s.grammar, C.llama_token(t), &cerr); rc != 0 {
-		return cError(ErrGrammar, cerr)
+	if rc := C.lgo_accept(s.chain, s.grammar, C.llama_token(t), s.errSlot); rc != 0 {
+		return s.takeError(ErrGrammar)
 	}
 	return nil
 }
 
 // Reset returns the sampler to its initial state (penalty history, grammar, mirostat).
 func (s *Sampler) Reset() error {
-	if s.chain == nil {
+	if s.closed.Load() {
 		return ErrClosed
 	}
 	C.llama_sampler_reset(s.chain)
@@ -164,15 +222,42 @@ func (s *Sampler) Reset() error {
 	return nil
 }
 
-// Close frees the sampler. Calling it again is a no-op.
+// Close frees the sampler (once no context samples with it on the device any more).
+// Calling it again is a no-op.
 func (s *Sampler) Close() error {
-	if s.chain == nil {
-		return nil
-	}
-	s.cleanup.Stop()
-	samplerResources{s.chain, s.grammar, s.cur, s.model}.free()
-	s.chain, s.grammar, s.cur = nil, nil, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed.Store(true)
+	s.freeIfUnusedLocked()
 	return nil
+}
+
+func (s *Sampler) attach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attached++
+}
+
+func (s *Sampler) detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attached--
+	s.freeIfUnusedLocked()
+}
+
+func (s *Sampler) freeIfUnusedLocked() {
+	if s.closed.Load() && s.attached == 0 && s.chain != nil {
+		s.cleanup.Stop()
+		s.resources().free()
+		s.chain, s.grammar, s.cur, s.errSlot = nil, nil, nil, nil
+	}
+}
+
+// takeError turns the message lgo_* left in errSlot into an error wrapping sentinel.
+func (s *Sampler) takeError(sentinel error) error {
+	msg := *s.errSlot
+	*s.errSlot = nil
+	return cError(sentinel, msg)
 }
 
 // cError turns a malloc'ed C message into an error wrapping sentinel, freeing it.

@@ -115,6 +115,16 @@ int lgo_accept(struct llama_sampler * chain, struct llama_sampler * grammar, lla
     });
 }
 
+int lgo_apply(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token_data_array * arr, char ** err) {
+    return catch_all(err, -1, [&]() -> int {
+        if (grammar != nullptr) {
+            llama_sampler_apply(grammar, arr);
+        }
+        llama_sampler_apply(chain, arr);
+        return 0;
+    });
+}
+
 struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const char * grammar, const char * root,
                                         const char ** patterns, size_t n_patterns,
                                         const llama_token * tokens, size_t n_tokens, char ** err) {

@@ -46,6 +46,9 @@ llama_token lgo_sample(struct llama_sampler * chain, struct llama_sampler * gram
 // forbids is refused (returns 1) instead of reaching llama.cpp's abort.
 int lgo_accept(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token token, char ** err);
 
+// Applies the grammar (when not NULL) and the chain to arr without accepting anything.
+int lgo_apply(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token_data_array * arr, char ** err);
+
 // Creates a (lazy, when patterns or tokens are given) grammar sampler; NULL with *err on failure.
 struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const char * grammar, const char * root,
                                         const char ** patterns, size_t n_patterns,

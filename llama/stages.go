@@ -30,9 +30,14 @@ type chainBuilder struct {
 	seed     uint32
 	minKeep  int
 	terminal bool // a stage that picks the token was added
+	greedy   bool // ... and it was Greedy
+	n        int  // samplers in the chain
 }
 
-func (b *chainBuilder) push(s *C.struct_llama_sampler) { C.llama_sampler_chain_add(b.chain, s) }
+func (b *chainBuilder) push(s *C.struct_llama_sampler) {
+	C.llama_sampler_chain_add(b.chain, s)
+	b.n++
+}
 
 func finite(name string, v float32) error {
 	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -87,7 +92,7 @@ func Greedy() Stage { return greedyStage{} }
 func (greedyStage) check(*Model) error { return nil }
 func (greedyStage) add(b *chainBuilder) error {
 	b.push(C.llama_sampler_init_greedy())
-	b.terminal = true
+	b.terminal, b.greedy = true, true
 	return nil
 }
 

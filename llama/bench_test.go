@@ -1,0 +1,91 @@
+package llama
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The per-token cost of our generation loop against a bare decode loop, on the tiny
+// synthetic model (so that overhead is not hidden by compute). Each reports ns per token.
+//
+//	go test -run '^$' -bench 'Loop' -benchtime 2000x ./llama/
+
+const benchChunk = 512 // tokens per fresh sequence, so the cache never fills
+
+func benchContext(b *testing.B) (*Model, *Context) {
+	m := loadTiny(b)
+	c, err := m.NewContext(&ContextParams{NCtx: 2 * benchChunk})
+	require.NoError(b, err)
+	b.Cleanup(func() { c.Close() })
+	return m, c
+}
+
+// BenchmarkBareDecodeLoop decodes one token at a time and nothing else.
+func BenchmarkBareDecodeLoop(b *testing.B) {
+	_, c := benchContext(b)
+	ctx := context.Background()
+	tok := []Token{1}
+	pos := Pos(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if pos == benchChunk {
+			require.NoError(b, c.MemoryClear(false))
+			pos = 0
+		}
+		if err := c.DecodeTokens(ctx, tok, pos, 0); err != nil {
+			b.Fatal(err)
+		}
+		pos++
+	}
+}
+
+// BenchmarkSampleLoop is the hand-written loop: decode, then sample with a chain.
+func BenchmarkSampleLoop(b *testing.B) {
+	m, c := benchContext(b)
+	s, err := NewSampler(m, TopK(40), Temp(0.8), Seed(1))
+	require.NoError(b, err)
+	defer s.Close()
+	ctx := context.Background()
+	tok := []Token{1}
+	pos := Pos(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if pos == benchChunk {
+			require.NoError(b, c.MemoryClear(false))
+			pos = 0
+		}
+		if err := c.DecodeTokens(ctx, tok, pos, 0); err != nil {
+			b.Fatal(err)
+		}
+		t, err := s.Sample(c, -1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok[0] = t
+		pos++
+	}
+}
+
+// BenchmarkGenerateLoop is Generate with the same chain: iterator, EOG check and all.
+func BenchmarkGenerateLoop(b *testing.B) {
+	m, c := benchContext(b)
+	s, err := NewSampler(m, TopK(40), Temp(0.8), Seed(1))
+	require.NoError(b, err)
+	defer s.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	remaining := b.N
+	b.ResetTimer()
+	for remaining > 0 {
+		n := min(remaining, benchChunk)
+		require.NoError(b, c.MemoryClear(false))
+		for _, err := range c.Generate(ctx, []Token{1}, s, &GenerateOptions{MaxTokens: n, IgnoreEOG: true}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		remaining -= n
+	}
+}
