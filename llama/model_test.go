@@ -128,3 +128,33 @@ func TestLoadCancel(t *testing.T) {
 	require.NotEmpty(t, fractions)
 	assert.InDelta(t, 1.0, fractions[len(fractions)-1], 1e-6)
 }
+
+func TestQuantize(t *testing.T) {
+	in := synthModel(t, "qwen2-tiny", gguf.TypeF16)
+	dir := t.TempDir()
+	ref, err := LoadModel(t.Context(), in, &ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer ref.Close()
+	prompt, err := ref.Tokenize("Quantized models keep their vocabulary", AddSpecial)
+	require.NoError(t, err)
+	for _, typ := range []string{"Q8_0", "Q4_K_M"} {
+		out := filepath.Join(dir, typ+".gguf")
+		require.NoError(t, Quantize(t.Context(), in, out, &QuantizeParams{Type: typ, Threads: 2}))
+		m, err := LoadModel(t.Context(), out, &ModelParams{GPULayers: 0})
+		require.NoError(t, err)
+		assert.Contains(t, m.Info().FileType, typ[:2])
+		assert.Less(t, m.Info().Size, ref.Info().Size)
+		toks, err := m.Tokenize("Quantized models keep their vocabulary", AddSpecial)
+		require.NoError(t, err)
+		assert.Equal(t, prompt, toks)
+		c, err := m.NewContext(&ContextParams{NCtx: 256})
+		require.NoError(t, err)
+		require.NoError(t, c.DecodeTokens(t.Context(), toks, 0, 0))
+		c.Close()
+		m.Close()
+	}
+	assert.ErrorIs(t, Quantize(t.Context(), in, filepath.Join(dir, "x.gguf"), &QuantizeParams{Type: "Q9_9"}), ErrInvalidParams)
+	assert.ErrorIs(t, Quantize(t.Context(), in, in, nil), ErrInvalidParams)
+	var le *LoadError
+	assert.ErrorAs(t, Quantize(t.Context(), filepath.Join(dir, "missing.gguf"), filepath.Join(dir, "y.gguf"), nil), &le)
+}
