@@ -14,13 +14,20 @@ import "sync"
 // choice. It reports false, and sampling stays on the CPU, when the chain cannot run
 // there (a grammar, Greedy after other stages, stages without a device implementation,
 // a tensor-split model).
-// s == nil detaches. The context keeps s alive while attached.
+// s == nil detaches.
+//
+// Attaching binds s to this context for good (llama.cpp prepares a chain for one
+// device once): s then samples only this context, Apply refuses it, and after it is
+// detached it can only be closed. The context keeps s alive while attached.
 func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err error) {
 	if err := c.checkSeq(seq); err != nil {
 		return false, err
 	}
 	if s != nil && s.closed.Load() {
 		return false, ErrClosed
+	}
+	if s != nil && s.device != nil {
+		return false, invalidParam("the sampler was attached for on-device sampling before: make a new one")
 	}
 	if s != nil && s.nVocab != c.nVocab {
 		return false, invalidParam("the sampler was made for a vocabulary of %d tokens, the context has %d", s.nVocab, c.nVocab)
@@ -35,6 +42,7 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 	}
 	ok := bool(C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain)) && chain != nil
 	if ok {
+		s.device = c
 		c.attached.set(seq, s)
 	} else {
 		c.attached.set(seq, nil)
@@ -53,6 +61,7 @@ func (a *attachedSamplers) set(seq SeqID, s *Sampler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old := a.seq[seq]; old != nil {
+		old.detached.Store(true)
 		old.detach()
 	}
 	delete(a.seq, seq)

@@ -291,11 +291,11 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 }
 
 func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) error {
-	if s == nil || s.closed.Load() {
-		return fmt.Errorf("%w: a generation needs an open Sampler", ErrInvalidParams)
+	if s == nil {
+		return fmt.Errorf("%w: a generation needs a Sampler", ErrInvalidParams)
 	}
-	if s.nVocab != c.nVocab {
-		return invalidParam("the sampler was made for a vocabulary of %d tokens, the context has %d", s.nVocab, c.nVocab)
+	if err := s.usable(c); err != nil {
+		return err
 	}
 	if len(prompt) == 0 {
 		return fmt.Errorf("%w: empty prompt", ErrInvalidBatch)

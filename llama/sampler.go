@@ -44,6 +44,23 @@ type Sampler struct {
 	mu       sync.Mutex // guards attached and the freeing
 	closed   atomic.Bool
 	attached int
+	device   *Context    // the context s samples on the device for, once attached
+	detached atomic.Bool // detached from device: its chain skips the device stages, unusable
+}
+
+// usable reports why s cannot sample for c, if it cannot.
+func (s *Sampler) usable(c *Context) error {
+	switch {
+	case s.closed.Load():
+		return ErrClosed
+	case s.detached.Load():
+		return invalidParam("the sampler was detached from on-device sampling: make a new one")
+	case c != nil && s.device != nil && s.device != c:
+		return invalidParam("the sampler samples on the device for another context")
+	case c != nil && c.nVocab != s.nVocab:
+		return invalidParam("the sampler was made for a vocabulary of %d tokens, the context has %d", s.nVocab, c.nVocab)
+	}
+	return nil
 }
 
 type samplerResources struct {
@@ -133,8 +150,8 @@ func (s *Sampler) Seed() uint32 { return s.seed }
 // Sample picks a token from the logits of batch index idx of c's last decode (-1: the
 // last output) and accepts it (updating penalties, grammar and other state).
 func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
-	if s.closed.Load() {
-		return 0, ErrClosed
+	if err := s.usable(c); err != nil {
+		return 0, err
 	}
 	if err := c.enter(); err != nil {
 		return 0, err
@@ -144,9 +161,6 @@ func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
 }
 
 func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
-	if c.nVocab != s.nVocab {
-		return 0, invalidParam("the sampler was made for a vocabulary of %d tokens, the context has %d", s.nVocab, c.nVocab)
-	}
 	if err := c.outputIndex(idx); err != nil {
 		return 0, err
 	}
@@ -171,8 +185,11 @@ const candidateCSize = uintptr(C.sizeof_llama_token_data)
 // candidates that remain, in the order the stages left them, and the index of the one
 // the chain selected (-1 for none). It does not Accept the selection.
 func (s *Sampler) Apply(cands []Candidate) ([]Candidate, int, error) {
-	if s.closed.Load() {
-		return nil, -1, ErrClosed
+	if err := s.usable(nil); err != nil {
+		return nil, -1, err
+	}
+	if s.device != nil {
+		return nil, -1, invalidParam("the sampler samples on the device: Apply would skip its device stages")
 	}
 	if len(cands) == 0 || len(cands) > s.nVocab {
 		return nil, -1, invalidParam("%d candidates: want 1 to %d", len(cands), s.nVocab)

@@ -233,11 +233,28 @@ func TestBackendSampler(t *testing.T) {
 	s, err := NewSampler(m, Greedy())
 	require.NoError(t, err)
 	if ok, _ := c.SetBackendSampler(0, s); ok {
+		// Bound to c: not usable elsewhere, not attachable twice.
+		other := newTestContext(t, m, 256)
+		require.NoError(t, other.DecodeTokens(t.Context(), []Token{1, 2}, 0, 0))
+		_, err := s.Sample(other, -1)
+		assert.ErrorIs(t, err, ErrInvalidParams)
+		_, err = other.SetBackendSampler(0, s)
+		assert.ErrorIs(t, err, ErrInvalidParams)
+		_, _, err = s.Apply([]Candidate{{Token: 1}})
+		assert.ErrorIs(t, err, ErrInvalidParams)
 		require.NoError(t, s.Close())
 		assert.NotNil(t, s.chain, "still attached")
-		_, err := c.SetBackendSampler(0, nil)
+		_, err = c.SetBackendSampler(0, nil)
 		require.NoError(t, err)
 		assert.Nil(t, s.chain, "freed once detached")
+	}
+	detached := newTestSampler(t, m, Greedy())
+	if ok, _ := c.SetBackendSampler(0, detached); ok {
+		_, err := c.SetBackendSampler(0, nil)
+		require.NoError(t, err)
+		for _, err := range c.Generate(t.Context(), []Token{1}, detached, &GenerateOptions{MaxTokens: 1}) {
+			assert.ErrorIs(t, err, ErrInvalidParams, "a detached sampler is spent")
+		}
 	}
 	_, err = c.SetBackendSampler(5, s)
 	assert.ErrorIs(t, err, ErrInvalidParams)

@@ -237,7 +237,7 @@ func TestSamplerBadInput(t *testing.T) {
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.ErrorIs(t, g.Accept(1), ErrClosed)
 	for _, err := range c.Generate(t.Context(), []Token{1}, g, nil) {
-		assert.ErrorIs(t, err, ErrInvalidParams)
+		assert.ErrorIs(t, err, ErrClosed)
 	}
 }
 

@@ -70,15 +70,31 @@ llama_token lgo_sample(struct llama_sampler * chain, struct llama_sampler * gram
             llama_sampler_accept(chain, backend);
             return backend;
         }
-        const float * logits = llama_get_logits_ith(ctx, idx);
-        if (logits == nullptr) {
-            set_err(err, "no logits for this batch index");
-            return -1;
+        // A chain whose leading stages ran on the device leaves their candidates (with
+        // probabilities or logits); the chain then skips those stages on the CPU.
+        const float *       dev_probs  = llama_get_sampled_probs_ith(ctx, idx);
+        const float *       dev_logits = llama_get_sampled_logits_ith(ctx, idx);
+        const llama_token * dev_ids    = llama_get_sampled_candidates_ith(ctx, idx);
+        const float *       logits     = nullptr;
+        size_t              n          = (size_t) n_vocab;
+        if (dev_ids != nullptr && (dev_probs != nullptr || dev_logits != nullptr)) {
+            n = dev_probs ? llama_get_sampled_probs_count_ith(ctx, idx) : llama_get_sampled_logits_count_ith(ctx, idx);
+            n = std::min(n, (size_t) n_vocab);
+            for (size_t i = 0; i < n; i++) {
+                cur[i] = llama_token_data{dev_ids[i], dev_logits ? dev_logits[i] : 0.0f, dev_probs ? dev_probs[i] : 0.0f};
+            }
+        } else {
+            logits = llama_get_logits_ith(ctx, idx);
+            if (logits == nullptr) {
+                set_err(err, "no logits for this batch index");
+                return -1;
+            }
+            fill_candidates(logits, cur, n_vocab);
         }
-        fill_candidates(logits, cur, n_vocab);
-        llama_token_data_array arr = {cur, (size_t) n_vocab, -1, false};
+        llama_token_data_array arr = {cur, n, -1, false};
         llama_sampler_apply(chain, &arr);
-        if (grammar != nullptr && (arr.selected < 0 || !grammar_allows(grammar, arr.data[arr.selected].id))) {
+        if (grammar != nullptr && logits != nullptr &&
+            (arr.selected < 0 || !grammar_allows(grammar, arr.data[arr.selected].id))) {
             fill_candidates(logits, cur, n_vocab);
             arr = {cur, (size_t) n_vocab, -1, false};
             llama_sampler_apply(grammar, &arr);
