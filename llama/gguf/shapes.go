@@ -1,0 +1,225 @@
+package gguf
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Shape describes the hyperparameters of a dense decoder-only model of the
+// llama or qwen2 architecture, enough to lay out every tensor the way
+// llama.cpp's loader expects.
+type Shape struct {
+	Name     string
+	Arch     string // general.architecture: "llama" or "qwen2"
+	Vocab    string // default vocab: models/ggml-vocab-<Vocab>.gguf in llama.cpp
+	Embd     int    // n_embd
+	Layers   int    // n_layer (block_count)
+	Heads    int    // n_head
+	HeadsKV  int    // n_head_kv (grouped-query attention)
+	FF       int    // n_ff
+	Ctx      int    // n_ctx_train
+	RopeBase float32
+	RMSEps   float32
+	// TiedEmbeddings omits output.weight; llama.cpp then reuses
+	// token_embd.weight for the output projection.
+	TiedEmbeddings bool
+	// QKVBias adds attn_q/attn_k/attn_v biases (qwen2).
+	QKVBias bool
+}
+
+var shapes = []Shape{
+	{Name: "llama3-8b", Arch: "llama", Vocab: "llama-bpe", Embd: 4096, Layers: 32, Heads: 32, HeadsKV: 8, FF: 14336,
+		Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5},
+	{Name: "llama3.2-1b", Arch: "llama", Vocab: "llama-bpe", Embd: 2048, Layers: 16, Heads: 32, HeadsKV: 8, FF: 8192,
+		Ctx: 131072, RopeBase: 500000, RMSEps: 1e-5, TiedEmbeddings: true},
+	{Name: "mistral-7b", Arch: "llama", Vocab: "llama-spm", Embd: 4096, Layers: 32, Heads: 32, HeadsKV: 8, FF: 14336,
+		Ctx: 32768, RopeBase: 1e6, RMSEps: 1e-5},
+	{Name: "qwen2-0.5b", Arch: "qwen2", Vocab: "qwen2", Embd: 896, Layers: 24, Heads: 14, HeadsKV: 2, FF: 4864,
+		Ctx: 32768, RopeBase: 1e6, RMSEps: 1e-6, TiedEmbeddings: true, QKVBias: true},
+	{Name: "qwen2-7b", Arch: "qwen2", Vocab: "qwen2", Embd: 3584, Layers: 28, Heads: 28, HeadsKV: 4, FF: 18944,
+		Ctx: 32768, RopeBase: 1e6, RMSEps: 1e-6, QKVBias: true},
+
+	// Tiny shapes for tests: the embedding dominates their size. llama-tiny
+	// ties embeddings (like Llama 3.2), mistral-tiny does not.
+	{Name: "llama-tiny", Arch: "llama", Vocab: "llama-bpe", Embd: 64, Layers: 2, Heads: 4, HeadsKV: 2, FF: 256,
+		Ctx: 512, RopeBase: 500000, RMSEps: 1e-5, TiedEmbeddings: true},
+	{Name: "mistral-tiny", Arch: "llama", Vocab: "llama-spm", Embd: 64, Layers: 2, Heads: 4, HeadsKV: 2, FF: 256,
+		Ctx: 512, RopeBase: 1e6, RMSEps: 1e-5},
+	{Name: "qwen2-tiny", Arch: "qwen2", Vocab: "qwen2", Embd: 64, Layers: 2, Heads: 4, HeadsKV: 2, FF: 256,
+		Ctx: 512, RopeBase: 1e6, RMSEps: 1e-6, TiedEmbeddings: true, QKVBias: true},
+}
+
+// Shapes returns the built-in shapes.
+func Shapes() []Shape { return append([]Shape(nil), shapes...) }
+
+// ShapeByName returns the built-in shape with the given name.
+func ShapeByName(name string) (Shape, error) {
+	for _, s := range shapes {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	names := make([]string, len(shapes))
+	for i, s := range shapes {
+		names[i] = s.Name
+	}
+	return Shape{}, fmt.Errorf("gguf: unknown shape %q (known: %q)", name, names)
+}
+
+// VocabFile returns the file name of the shape's default vocab inside
+// llama.cpp's models directory.
+func (s Shape) VocabFile() string { return "ggml-vocab-" + s.Vocab + ".gguf" }
+
+// HeadDim returns n_embd / n_head, which is also the rope dimension.
+func (s Shape) HeadDim() int { return s.Embd / s.Heads }
+
+// Validate checks the constraints llama.cpp relies on.
+func (s Shape) Validate() error {
+	switch {
+	case s.Arch != "llama" && s.Arch != "qwen2":
+		return fmt.Errorf("gguf: shape %q: unsupported architecture %q", s.Name, s.Arch)
+	case s.Embd <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.HeadsKV <= 0 || s.FF <= 0 || s.Ctx <= 0:
+		return fmt.Errorf("gguf: shape %q: sizes must be positive", s.Name)
+	case s.Embd%s.Heads != 0:
+		return fmt.Errorf("gguf: shape %q: n_embd %d is not a multiple of n_head %d", s.Name, s.Embd, s.Heads)
+	case s.Heads%s.HeadsKV != 0:
+		return fmt.Errorf("gguf: shape %q: n_head %d is not a multiple of n_head_kv %d", s.Name, s.Heads, s.HeadsKV)
+	case s.HeadDim()%2 != 0:
+		return fmt.Errorf("gguf: shape %q: head dimension %d must be even for rope", s.Name, s.HeadDim())
+	case s.Layers > 512: // LLAMA_MAX_LAYERS
+		return fmt.Errorf("gguf: shape %q: %d layers, llama.cpp allows at most 512", s.Name, s.Layers)
+	case s.RopeBase <= 0 || s.RMSEps <= 0:
+		return errors.New("gguf: shape " + s.Name + ": rope base and rms epsilon must be positive")
+	}
+	return nil
+}
+
+// tensorRole says how synthetic data for a tensor is generated.
+type tensorRole uint8
+
+const (
+	roleWeight tensorRole = iota // random normal, in the requested type
+	roleBias                     // random normal, f32
+	roleNorm                     // all ones, f32
+)
+
+type synthTensor struct {
+	TensorInfo
+	role tensorRole
+}
+
+// Tensors returns the tensor infos of the shape for a vocabulary of nVocab
+// tokens, with 2-D weights of type weight. Names and shapes follow
+// llama.cpp's load_tensors for LLM_ARCH_LLAMA and LLM_ARCH_QWEN2; shapes
+// are in ggml order ([n_in, n_out]).
+func (s Shape) Tensors(nVocab int, weight TensorType) ([]TensorInfo, error) {
+	st, err := s.tensors(nVocab, weight)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TensorInfo, len(st))
+	for i, t := range st {
+		out[i] = t.TensorInfo
+	}
+	return out, nil
+}
+
+// Params returns the number of parameters for a vocabulary of nVocab.
+func (s Shape) Params(nVocab int) (int64, error) {
+	ts, err := s.tensors(nVocab, TypeF32)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, t := range ts {
+		n += t.Elements()
+	}
+	return n, nil
+}
+
+func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if nVocab <= 0 {
+		return nil, fmt.Errorf("gguf: shape %q: vocabulary size %d must be positive", s.Name, nVocab)
+	}
+	if _, ok := fileTypeFor(weight); !ok {
+		return nil, fmt.Errorf("gguf: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", weight)
+	}
+	var (
+		embd   = int64(s.Embd)
+		ff     = int64(s.FF)
+		vocab  = int64(nVocab)
+		kvEmbd = int64(s.HeadDim() * s.HeadsKV) // n_embd_k_gqa == n_embd_v_gqa
+		ts     []synthTensor
+	)
+	add := func(name string, role tensorRole, shape ...int64) {
+		t := TypeF32
+		if role == roleWeight {
+			t = weight
+		}
+		ts = append(ts, synthTensor{TensorInfo{Name: name, Type: t, Shape: shape}, role})
+	}
+	add("token_embd.weight", roleWeight, embd, vocab)
+	for i := range s.Layers {
+		blk := fmt.Sprintf("blk.%d.", i)
+		add(blk+"attn_norm.weight", roleNorm, embd)
+		add(blk+"attn_q.weight", roleWeight, embd, embd)
+		if s.QKVBias {
+			add(blk+"attn_q.bias", roleBias, embd)
+		}
+		add(blk+"attn_k.weight", roleWeight, embd, kvEmbd)
+		if s.QKVBias {
+			add(blk+"attn_k.bias", roleBias, kvEmbd)
+		}
+		add(blk+"attn_v.weight", roleWeight, embd, kvEmbd)
+		if s.QKVBias {
+			add(blk+"attn_v.bias", roleBias, kvEmbd)
+		}
+		add(blk+"attn_output.weight", roleWeight, embd, embd)
+		add(blk+"ffn_norm.weight", roleNorm, embd)
+		add(blk+"ffn_gate.weight", roleWeight, embd, ff)
+		add(blk+"ffn_up.weight", roleWeight, embd, ff)
+		add(blk+"ffn_down.weight", roleWeight, ff, embd)
+	}
+	add("output_norm.weight", roleNorm, embd)
+	if !s.TiedEmbeddings {
+		add("output.weight", roleWeight, embd, vocab)
+	}
+	for _, t := range ts {
+		if _, err := tensorSize(t.Type, t.Shape); err != nil {
+			return nil, fmt.Errorf("gguf: shape %q: tensor %s as %s: %w", s.Name, t.Name, t.Type, err)
+		}
+	}
+	return ts, nil
+}
+
+// metadata returns the architecture keys llama.cpp reads for the shape, in
+// the order convert_hf_to_gguf.py writes them.
+func (s Shape) metadata(nVocab int, ft FileType) []KV {
+	a := s.Arch + "."
+	kv := []KV{
+		{"general.architecture", String(s.Arch)},
+		{"general.name", String("llamago synthetic " + s.Name)},
+		{a + "block_count", Uint32(uint32(s.Layers))},
+		{a + "context_length", Uint32(uint32(s.Ctx))},
+		{a + "embedding_length", Uint32(uint32(s.Embd))},
+		{a + "feed_forward_length", Uint32(uint32(s.FF))},
+		{a + "attention.head_count", Uint32(uint32(s.Heads))},
+		{a + "attention.head_count_kv", Uint32(uint32(s.HeadsKV))},
+		{a + "rope.freq_base", Float32(s.RopeBase)},
+		{a + "attention.layer_norm_rms_epsilon", Float32(s.RMSEps)},
+		{"general.file_type", Uint32(uint32(ft))},
+	}
+	if s.Arch == "llama" {
+		kv = append(kv,
+			KV{a + "vocab_size", Uint32(uint32(nVocab))},
+			KV{a + "rope.dimension_count", Uint32(uint32(s.HeadDim()))},
+		)
+	}
+	if ft == FileTypeMostlyQ8_0 {
+		kv = append(kv, KV{"general.quantization_version", Uint32(2)})
+	}
+	return kv
+}

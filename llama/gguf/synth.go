@@ -1,0 +1,251 @@
+package gguf
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// SynthOptions configures a synthetic model.
+type SynthOptions struct {
+	Shape     string // a name from Shapes()
+	VocabPath string // vocab GGUF whose tokenizer.* keys are copied (required)
+	// Type is the type of 2-D weight matrices: TypeF32 (the zero value),
+	// TypeF16, TypeBF16 or TypeQ8_0. Norms and biases are always F32.
+	Type TensorType
+	Seed uint64
+	// Workers is the number of goroutines generating weights; 0 means
+	// min(GOMAXPROCS, 4). The output does not depend on it.
+	Workers int
+}
+
+// synthStd is the standard deviation of synthetic weights and biases, the
+// usual initialiser scale of transformer weights.
+const synthStd = 0.02
+
+// synthChunk is the number of elements generated per work item. The output
+// depends on it (each chunk has its own random stream), so it is fixed. It
+// is a multiple of the Q8_0 block size.
+const synthChunk = 1 << 18
+
+// WriteSyntheticFile writes a synthetic model to path, through a temporary
+// file in the same directory that is renamed into place on success.
+func WriteSyntheticFile(path string, opts SynthOptions) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("gguf: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := WriteSynthetic(tmp, opts); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes it private
+		return fmt.Errorf("gguf: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("gguf: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("gguf: %w", err)
+	}
+	return nil
+}
+
+// WriteSynthetic streams a model with the named shape to w: the tokenizer
+// is copied from opts.VocabPath, norm weights are 1, other weights and
+// biases are random with mean 0 and standard deviation 0.02. The same
+// options always produce the same bytes.
+//
+// The values come from a sum of four uniform variables (Irwin-Hall), a
+// close, cheap approximation of a normal distribution that is bounded at
+// ±3.46σ and computed with integer arithmetic, so files do not depend on
+// the Go version or the platform.
+func WriteSynthetic(w io.Writer, opts SynthOptions) error {
+	meta, tensors, err := synthLayout(opts)
+	if err != nil {
+		return err
+	}
+	infos := make([]TensorInfo, len(tensors))
+	for i, t := range tensors {
+		infos[i] = t.TensorInfo
+	}
+	gw, err := NewWriter(w, meta, infos)
+	if err != nil {
+		return err
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	if err := generate(gw, tensors, opts.Seed, workers); err != nil {
+		return err
+	}
+	return gw.Close()
+}
+
+// synthLayout builds the metadata and tensor list of a synthetic model.
+func synthLayout(opts SynthOptions) ([]KV, []synthTensor, error) {
+	shape, err := ShapeByName(opts.Shape)
+	if err != nil {
+		return nil, nil, err
+	}
+	ft, ok := fileTypeFor(opts.Type)
+	if !ok {
+		return nil, nil, fmt.Errorf("gguf: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", opts.Type)
+	}
+	if opts.VocabPath == "" {
+		return nil, nil, fmt.Errorf("gguf: SynthOptions.VocabPath is required (shape %s uses llama.cpp's models/%s)", shape.Name, shape.VocabFile())
+	}
+	tok, nVocab, err := readTokenizer(opts.VocabPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	tensors, err := shape.tensors(nVocab, opts.Type)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(shape.metadata(nVocab, ft), tok...), tensors, nil
+}
+
+// readTokenizer returns every tokenizer.* entry of a vocab GGUF and the
+// number of tokens.
+func readTokenizer(path string) ([]KV, int, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("gguf: reading vocab: %w", err)
+	}
+	defer f.Close()
+	tokens, err := f.Strings("tokenizer.ggml.tokens")
+	if err != nil {
+		return nil, 0, fmt.Errorf("gguf: vocab %s: %w", path, err)
+	}
+	if len(tokens) == 0 {
+		return nil, 0, fmt.Errorf("gguf: vocab %s has no tokens", path)
+	}
+	var kv []KV
+	for _, e := range f.Metadata {
+		if strings.HasPrefix(e.Key, "tokenizer.") {
+			kv = append(kv, e)
+		}
+	}
+	return kv, len(tokens), nil
+}
+
+// chunk is one unit of generated tensor data.
+type chunk struct {
+	tensor int
+	index  int64 // chunk number within the tensor
+	n      int   // elements
+	data   []byte
+	err    error
+	done   chan struct{}
+}
+
+// generate produces the tensor data in parallel and writes it in order.
+// Each chunk's values depend only on (seed, tensor, chunk index), so the
+// bytes are the same for any number of workers.
+func generate(w io.Writer, tensors []synthTensor, seed uint64, workers int) error {
+	jobs := make(chan *chunk)
+	order := make(chan *chunk, 2*workers) // bounds the chunks in flight
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+
+	pool := sync.Pool{New: func() any { return new([]byte) }}
+	wg.Go(func() {
+		defer close(order)
+		defer close(jobs)
+		for ti, t := range tensors {
+			total := t.Elements()
+			for i := int64(0); i*synthChunk < total; i++ {
+				c := &chunk{tensor: ti, index: i, n: int(min(synthChunk, total-i*synthChunk)), done: make(chan struct{})}
+				select {
+				case order <- c:
+				case <-stop:
+					return
+				}
+				select {
+				case jobs <- c:
+				case <-stop:
+					return
+				}
+			}
+		}
+	})
+	for range workers {
+		wg.Go(func() {
+			vals := make([]float32, synthChunk)
+			for c := range jobs {
+				t := tensors[c.tensor]
+				buf := pool.Get().(*[]byte)
+				c.data, c.err = fillChunk((*buf)[:0], vals[:c.n], t, seed, c)
+				close(c.done)
+			}
+		})
+	}
+	for c := range order {
+		<-c.done
+		if c.err != nil {
+			return c.err
+		}
+		if _, err := w.Write(c.data); err != nil {
+			return err
+		}
+		pool.Put(&c.data)
+	}
+	return nil
+}
+
+func fillChunk(dst []byte, vals []float32, t synthTensor, seed uint64, c *chunk) ([]byte, error) {
+	switch t.role {
+	case roleNorm:
+		for i := range vals {
+			vals[i] = 1
+		}
+	default:
+		fillNormal(vals, chunkSeed(seed, c.tensor, c.index), synthStd)
+	}
+	out, err := Encode(dst, t.Type, vals)
+	if err != nil {
+		return nil, fmt.Errorf("gguf: tensor %s: %w", t.Name, err)
+	}
+	return out, nil
+}
+
+// mix64 is the SplitMix64 finaliser, a strong 64-bit mixing function.
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// chunkSeed derives an independent stream seed per (seed, tensor, chunk).
+func chunkSeed(seed uint64, tensor int, index int64) uint64 {
+	h := mix64(seed ^ 0x6c6c616d61676f00) // "llamago"
+	h = mix64(h + uint64(tensor)*0x9e3779b97f4a7c15)
+	return mix64(h ^ uint64(index)*0xd1b54a32d192ed03)
+}
+
+// fillNormal fills dst with approximately normal values of mean 0 and the
+// given standard deviation: the sum of four 16-bit uniforms from one
+// SplitMix64 output has variance 4·(2¹⁶)²/12, rescaled to std.
+func fillNormal(dst []float32, state uint64, std float32) {
+	const sqrt3 = 1.7320508075688772
+	scale := std * (sqrt3 / 65536)
+	for i := range dst {
+		state += 0x9e3779b97f4a7c15
+		z := mix64(state)
+		sum := int32(z&0xffff) + int32(z>>16&0xffff) + int32(z>>32&0xffff) + int32(z>>48) - 2*65535
+		dst[i] = float32(sum) * scale
+	}
+}
