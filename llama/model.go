@@ -129,7 +129,7 @@ func (l *loadProgress) report(fraction float32) (keepGoing bool) {
 func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, error) {
 	initBackend()
 	fail := func(err error) (*Model, error) { return nil, &LoadError{Path: path, Err: err} }
-	if err := checkModelFile(path); err != nil {
+	if err := checkModelFile(path, params != nil && params.VocabOnly); err != nil {
 		return fail(err)
 	}
 	if err := context.Cause(ctx); err != nil {
@@ -179,8 +179,8 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 	return m, nil
 }
 
-// checkModelFile turns the common bad paths into clear errors before llama.cpp sees them.
-func checkModelFile(path string) error {
+// checkModelFile turns bad paths and files into clear errors before llama.cpp sees them.
+func checkModelFile(path string, vocabOnly bool) error {
 	if path == "" {
 		return errors.New("empty path")
 	}
@@ -196,7 +196,7 @@ func checkModelFile(path string) error {
 	if st.IsDir() {
 		return errors.New("is a directory")
 	}
-	return precheckGGUF(f, st.Size())
+	return precheckGGUF(f, st.Size(), vocabOnly)
 }
 
 func applyModelParams(cp *C.struct_llama_model_params, p *ModelParams, pins *[]unsafe.Pointer) error {

@@ -3,6 +3,7 @@ package llama
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -157,4 +158,83 @@ func TestQuantize(t *testing.T) {
 	assert.ErrorIs(t, Quantize(t.Context(), in, in, nil), ErrInvalidParams)
 	var le *LoadError
 	assert.ErrorAs(t, Quantize(t.Context(), filepath.Join(dir, "missing.gguf"), filepath.Join(dir, "y.gguf"), nil), &le)
+}
+
+// rewriteModel copies a model file with its metadata changed by edit.
+func rewriteModel(t *testing.T, src string, edit func(key string, v gguf.Value) gguf.Value) string {
+	t.Helper()
+	in, err := gguf.Open(src)
+	require.NoError(t, err)
+	defer in.Close()
+	meta := make([]gguf.KV, len(in.Metadata))
+	for i, kv := range in.Metadata {
+		meta[i] = gguf.KV{Key: kv.Key, Value: edit(kv.Key, kv.Value)}
+	}
+	out := filepath.Join(t.TempDir(), "edited.gguf")
+	f, err := os.Create(out)
+	require.NoError(t, err)
+	defer f.Close()
+	w, err := gguf.NewWriter(f, meta, in.Tensors)
+	require.NoError(t, err)
+	for _, ti := range in.Tensors {
+		r, err := in.TensorData(ti.Name)
+		require.NoError(t, err)
+		data, err := io.ReadAll(r)
+		require.NoError(t, err)
+		require.NoError(t, w.WriteTensor(ti.Name, data))
+	}
+	require.NoError(t, w.Close())
+	return out
+}
+
+// TestHostileModelFiles: metadata that would make llama.cpp abort is refused in Go.
+func TestHostileModelFiles(t *testing.T) {
+	tiny := synthModel(t, "llama-tiny", gguf.TypeF16)
+	for name, edit := range map[string]func(string, gguf.Value) gguf.Value{
+		"block_count 0": func(k string, v gguf.Value) gguf.Value {
+			if k == "llama.block_count" {
+				return gguf.Uint32(0)
+			}
+			return v
+		},
+		"block_count 100000": func(k string, v gguf.Value) gguf.Value {
+			if k == "llama.block_count" {
+				return gguf.Uint32(100000)
+			}
+			return v
+		},
+		"duplicate token": func(k string, v gguf.Value) gguf.Value {
+			if k == "tokenizer.ggml.tokens" {
+				toks := v.Any().([]string)
+				toks = append([]string(nil), toks...)
+				toks[1000] = toks[1001]
+				return gguf.Array(toks)
+			}
+			return v
+		},
+		"bos out of range": func(k string, v gguf.Value) gguf.Value {
+			if k == "tokenizer.ggml.bos_token_id" {
+				return gguf.Uint32(1 << 30)
+			}
+			return v
+		},
+	} {
+		_, err := LoadModel(t.Context(), rewriteModel(t, tiny, edit), nil)
+		var le *LoadError
+		if assert.ErrorAs(t, err, &le, name) {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	// Bad files of package gguf's corpus are refused too.
+	bad, err := filepath.Glob("gguf/testdata/bad/*.gguf")
+	require.NoError(t, err)
+	require.NotEmpty(t, bad)
+	for _, p := range bad {
+		_, err := LoadModel(t.Context(), p, nil)
+		var le *LoadError
+		assert.ErrorAs(t, err, &le, p)
+	}
+	m, err := LoadModel(t.Context(), tiny, nil)
+	require.NoError(t, err, "the process lives and valid files load")
+	m.Close()
 }

@@ -64,7 +64,7 @@ func Quantize(ctx context.Context, in, out string, p *QuantizeParams) error {
 	if q.Threads < 0 || q.Threads > 512 {
 		return invalidParam("Threads = %d out of range [0, 512]", q.Threads)
 	}
-	if err := checkModelFile(in); err != nil {
+	if err := checkModelFile(in, false); err != nil {
 		return &LoadError{Path: in, Err: err}
 	}
 	if a, b := filepath.Clean(in), filepath.Clean(out); a == b {
