@@ -98,10 +98,23 @@ func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts
 
 // GenerateText is Generate yielding text: each value is valid UTF-8 (a piece ending
 // inside a character waits for the rest), stop strings are never emitted, and special
-// tokens render as nothing. The prompt is tokenized with AddSpecial and ParseSpecial.
+// tokens render as nothing. The prompt is tokenized with ParseSpecial (special-token
+// text such as "<|im_start|>" becomes the token), and AddSpecial when the sequence is
+// empty: a second call continues the same sequence without a new BOS.
 func (c *Context) GenerateText(ctx context.Context, prompt string, s *Sampler, opts *GenerateOptions) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		tokens, err := c.model.Tokenize(prompt, AddSpecial|ParseSpecial)
+		var seq SeqID
+		if opts != nil {
+			seq = opts.Seq
+		}
+		flags := ParseSpecial
+		if _, last, err := c.MemorySeqPosRange(seq); err != nil {
+			yield("", err)
+			return
+		} else if last < 0 {
+			flags |= AddSpecial // BOS only at the start of a sequence
+		}
+		tokens, err := c.model.Tokenize(prompt, flags)
 		if err != nil {
 			yield("", err)
 			return

@@ -426,3 +426,27 @@ func TestCompleteUTF8(t *testing.T) {
 	assert.Equal(t, 5, completeUTF8([]byte("a"+llama)))
 	assert.Equal(t, 2, completeUTF8([]byte("ab")))
 }
+
+func TestGenerateTextContinues(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	s := newTestSampler(t, m, Greedy())
+	var res GenerateResult
+	for _, err := range c.GenerateText(t.Context(), "First part.", s, &GenerateOptions{MaxTokens: 3, Result: &res, IgnoreEOG: true}) {
+		require.NoError(t, err)
+	}
+	first, err := m.Tokenize("First part.", AddSpecial)
+	require.NoError(t, err)
+	assert.Equal(t, len(first), res.PromptTokens, "BOS at the start")
+	for _, err := range c.GenerateText(t.Context(), " Second part.", s, &GenerateOptions{MaxTokens: 3, Result: &res, IgnoreEOG: true}) {
+		require.NoError(t, err)
+	}
+	second, err := m.Tokenize(" Second part.", 0)
+	require.NoError(t, err)
+	assert.Equal(t, len(second), res.PromptTokens, "no BOS when continuing")
+	_, hi, err := c.MemorySeqPosRange(0)
+	require.NoError(t, err)
+	assert.Equal(t, Pos(len(first)+2+len(second)+2-1), hi, "both prompts and all but the last token of each reply")
+	_, err = c.MemorySeqRemove(0, -1, -1)
+	require.NoError(t, err)
+}
