@@ -3,6 +3,7 @@
 #   make BACKEND=cuda         the same for CUDA (then: go build -tags cuda ./...)
 #   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race
 #   make run [MODEL=x.gguf]   streaming generation demo (a synthetic model when no MODEL)
+#   make bench [MODEL=x.gguf] [ARGS="-p 512 -n 128"]   ours vs llama-bench, same build
 BACKEND ?= cpu
 GO      ?= go
 TAGS    := $(filter-out cpu,$(BACKEND))
@@ -10,7 +11,7 @@ GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 LIBS    := third_party/build/$(BACKEND)/lib/libllama.a
 CACHE   ?= $(CURDIR)/testdata-cache
 
-.PHONY: all deps libs build test vet run clean distclean
+.PHONY: all deps libs build test vet run bench gpu-pack clean distclean
 
 all: build
 
@@ -43,8 +44,24 @@ test: vet
 run: $(LIBS)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
+# Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
+bench: $(LIBS)
+	BACKEND=$(BACKEND) bash scripts/bench-compare.sh $(MODEL) $(ARGS)
+
+# Packs toolchain, modules and llama.cpp into .device/ for an offline GPU machine (README, "GPU").
+gpu-pack:
+	bash scripts/gpu-pack.sh
+
 clean:
 	rm -rf third_party/build $(CACHE)
 
-distclean: clean
+dist# Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
+bench: $(LIBS)
+	BACKEND=$(BACKEND) bash scripts/bench-compare.sh $(MODEL) $(ARGS)
+
+# Packs toolchain, modules and llama.cpp into .device/ for an offline GPU machine (README, "GPU").
+gpu-pack:
+	bash scripts/gpu-pack.sh
+
+clean: clean
 	rm -rf third_party/llama.cpp

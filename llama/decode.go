@@ -167,6 +167,17 @@ func (c *Context) outputIndex(i int) error {
 	return nil
 }
 
+// Synchronize waits until the device finished the work queued by the last decode
+// (reading logits does this implicitly); for timing measurements.
+func (c *Context) Synchronize() error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	C.llama_synchronize(c.ptr)
+	return nil
+}
+
 // Logits returns a copy of the logits (one per vocabulary token) of batch index i of
 // the last decode; i = -1 is the last output.
 func (c *Context) Logits(i int) ([]float32, error) {
