@@ -287,7 +287,7 @@ func (m *Model) contextParams(p *ContextParams) (C.struct_llama_context_params, 
 	if p.Pooling < PoolingDefault || p.Pooling > PoolingRank {
 		return cp, invalidParam("unknown Pooling %d", p.Pooling)
 	}
-	cp.pooling_type = C.enum_llama_pooling_type(int(p.Pooling) - 2) // PoolingDefault -> UNSPECIFIED (-1)
+	cp.pooling_type = C.enum_llama_pooling_type(int(p.Pooling) - 1) // PoolingDefault -> UNSPECIFIED (-1)
 	if p.Attention < AttentionDefault || p.Attention > AttentionNonCausal {
 		return cp, invalidParam("unknown Attention %d", p.Attention)
 	}
@@ -306,7 +306,7 @@ func (m *Model) contextParams(p *ContextParams) (C.struct_llama_context_params, 
 }
 
 func poolingFromC(t C.enum_llama_pooling_type) PoolingType {
-	return PoolingType(int(t) + 2)
+	return PoolingType(int(t) + 1)
 }
 
 func (c *Context) resources() contextResources {

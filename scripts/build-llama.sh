@@ -81,10 +81,12 @@ cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
 
 # Collect what the cgo build needs at fixed paths: the archives of this backend and the headers.
 inc=$root/third_party/build/include
-rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$inc/common"
+rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$inc/common/jinja"
 find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
 cp "$src"/include/*.h "$src"/ggml/include/*.h "$inc/"
-cp "$src"/common/*.h "$inc/common/" # the shim reaches common/ through a few JSON-in/JSON-out calls
+# The shim reaches common/ (chat templates, JSON schema) through a few JSON-in/JSON-out calls.
+cp "$src"/common/*.h "$inc/common/"
+cp "$src"/common/jinja/*.h "$inc/common/jinja/"
 for t in ${LLAMA_TOOLS:-}; do cp "$cmake_dir/bin/$t" "$out/bin/"; done
 
 # The CUDA libraries depend on the toolkit's location and on whether CMake found NCCL:

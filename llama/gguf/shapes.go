@@ -5,21 +5,28 @@ import (
 	"fmt"
 )
 
-// Shape describes the hyperparameters of a dense decoder-only model of the
-// llama or qwen2 architecture, enough to lay out every tensor the way
-// llama.cpp's loader expects.
+// Shape describes the hyperparameters of a dense model, enough to lay out
+// every tensor the way llama.cpp's loader expects: a decoder-only model of
+// the llama or qwen2 architecture, or a BERT-family encoder (arch "bert",
+// learned positions, non-causal attention, pooled embeddings).
 type Shape struct {
 	Name     string
-	Arch     string // general.architecture: "llama" or "qwen2"
+	Arch     string // general.architecture: "llama", "qwen2" or "bert"
 	Vocab    string // default vocab: models/ggml-vocab-<Vocab>.gguf in llama.cpp
 	Embd     int    // n_embd
 	Layers   int    // n_layer (block_count)
 	Heads    int    // n_head
-	HeadsKV  int    // n_head_kv (grouped-query attention)
+	HeadsKV  int    // n_head_kv (grouped-query attention; bert: = Heads)
 	FF       int    // n_ff
-	Ctx      int    // n_ctx_train
+	Ctx      int    // n_ctx_train (bert: the rows of the position embedding)
 	RopeBase float32
-	RMSEps   float32
+	// RMSEps is the epsilon of the norms: RMS norm for llama and qwen2,
+	// layer norm (bert.attention.layer_norm_epsilon) for bert.
+	RMSEps float32
+	// Pooling is the pooling type a bert model declares (bert.pooling_type):
+	// "mean", "cls", "last" or "rank". "rank" adds a classification head
+	// (cls and cls.output tensors) with one output, as rerankers have.
+	Pooling string
 	// TiedEmbeddings omits output.weight; llama.cpp then reuses
 	// token_embd.weight for the output projection.
 	TiedEmbeddings bool
@@ -47,7 +54,23 @@ var shapes = []Shape{
 		Ctx: 512, RopeBase: 1e6, RMSEps: 1e-5},
 	{Name: "qwen2-tiny", Arch: "qwen2", Vocab: "qwen2", Embd: 64, Layers: 2, Heads: 4, HeadsKV: 2, FF: 256,
 		Ctx: 512, RopeBase: 1e6, RMSEps: 1e-6, TiedEmbeddings: true, QKVBias: true},
+	// mistral-256 has every dimension a multiple of 256, the block size of
+	// the k-quants, so quantizing it to Q4_K_M needs no fallback types.
+	{Name: "mistral-256", Arch: "llama", Vocab: "llama-spm", Embd: 256, Layers: 2, Heads: 4, HeadsKV: 2, FF: 512,
+		Ctx: 512, RopeBase: 1e6, RMSEps: 1e-5},
+
+	// BERT-family encoders (embedding models and rerankers) with the
+	// WordPiece vocab of bge.
+	{Name: "bge-small", Arch: "bert", Vocab: "bert-bge", Embd: 384, Layers: 12, Heads: 12, HeadsKV: 12, FF: 1536,
+		Ctx: 512, RMSEps: 1e-12, Pooling: "cls"},
+	{Name: "bert-tiny", Arch: "bert", Vocab: "bert-bge", Embd: 64, Layers: 2, Heads: 4, HeadsKV: 4, FF: 256,
+		Ctx: 512, RMSEps: 1e-12, Pooling: "mean"},
+	{Name: "bert-rerank-tiny", Arch: "bert", Vocab: "bert-bge", Embd: 64, Layers: 2, Heads: 4, HeadsKV: 4, FF: 256,
+		Ctx: 512, RMSEps: 1e-12, Pooling: "rank"},
 }
+
+// poolingTypes are llama.cpp's enum llama_pooling_type values.
+var poolingTypes = map[string]uint32{"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 
 // Shapes returns the built-in shapes.
 func Shapes() []Shape { return append([]Shape(nil), shapes...) }
@@ -75,9 +98,14 @@ func (s Shape) HeadDim() int { return s.Embd / s.Heads }
 
 // Validate checks the constraints llama.cpp relies on.
 func (s Shape) Validate() error {
+	if s.Arch == "bert" {
+		return s.validateBert()
+	}
 	switch {
 	case s.Arch != "llama" && s.Arch != "qwen2":
 		return fmt.Errorf("gguf: shape %q: unsupported architecture %q", s.Name, s.Arch)
+	case s.Pooling != "":
+		return fmt.Errorf("gguf: shape %q: only bert shapes declare a pooling type", s.Name)
 	case s.Embd <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.HeadsKV <= 0 || s.FF <= 0 || s.Ctx <= 0:
 		return fmt.Errorf("gguf: shape %q: sizes must be positive", s.Name)
 	case s.Embd%s.Heads != 0:
@@ -147,6 +175,21 @@ func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
 	if _, ok := fileTypeFor(weight); !ok {
 		return nil, fmt.Errorf("gguf: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", weight)
 	}
+	var ts []synthTensor
+	if s.Arch == "bert" {
+		ts = s.bertTensors(nVocab, weight)
+	} else {
+		ts = s.decoderTensors(nVocab, weight)
+	}
+	for _, t := range ts {
+		if _, err := tensorSize(t.Type, t.Shape); err != nil {
+			return nil, fmt.Errorf("gguf: shape %q: tensor %s as %s: %w", s.Name, t.Name, t.Type, err)
+		}
+	}
+	return ts, nil
+}
+
+func (s Shape) decoderTensors(nVocab int, weight TensorType) []synthTensor {
 	var (
 		embd   = int64(s.Embd)
 		ff     = int64(s.FF)
@@ -187,17 +230,15 @@ func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
 	if !s.TiedEmbeddings {
 		add("output.weight", roleWeight, embd, vocab)
 	}
-	for _, t := range ts {
-		if _, err := tensorSize(t.Type, t.Shape); err != nil {
-			return nil, fmt.Errorf("gguf: shape %q: tensor %s as %s: %w", s.Name, t.Name, t.Type, err)
-		}
-	}
-	return ts, nil
+	return ts
 }
 
 // metadata returns the architecture keys llama.cpp reads for the shape, in
 // the order convert_hf_to_gguf.py writes them.
 func (s Shape) metadata(nVocab int, ft FileType) []KV {
+	if s.Arch == "bert" {
+		return s.bertMetadata(ft)
+	}
 	a := s.Arch + "."
 	kv := []KV{
 		{"general.architecture", String(s.Arch)},
@@ -217,6 +258,99 @@ func (s Shape) metadata(nVocab int, ft FileType) []KV {
 			KV{a + "vocab_size", Uint32(uint32(nVocab))},
 			KV{a + "rope.dimension_count", Uint32(uint32(s.HeadDim()))},
 		)
+	}
+	if ft == FileTypeMostlyQ8_0 {
+		kv = append(kv, KV{"general.quantization_version", Uint32(2)})
+	}
+	return kv
+}
+
+func (s Shape) validateBert() error {
+	switch {
+	case s.Embd <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.FF <= 0 || s.Ctx <= 0:
+		return fmt.Errorf("gguf: shape %q: sizes must be positive", s.Name)
+	case s.HeadsKV != s.Heads:
+		return fmt.Errorf("gguf: shape %q: bert has no grouped-query attention (n_head_kv %d != n_head %d)", s.Name, s.HeadsKV, s.Heads)
+	case s.Embd%s.Heads != 0:
+		return fmt.Errorf("gguf: shape %q: n_embd %d is not a multiple of n_head %d", s.Name, s.Embd, s.Heads)
+	case s.Layers > 512:
+		return fmt.Errorf("gguf: shape %q: %d layers, llama.cpp allows at most 512", s.Name, s.Layers)
+	case s.RMSEps <= 0:
+		return errors.New("gguf: shape " + s.Name + ": layer norm epsilon must be positive")
+	case s.TiedEmbeddings || s.QKVBias:
+		return fmt.Errorf("gguf: shape %q: TiedEmbeddings and QKVBias are for decoder shapes (bert always has biases)", s.Name)
+	}
+	if _, ok := poolingTypes[s.Pooling]; !ok {
+		return fmt.Errorf("gguf: shape %q: unknown pooling type %q", s.Name, s.Pooling)
+	}
+	return nil
+}
+
+// bertTensors lays out LLM_ARCH_BERT as llama.cpp's llama_model_bert loads it:
+// token, token-type and position embeddings, an embedding layer norm, and
+// post-norm layers whose every matrix and norm has a bias.
+func (s Shape) bertTensors(nVocab int, weight TensorType) []synthTensor {
+	var (
+		embd  = int64(s.Embd)
+		ff    = int64(s.FF)
+		vocab = int64(nVocab)
+		ts    []synthTensor
+	)
+	add := func(name string, role tensorRole, shape ...int64) {
+		t := TypeF32
+		if role == roleWeight {
+			t = weight
+		}
+		ts = append(ts, synthTensor{TensorInfo{Name: name, Type: t, Shape: shape}, role})
+	}
+	add("token_embd.weight", roleWeight, embd, vocab)
+	// 2 = tokenizer.ggml.token_type_count of bert vocabs. The graph adds a row of it
+	// to f32 activations, which ggml-cpu supports only from f32, so it stays f32 (as
+	// llama.cpp's converter writes it).
+	add("token_types.weight", roleBias, embd, 2)
+	add("position_embd.weight", roleWeight, embd, int64(s.Ctx))
+	add("token_embd_norm.weight", roleNorm, embd)
+	add("token_embd_norm.bias", roleBias, embd)
+	for i := range s.Layers {
+		blk := fmt.Sprintf("blk.%d.", i)
+		for _, m := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
+			add(blk+m+".weight", roleWeight, embd, embd)
+			add(blk+m+".bias", roleBias, embd)
+		}
+		add(blk+"attn_output_norm.weight", roleNorm, embd)
+		add(blk+"attn_output_norm.bias", roleBias, embd)
+		add(blk+"ffn_up.weight", roleWeight, embd, ff)
+		add(blk+"ffn_up.bias", roleBias, ff)
+		add(blk+"ffn_down.weight", roleWeight, ff, embd)
+		add(blk+"ffn_down.bias", roleBias, embd)
+		add(blk+"layer_output_norm.weight", roleNorm, embd)
+		add(blk+"layer_output_norm.bias", roleBias, embd)
+	}
+	if s.Pooling == "rank" {
+		// The classification head of rerankers: a dense layer (tanh) and a
+		// projection to one score (llama.cpp's default n_cls_out of 1).
+		add("cls.weight", roleWeight, embd, embd)
+		add("cls.bias", roleBias, embd)
+		add("cls.output.weight", roleWeight, embd, 1)
+		add("cls.output.bias", roleBias, 1)
+	}
+	return ts
+}
+
+// bertMetadata returns the keys llama.cpp reads for LLM_ARCH_BERT.
+func (s Shape) bertMetadata(ft FileType) []KV {
+	kv := []KV{
+		{"general.architecture", String("bert")},
+		{"general.name", String("llamago synthetic " + s.Name)},
+		{"bert.block_count", Uint32(uint32(s.Layers))},
+		{"bert.context_length", Uint32(uint32(s.Ctx))},
+		{"bert.embedding_length", Uint32(uint32(s.Embd))},
+		{"bert.feed_forward_length", Uint32(uint32(s.FF))},
+		{"bert.attention.head_count", Uint32(uint32(s.Heads))},
+		{"bert.attention.layer_norm_epsilon", Float32(s.RMSEps)},
+		{"general.file_type", Uint32(uint32(ft))},
+		{"bert.attention.causal", Bool(false)},
+		{"bert.pooling_type", Uint32(poolingTypes[s.Pooling])},
 	}
 	if ft == FileTypeMostlyQ8_0 {
 		kv = append(kv, KV{"general.quantization_version", Uint32(2)})

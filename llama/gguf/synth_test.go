@@ -15,12 +15,22 @@ import (
 )
 
 // Vocabulary sizes of the vocab files the shapes use.
-var vocabSizes = map[string]int{"llama-bpe": 128256, "llama-spm": 32000, "qwen2": 151936}
+var vocabSizes = map[string]int{"llama-bpe": 128256, "llama-spm": 32000, "qwen2": 151936, "bert-bge": 30522}
 
 // expectedParams counts parameters from the published architecture
 // description, independently of Shape.tensors.
 func expectedParams(s Shape, vocab int) int64 {
 	e, ff, v := int64(s.Embd), int64(s.FF), int64(vocab)
+	if s.Arch == "bert" {
+		// Embeddings (token, 2 token types, positions) and their norm; per layer
+		// q, k, v, o with biases, two layer norms with biases, up/down with biases.
+		n := e*v + 2*e + e*int64(s.Ctx) + 2*e
+		n += int64(s.Layers) * (4*(e*e+e) + 2*2*e + e*ff + ff + ff*e + e)
+		if s.Pooling == "rank" {
+			n += e*e + e + e + 1
+		}
+		return n
+	}
 	kv := e / int64(s.Heads) * int64(s.HeadsKV)
 	attn := e*e + 2*e*kv + e*e // q, k, v, o
 	if s.QKVBias {
@@ -42,6 +52,7 @@ func TestShapeParams(t *testing.T) {
 		"mistral-7b":  7.24e9,
 		"qwen2-0.5b":  0.494e9,
 		"qwen2-7b":    7.62e9,
+		"bge-small":   33.4e6,
 	}
 	for _, s := range Shapes() {
 		t.Run(s.Name, func(t *testing.T) {
@@ -357,4 +368,98 @@ func (w *failWriter) Write(p []byte) (int, error) {
 	}
 	w.n -= len(p)
 	return len(p), nil
+}
+
+func TestSynthBert(t *testing.T) {
+	for _, shape := range []string{"bert-tiny", "bert-rerank-tiny"} {
+		t.Run(shape, func(t *testing.T) {
+			s, err := ShapeByName(shape)
+			require.NoError(t, err)
+			vocab := vocabFor(t, shape)
+			p := filepath.Join(t.TempDir(), "model.gguf")
+			require.NoError(t, WriteSyntheticFile(p, SynthOptions{Shape: shape, VocabPath: vocab, Type: TypeF16, Seed: 7}))
+			f, err := Open(p)
+			require.NoError(t, err)
+			defer f.Close()
+			arch, err := f.String("general.architecture")
+			require.NoError(t, err)
+			assert.Equal(t, "bert", arch)
+			for key, want := range map[string]int{
+				"context_length": s.Ctx, "embedding_length": s.Embd, "block_count": s.Layers,
+				"feed_forward_length": s.FF, "attention.head_count": s.Heads,
+			} {
+				got, err := f.Uint32("bert." + key)
+				if assert.NoError(t, err, key) {
+					assert.Equal(t, want, int(got), key)
+				}
+			}
+			eps, err := f.Float32("bert.attention.layer_norm_epsilon")
+			assert.NoError(t, err)
+			assert.Equal(t, s.RMSEps, eps)
+			causal, ok := f.Lookup("bert.attention.causal")
+			if assert.True(t, ok) {
+				assert.Equal(t, Bool(false), causal)
+			}
+			pooling, err := f.Uint32("bert.pooling_type")
+			assert.NoError(t, err)
+			assert.Equal(t, poolingTypes[s.Pooling], pooling)
+			types, err := f.Uint32("tokenizer.ggml.token_type_count")
+			assert.NoError(t, err)
+			nVocab := vocabSizes["bert-bge"]
+
+			shapes := map[string][]int64{
+				"token_embd.weight":              {64, int64(nVocab)},
+				"token_types.weight":             {64, int64(types)},
+				"position_embd.weight":           {64, 512},
+				"token_embd_norm.weight":         {64},
+				"token_embd_norm.bias":           {64},
+				"blk.1.attn_q.weight":            {64, 64},
+				"blk.1.attn_k.bias":              {64},
+				"blk.1.attn_output.weight":       {64, 64},
+				"blk.1.attn_output_norm.bias":    {64},
+				"blk.1.ffn_up.weight":            {64, 256},
+				"blk.1.ffn_up.bias":              {256},
+				"blk.1.ffn_down.weight":          {256, 64},
+				"blk.1.ffn_down.bias":            {64},
+				"blk.1.layer_output_norm.weight": {64},
+			}
+			if s.Pooling == "rank" {
+				shapes["cls.weight"] = []int64{64, 64}
+				shapes["cls.output.weight"] = []int64{64, 1}
+				shapes["cls.output.bias"] = []int64{1}
+			} else {
+				_, has := f.Tensor("cls.output.weight")
+				assert.False(t, has, "only rerankers have a classification head")
+			}
+			for name, shape := range shapes {
+				ti, ok := f.Tensor(name)
+				if assert.True(t, ok, name) {
+					assert.Equal(t, shape, ti.Shape, name)
+					if len(shape) == 1 || name == "token_types.weight" {
+						assert.Equal(t, TypeF32, ti.Type, name)
+					} else {
+						assert.Equal(t, TypeF16, ti.Type, name)
+					}
+				}
+			}
+			n, err := s.Params(nVocab)
+			require.NoError(t, err)
+			var total int64
+			for _, ti := range f.Tensors {
+				total += ti.Elements()
+			}
+			assert.Equal(t, n, total)
+		})
+	}
+
+	bad, err := ShapeByName("bert-tiny")
+	require.NoError(t, err)
+	bad.Pooling = "max"
+	assert.ErrorContains(t, bad.Validate(), "unknown pooling type")
+	bad.Pooling, bad.HeadsKV = "cls", 2
+	assert.ErrorContains(t, bad.Validate(), "grouped-query")
+	dec, err := ShapeByName("llama-tiny")
+	require.NoError(t, err)
+	dec.Pooling = "mean"
+	assert.ErrorContains(t, dec.Validate(), "only bert shapes")
 }
