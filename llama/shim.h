@@ -61,6 +61,30 @@ float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token);
 // JSON schema -> GBNF with upstream's converter. Returns a malloc'ed grammar or NULL with *err.
 char * lgo_json_schema_to_grammar(const char * schema, char ** err);
 
+// --- Chat (shim.cpp): upstream's chat templates and output parsers behind JSON in/out. ---
+// Each returns NULL (or -1) with a malloc'ed message in *err on failure; strings returned
+// are malloc'ed (free them). Templates and parsers are opaque handles.
+
+// Parses a chat template: source, or the model's own when source is empty (model may be NULL
+// when source is set). bos/eos give the template's bos_token/eos_token when model is NULL.
+void * lgo_chat_templates_init(const struct llama_model * model, const char * source, const char * bos,
+                               const char * eos, char ** err);
+void lgo_chat_templates_free(void * tmpls);
+// The template source in use (malloc'ed).
+char * lgo_chat_templates_source(void * tmpls, char ** err);
+// Renders a conversation: JSON request in, JSON prompt + generation parameters out.
+char * lgo_chat_templates_apply(void * tmpls, const char * request, char ** err);
+// Renders with llama.cpp's built-in (non-Jinja) templates: tmpl is a template name or source;
+// messages is a JSON array of {role, content}. Returns the prompt.
+char * lgo_chat_builtin_apply(const char * tmpl, const char * messages, bool add_ass, char ** err);
+// Names of the built-in templates as a JSON array.
+char * lgo_chat_builtin_templates(char ** err);
+// An output parser for a format returned by lgo_chat_templates_apply (JSON in).
+void * lgo_chat_parser_init(const char * format, char ** err);
+void lgo_chat_parser_free(void * parser);
+// Parses model output into a JSON assistant message; partial for text still growing.
+char * lgo_chat_parser_parse(void * parser, const char * text, size_t len, bool partial, char ** err);
+
 #ifdef __cplusplus
 }
 #endif

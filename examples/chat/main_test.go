@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/llama/gguf"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests run the real binary on a tiny synthetic model with the Qwen2 vocabulary
+// (whose GGUF carries a ChatML template): as a script would (pipes) and as a person
+// would (a pseudo-terminal made by util-linux's script(1)).
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	modelPath string
+	buildErr  error
+)
+
+func setup(t *testing.T) (bin, model string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "llamago-chat-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "chat")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			t.Log(string(out))
+			return
+		}
+		vocab, err := modelfile.VocabPath("qwen2")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		modelPath = filepath.Join(dir, "qwen2-tiny.gguf")
+		buildErr = gguf.WriteSyntheticFile(modelPath, gguf.SynthOptions{Shape: "qwen2-tiny", VocabPath: vocab, Type: gguf.TypeF16, Seed: 3})
+	})
+	require.NoError(t, buildErr)
+	return binPath, modelPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+func chatArgs(model string, extra ...string) []string {
+	return append([]string{"-model", model, "-ctx", "512", "-n", "8", "-temp", "0", "-t", "1"}, extra...)
+}
+
+func runPiped(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	bin, _ := setup(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code == 0 {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+func TestNonInteractive(t *testing.T) {
+	_, model := setup(t)
+
+	// Piped stdin is the message; the reply alone goes to stdout.
+	out, errOut, code := runPiped(t, "Hello there\n", chatArgs(model)...)
+	require.Equal(t, 0, code, errOut)
+	assert.True(t, strings.HasSuffix(out, "\n"))
+	assert.NotContains(t, out, "> ", "no prompt in script mode")
+	assert.NotContains(t, errOut, "loading [", "no progress bar off a terminal")
+
+	// -p wins over stdin; greedy sampling makes the reply reproducible.
+	out2, errOut, code := runPiped(t, "", chatArgs(model, "-p", "Hello there")...)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, out, out2)
+
+	// Nothing to say is an error, not a hang.
+	_, errOut, code = runPiped(t, "  \n", chatArgs(model)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no input")
+
+	// A missing model file is a clean error.
+	_, errOut, code = runPiped(t, "hi", "-model", filepath.Join(t.TempDir(), "none.gguf"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "chat:")
+}
+
+func TestInteractiveWithoutTerminal(t *testing.T) {
+	_, model := setup(t)
+	save := filepath.Join(t.TempDir(), "s.json")
+	in := "Hello\n/system Be brief.\nline one \\\nline two\n\"\"\"\npasted\ntext\n\"\"\"\n/save " + save + "\n/bogus\n"
+	out, errOut, code := runPiped(t, in, chatArgs(model, "-i")...)
+	require.Equal(t, 0, code, "end of input exits cleanly: %s", errOut)
+	assert.Equal(t, 7, strings.Count(out, "> "), "one prompt per message or command, and one at EOF: %q", out)
+	assert.Contains(t, out, ". ", "continuation prompt")
+	assert.Contains(t, errOut, "[system prompt set]")
+	assert.Contains(t, errOut, "unknown command /bogus")
+	b, err := os.ReadFile(save)
+	require.NoError(t, err)
+	saved := string(b)
+	assert.Contains(t, saved, `"Be brief."`)
+	assert.Contains(t, saved, `"line one \nline two"`)
+	assert.Contains(t, saved, `"pasted\ntext"`)
+
+	// /load restores it in a new process (whose cache is empty) and the chat goes on.
+	out, errOut, code = runPiped(t, "/load "+save+"\nAgain\n", chatArgs(model, "-i")...)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "[loaded "+save+": 7 messages]")
+	assert.Contains(t, errOut, "0 reused")
+	_, errOut, _ = runPiped(t, "/load "+filepath.Join(t.TempDir(), "missing.json")+"\n", chatArgs(model, "-i")...)
+	assert.Contains(t, errOut, "/load:")
+}
+
+// terminal runs the chat in a pseudo-terminal made by script(1) and collects its output.
+type terminal struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	out   bytes.Buffer
+	done  chan struct{}
+}
+
+func startTerminal(t *testing.T, args ...string) *terminal {
+	t.Helper()
+	bin, _ := setup(t)
+	script, err := exec.LookPath("script")
+	require.NoError(t, err, "the terminal test needs script(1) from util-linux (apt-get install bsdutils)")
+	line := bin
+	for _, a := range args {
+		line += " '" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	cmd := exec.Command(script, "-q", "-e", "-c", line, "/dev/null")
+	term := &terminal{t: t, cmd: cmd, done: make(chan struct{})}
+	term.stdin, err = cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = cmd.Stdout
+	require.NoError(t, cmd.Start())
+	go func() {
+		defer close(term.done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			term.mu.Lock()
+			term.out.Write(buf[:n])
+			term.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-term.done
+		cmd.Wait()
+	})
+	return term
+}
+
+func (term *terminal) output() string {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	return term.out.String()
+}
+
+// waitFor waits until the output holds n occurrences of s.
+func (term *terminal) waitFor(s string, n int) {
+	term.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for strings.Count(term.output(), s) < n {
+		if time.Now().After(deadline) {
+			term.t.Fatalf("timed out waiting for %d× %q; output:\n%s", n, s, term.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (term *terminal) send(s string) {
+	term.t.Helper()
+	_, err := io.WriteString(term.stdin, s)
+	require.NoError(term.t, err)
+}
+
+func (term *terminal) exitCode() int {
+	term.t.Helper()
+	select {
+	case <-term.done:
+	case <-time.After(time.Minute):
+		term.t.Fatalf("the chat did not exit; output:\n%s", term.output())
+	}
+	term.cmd.Wait()
+	return term.cmd.ProcessState.ExitCode()
+}
+
+func TestTerminal(t *testing.T) {
+	_, model := setup(t)
+	term := startTerminal(t, chatArgs(model, "-system", "You are a test.")...)
+	term.waitFor("> ", 1)
+	assert.Contains(t, term.output(), "Chat away.")
+	term.send("Hello\r")
+	term.waitFor("tokens, ", 1) // the reply streamed, then its statistics
+	term.waitFor("> ", 2)
+	assert.Contains(t, term.output(), "0 reused")
+	term.send("And again\r")
+	term.waitFor("> ", 3)
+	assert.Regexp(t, `[1-9][0-9]* reused`, term.output(), "the second turn reuses the cache")
+	term.send("/reset\r")
+	term.waitFor("[conversation reset]", 1)
+	term.waitFor("> ", 4)
+	term.send("/quit\r")
+	assert.Equal(t, 0, term.exitCode(), term.output())
+}
+
+func TestTerminalInterrupt(t *testing.T) {
+	_, model := setup(t)
+	term := startTerminal(t, chatArgs(model)...)
+	term.waitFor("> ", 1)
+	// Ctrl-C at the prompt exits.
+	term.send("\x03")
+	assert.Equal(t, 130, term.exitCode(), term.output())
+
+	// Ctrl-D (end of input) exits cleanly.
+	term = startTerminal(t, chatArgs(model)...)
+	term.waitFor("> ", 1)
+	term.send("\x04")
+	assert.Equal(t, 0, term.exitCode(), term.output())
+}

@@ -1,0 +1,528 @@
+package llama
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"strings"
+	"time"
+)
+
+// OverflowPolicy says what a ChatSession does when the conversation no longer fits
+// the context.
+type OverflowPolicy int
+
+const (
+	// OverflowError fails the turn with an error matching ErrContextFull and leaves the
+	// history as it was (the default).
+	OverflowError OverflowPolicy = iota
+	// OverflowDropOldest drops the oldest turns (a user message and the replies and
+	// tool results that follow it), keeping the system prompt and the newest turn, until
+	// the conversation fits. Dropped messages are gone from the history.
+	OverflowDropOldest
+)
+
+// ChatSessionParams configures NewChatSession. The zero value (or nil) chats with the
+// model's own template, default sampling and no tools, in sequence 0.
+type ChatSessionParams struct {
+	// Template renders the conversation; nil: the model's template (owned by the session).
+	Template *ChatTemplate
+	// System is the system prompt ("" for none).
+	System string
+	// Tools the model may call, and whether it must.
+	Tools             []Tool
+	ToolChoice        ToolChoice
+	ParallelToolCalls bool
+	// Reasoning and DisableThinking are as in ChatRequest.
+	Reasoning       ReasoningFormat
+	DisableThinking bool
+	TemplateArgs    map[string]any
+	// Sampling configures the sampler of each reply (nil: DefaultSamplingParams); a tool
+	// call grammar of the template is added to it.
+	Sampling *SamplingParams
+	// MaxTokens caps each reply (0: until end of generation or a full context).
+	MaxTokens int
+	// Seq is the KV cache sequence the session uses.
+	Seq SeqID
+	// Overflow is the policy for a conversation that outgrows the context.
+	Overflow OverflowPolicy
+}
+
+// TurnResult describes the last reply of a ChatSession.
+type TurnResult struct {
+	Message Message // the reply, parsed (content, reasoning, tool calls)
+	Text    string  // the reply as the model wrote it
+	// PromptTokens is the length of the rendered conversation; PromptTokensReused of it
+	// were already in the KV cache from earlier turns and PromptTokensDecoded were decoded.
+	PromptTokens        int
+	PromptTokensReused  int
+	PromptTokensDecoded int
+	GeneratedTokens     int
+	// DroppedMessages counts messages dropped by OverflowDropOldest for this turn.
+	DroppedMessages int
+	FinishReason    FinishReason
+	Prompt          time.Duration // prompt processing
+	Generation      time.Duration
+}
+
+// ChatDelta is one step of a streamed reply.
+type ChatDelta struct {
+	// Text is the new raw text (complete UTF-8 characters) as the model wrote it,
+	// including tool-call and reasoning markup.
+	Text string
+	// Content and Reasoning are the new parsed content and reasoning text; both are
+	// empty while the text is markup (e.g. a tool call being written).
+	Content   string
+	Reasoning string
+}
+
+// ChatSession is a conversation with a model that keeps its history and the KV cache of
+// one sequence between turns: each turn renders the whole conversation with the chat
+// template, keeps the longest prefix of tokens the cache already holds and decodes only
+// the rest. A ChatSession serves one goroutine at a time; its Context must not be used
+// for other work on the same sequence in between turns (other sequences are fine).
+type ChatSession struct {
+	c        *Context
+	model    *Model
+	tmpl     *ChatTemplate
+	ownTmpl  bool
+	p        ChatSessionParams
+	sampling SamplingParams
+	history  []Message
+	cached   []Token // what sequence p.Seq of the cache holds, from position 0
+	last     TurnResult
+	closed   bool
+}
+
+// NewChatSession starts a conversation on context c.
+func NewChatSession(c *Context, p *ChatSessionParams) (*ChatSession, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: a chat session needs a Context", ErrInvalidParams)
+	}
+	s := &ChatSession{c: c, model: c.Model()}
+	if p != nil {
+		s.p = *p
+	}
+	if err := c.checkSeq(s.p.Seq); err != nil {
+		return nil, err
+	}
+	if s.p.MaxTokens < 0 {
+		return nil, invalidParam("MaxTokens %d must be >= 0", s.p.MaxTokens)
+	}
+	switch s.p.Overflow {
+	case OverflowError, OverflowDropOldest:
+	default:
+		return nil, invalidParam("unknown overflow policy %d", s.p.Overflow)
+	}
+	s.sampling = DefaultSamplingParams()
+	if s.p.Sampling != nil {
+		s.sampling = *s.p.Sampling
+	}
+	if _, err := s.sampling.Stages(); err != nil {
+		return nil, err
+	}
+	// Validate tools and options once, with an empty conversation.
+	if err := s.request(nil).check(); err != nil {
+		return nil, err
+	}
+	s.tmpl = s.p.Template
+	if s.tmpl == nil {
+		t, err := NewChatTemplate(s.model, nil)
+		if err != nil {
+			return nil, err
+		}
+		s.tmpl, s.ownTmpl = t, true
+	}
+	s.SetSystem(s.p.System)
+	// The session owns the sequence: start from an empty cache.
+	if _, err := c.MemorySeqRemove(s.p.Seq, -1, -1); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close frees what the session owns (its template, when it made it); the Context stays
+// open. Calling it again is a no-op.
+func (s *ChatSession) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.ownTmpl {
+		return s.tmpl.Close()
+	}
+	return nil
+}
+
+// Messages returns a copy of the conversation, system prompt first when there is one.
+func (s *ChatSession) Messages() []Message { return slices.Clone(s.history) }
+
+// System returns the system prompt.
+func (s *ChatSession) System() string {
+	if len(s.history) > 0 && s.history[0].Role == RoleSystem {
+		return s.history[0].Text()
+	}
+	return ""
+}
+
+// SetSystem replaces the system prompt ("" removes it); the rest of the history stays.
+func (s *ChatSession) SetSystem(text string) {
+	hasSystem := len(s.history) > 0 && s.history[0].Role == RoleSystem
+	switch {
+	case text == "" && hasSystem:
+		s.history = s.history[1:]
+	case text == "":
+	case hasSystem:
+		s.history[0] = Message{Role: RoleSystem, Content: text}
+	default:
+		s.history = append([]Message{{Role: RoleSystem, Content: text}}, s.history...)
+	}
+}
+
+// Reset forgets the conversation except the system prompt. The cache keeps what can be
+// reused (the system prompt's tokens).
+func (s *ChatSession) Reset() {
+	sys := s.System()
+	s.history = nil
+	s.SetSystem(sys)
+	s.last = TurnResult{}
+}
+
+// Append adds messages to the history without generating (e.g. tool results before
+// Respond). They are checked as ChatTemplate.Apply checks them.
+func (s *ChatSession) Append(msgs ...Message) error {
+	req := ChatRequest{Messages: msgs}
+	if err := req.check(); err != nil {
+		return err
+	}
+	s.history = append(s.history, msgs...)
+	return nil
+}
+
+// LastTurn describes the last reply (zero before the first).
+func (s *ChatSession) LastTurn() TurnResult { return s.last }
+
+// Say sends a user message and streams the reply: Send with a RoleUser message.
+func (s *ChatSession) Say(ctx context.Context, text string) iter.Seq2[ChatDelta, error] {
+	return s.Send(ctx, Message{Role: RoleUser, Content: text})
+}
+
+// Send appends m to the history and streams the assistant's reply; the parsed reply is
+// appended to the history when the iteration ends (see Respond).
+func (s *ChatSession) Send(ctx context.Context, m Message) iter.Seq2[ChatDelta, error] {
+	return func(yield func(ChatDelta, error) bool) {
+		if err := s.Append(m); err != nil {
+			yield(ChatDelta{}, err)
+			return
+		}
+		s.respond(ctx, yield, 1)
+	}
+}
+
+// Respond streams the assistant's reply to the history as it is. Ranging over it runs
+// the generation, once. When it ends the parsed reply is appended to the history and
+// LastTurn describes it. A reply stopped early (the caller stopped ranging, or ctx was
+// cancelled: the error then matches ErrAborted) is kept as far as it got; a turn that
+// fails otherwise leaves the history as it was before Send. Errors come as the last value.
+func (s *ChatSession) Respond(ctx context.Context) iter.Seq2[ChatDelta, error] {
+	return func(yield func(ChatDelta, error) bool) { s.respond(ctx, yield, 0) }
+}
+
+func (s *ChatSession) request(msgs []Message) *ChatRequest {
+	return &ChatRequest{
+		Messages: msgs, Tools: s.p.Tools, ToolChoice: s.p.ToolChoice, ParallelToolCalls: s.p.ParallelToolCalls,
+		Reasoning: s.p.Reasoning, DisableThinking: s.p.DisableThinking, TemplateArgs: s.p.TemplateArgs,
+	}
+}
+
+// respond runs one turn; added is how many messages the caller appended for it (removed
+// again when the turn fails).
+func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) bool, added int) {
+	before := len(s.history) - added
+	fail := func(err error) {
+		s.history = s.history[:before]
+		yield(ChatDelta{}, err)
+	}
+	if s.closed {
+		fail(ErrClosed)
+		return
+	}
+	s.last = TurnResult{}
+	prompt, tokens, dropped, err := s.render()
+	if err != nil {
+		fail(err)
+		return
+	}
+	seq := s.p.Seq
+	n := s.reusable(tokens)
+	if n < len(s.cached) {
+		if ok, err := s.c.MemorySeqRemove(seq, Pos(n), -1); err != nil {
+			fail(err)
+			return
+		} else if !ok {
+			n = 0
+			if _, err := s.c.MemorySeqRemove(seq, -1, -1); err != nil {
+				fail(err)
+				return
+			}
+		}
+	}
+	if lo, hi, err := s.c.MemorySeqPosRange(seq); err != nil {
+		fail(err)
+		return
+	} else if n > 0 && (lo != 0 || int(hi) != n-1) { // e.g. a sliding-window cache forgot the start
+		n = 0
+		if _, err := s.c.MemorySeqRemove(seq, -1, -1); err != nil {
+			fail(err)
+			return
+		}
+	}
+	s.cached = tokens[:n:n]
+
+	sp, err := prompt.SamplingParams(s.model, &s.sampling)
+	if err != nil {
+		fail(err)
+		return
+	}
+	sampler, err := NewSamplerFromParams(s.model, &sp)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer sampler.Close()
+	if sp.Grammar != "" && len(sp.GrammarTriggers) == 0 && prompt.GenerationPrompt != "" {
+		// A grammar for the whole reply starts with the generation prompt (as llama.cpp's
+		// common sampler does, advance it past the part the template already wrote).
+		if err := prefillGrammar(s.model, sampler, prompt.GenerationPrompt); err != nil {
+			fail(err)
+			return
+		}
+	}
+	parser, err := NewChatParser(prompt.Format)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer parser.Close()
+	special := map[Token]bool{}
+	for _, t := range prompt.PreservedTokens {
+		if tok, ok := singleToken(s.model, t); ok {
+			special[tok] = true
+		}
+	}
+
+	var (
+		gres    GenerateResult
+		text    []byte
+		sent    int
+		gen     []Token
+		prev    Message
+		genErr  error
+		stopped bool
+	)
+	opts := &GenerateOptions{MaxTokens: s.p.MaxTokens, Stop: prompt.Stop, Seq: seq, Result: &gres}
+	for g, err := range s.c.Generate(ctx, tokens[n:], sampler, opts) {
+		if err != nil {
+			genErr = err
+			break
+		}
+		gen = append(gen, g.Token)
+		text, err = s.model.AppendTokenPiece(text, g.Token, special[g.Token])
+		if err != nil {
+			genErr = err
+			break
+		}
+		complete := completeUTF8(text)
+		if complete == sent {
+			continue
+		}
+		d := ChatDelta{Text: string(text[sent:complete])}
+		sent = complete
+		if m, err := parser.Parse(string(text[:complete]), true); err == nil {
+			d.Content = strings.TrimPrefix(m.Content, prev.Content)
+			if !strings.HasPrefix(m.Content, prev.Content) {
+				d.Content = ""
+			}
+			d.Reasoning = strings.TrimPrefix(m.ReasoningContent, prev.ReasoningContent)
+			if !strings.HasPrefix(m.ReasoningContent, prev.ReasoningContent) {
+				d.Reasoning = ""
+			}
+			prev = m
+		}
+		if !yield(d, nil) {
+			stopped = true
+			break
+		}
+	}
+	s.syncCache(tokens[:n], tokens[n:], gen)
+	s.last = TurnResult{
+		Text: strings.ToValidUTF8(string(text), "\uFFFD"), PromptTokens: len(tokens), PromptTokensReused: n,
+		PromptTokensDecoded: gres.PromptTokens, GeneratedTokens: gres.GeneratedTokens, DroppedMessages: dropped,
+		FinishReason: gres.FinishReason, Prompt: gres.Prompt, Generation: gres.Generation,
+	}
+	aborted := errors.Is(genErr, ErrAborted)
+	if genErr != nil && (!aborted || len(gen) == 0) {
+		s.last.Message = Message{}
+		fail(genErr)
+		return
+	}
+	partial := aborted || stopped
+	msg, err := parser.Parse(s.last.Text, partial)
+	if err != nil {
+		msg = Message{Role: RoleAssistant, Content: s.last.Text}
+	}
+	s.last.Message = msg
+	s.history = append(s.history, msg)
+	if sent < len(text) && !stopped { // an incomplete character at the very end
+		yield(ChatDelta{Text: strings.ToValidUTF8(string(text[sent:]), "\uFFFD")}, nil)
+	}
+	if genErr != nil {
+		yield(ChatDelta{}, genErr)
+	}
+}
+
+// render renders the history with the template, dropping old turns when the policy
+// allows and the prompt does not fit. It returns the prompt, its tokens and how many
+// messages were dropped.
+func (s *ChatSession) render() (*ChatPrompt, []Token, int, error) {
+	room := s.c.NCtx() / max(1, s.c.NSeqMax())
+	reserve := s.p.MaxTokens
+	if reserve == 0 {
+		reserve = 256
+	}
+	reserve = max(1, min(reserve, room/4))
+	dropped := 0
+	for {
+		prompt, err := s.tmpl.Apply(s.request(s.history))
+		if err != nil {
+			return nil, nil, dropped, err
+		}
+		tokens, err := s.model.Tokenize(prompt.Prompt, AddSpecial|ParseSpecial)
+		if err != nil {
+			return nil, nil, dropped, err
+		}
+		if len(tokens)+reserve <= room {
+			return prompt, tokens, dropped, nil
+		}
+		if s.p.Overflow == OverflowDropOldest {
+			if k := s.dropOldestTurn(); k > 0 {
+				dropped += k
+				continue
+			}
+		}
+		return nil, nil, dropped, fmt.Errorf("%w: the conversation needs %d tokens plus %d for the reply, the context holds %d",
+			ErrContextFull, len(tokens), reserve, room)
+	}
+}
+
+// dropOldestTurn removes the oldest turn after the system prompt, unless it is the last
+// one; it returns how many messages it removed.
+func (s *ChatSession) dropOldestTurn() int {
+	start := 0
+	if len(s.history) > 0 && s.history[0].Role == RoleSystem {
+		start = 1
+	}
+	end := start + 1
+	for end < len(s.history) && s.history[end].Role != RoleUser {
+		end++
+	}
+	if end >= len(s.history) { // nothing after this turn: keep it
+		return 0
+	}
+	s.history = slices.Delete(s.history, start, end)
+	return end - start
+}
+
+// reusable is how many leading tokens of a new prompt the cache holds already; at least
+// one token is left to decode (the reply's first logits come from it).
+func (s *ChatSession) reusable(tokens []Token) int {
+	n := 0
+	for n < len(s.cached) && n < len(tokens) && s.cached[n] == tokens[n] {
+		n++
+	}
+	return min(n, len(tokens)-1)
+}
+
+// syncCache records what the sequence holds after a generation: the reused prefix, the
+// decoded prompt and the generated tokens, as far as the cache has them (Generate
+// leaves some tokens undecoded, e.g. the last one at the length limit). Anything the
+// cache holds beyond what is known (tokens decoded before a stop string) is removed.
+func (s *ChatSession) syncCache(reused, decoded, gen []Token) {
+	known := slices.Concat(reused, decoded, gen)
+	_, hi, err := s.c.MemorySeqPosRange(s.p.Seq)
+	if err != nil {
+		s.cached = nil
+		return
+	}
+	held := int(hi) + 1
+	if held > len(known) {
+		if _, err := s.c.MemorySeqRemove(s.p.Seq, Pos(len(known)), -1); err != nil {
+			s.cached = nil
+			return
+		}
+		held = len(known)
+	}
+	s.cached = known[:held]
+}
+
+// prefillGrammar feeds the generation prompt's tokens to the sampler's grammar, as
+// llama.cpp's common sampler does for grammars that cover the whole reply.
+func prefillGrammar(m *Model, s *Sampler, generationPrompt string) error {
+	toks, err := m.Tokenize(generationPrompt, ParseSpecial)
+	if err != nil {
+		return err
+	}
+	for i, t := range toks {
+		if i == 0 {
+			if piece, err := m.TokenPiece(t, true); err == nil && len(piece) > 0 && isSpace(piece[0]) &&
+				!isSpace(generationPrompt[0]) {
+				continue // a space some tokenizers add before the first special token
+			}
+		}
+		if err := s.Accept(t); err != nil {
+			return fmt.Errorf("%w: the tool-call grammar does not accept the generation prompt: %w", ErrChat, err)
+		}
+	}
+	return nil
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+
+// sessionFile is the JSON form of a saved session.
+type sessionFile struct {
+	Version  int       `json:"version"`
+	Messages []Message `json:"messages"`
+}
+
+// Save writes the conversation (system prompt included) as JSON: {"version": 1,
+// "messages": [...]} with messages in OpenAI's chat format. The KV cache is not saved;
+// after Load the next turn decodes what the cache does not hold.
+func (s *ChatSession) Save(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sessionFile{Version: 1, Messages: s.history})
+}
+
+// Load replaces the conversation with one written by Save. Invalid files or messages
+// are errors and leave the session unchanged.
+func (s *ChatSession) Load(r io.Reader) error {
+	var f sessionFile
+	if err := json.NewDecoder(r).Decode(&f); err != nil {
+		return fmt.Errorf("%w: load session: %v", ErrChat, err)
+	}
+	if f.Version != 1 {
+		return fmt.Errorf("%w: load session: unknown version %d", ErrChat, f.Version)
+	}
+	req := ChatRequest{Messages: f.Messages}
+	if err := req.check(); err != nil {
+		return err
+	}
+	s.history = f.Messages
+	s.last = TurnResult{}
+	return nil
+}
