@@ -3,15 +3,17 @@
 #   make BACKEND=cuda         the same for CUDA (then: go build -tags cuda ./...)
 #   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race
 #   make run [MODEL=x.gguf]   streaming generation demo (a synthetic model when no MODEL)
+#   make chat [MODEL=x.gguf]  interactive chat (examples/chat)
 #   make bench [MODEL=x.gguf] [ARGS="-p 512 -n 128"]   ours vs llama-bench, same build
 BACKEND ?= cpu
 GO      ?= go
 TAGS    := $(filter-out cpu,$(BACKEND))
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 LIBS    := third_party/build/$(BACKEND)/lib/libllama.a
-CACHE   ?= $(CURDIR)/testdata-cache
+# Upstream tools of the same build that tests and scripts compare against.
+export LLAMA_TOOLS ?= llama-bench llama-perplexity
 
-.PHONY: all deps libs build test vet run bench gpu-pack clean distclean
+.PHONY: all deps libs build test vet run chat bench perplexity-compare gpu-pack clean distclean
 
 all: build
 
@@ -29,7 +31,7 @@ $(LIBS): | deps
 build: $(LIBS)
 	$(GO) build $(GOFLAGS_TAGS) ./...
 
-vet: third_party/build/cpu/lib/libllama.a
+vet: $(LIBS)
 	$(GO) vet ./...
 	$(GO) vet -tags cuda ./...
 	$(GO) vet -tags vulkan ./...
@@ -44,24 +46,23 @@ test: vet
 run: $(LIBS)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
+chat: $(LIBS)
+	$(GO) run $(GOFLAGS_TAGS) ./examples/chat $(if $(MODEL),-model $(MODEL)) $(ARGS)
+
 # Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
 bench: $(LIBS)
 	BACKEND=$(BACKEND) bash scripts/bench-compare.sh $(MODEL) $(ARGS)
+
+# examples/perplexity against upstream llama-perplexity of the same build.
+perplexity-compare: $(LIBS)
+	bash scripts/perplexity-compare.sh $(MODEL) $(ARGS)
 
 # Packs toolchain, modules and llama.cpp into .device/ for an offline GPU machine (README, "GPU").
 gpu-pack:
 	bash scripts/gpu-pack.sh
 
 clean:
-	rm -rf third_party/build $(CACHE)
+	rm -rf third_party/build
 
-dist# Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
-bench: $(LIBS)
-	BACKEND=$(BACKEND) bash scripts/bench-compare.sh $(MODEL) $(ARGS)
-
-# Packs toolchain, modules and llama.cpp into .device/ for an offline GPU machine (README, "GPU").
-gpu-pack:
-	bash scripts/gpu-pack.sh
-
-clean: clean
+distclean: clean
 	rm -rf third_party/llama.cpp

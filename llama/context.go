@@ -142,6 +142,8 @@ type Context struct {
 	nCtx, nBatch, nUBatch, nSeqMax int
 	nVocab, nEmbdOut               int
 	embeddings                     bool
+	noMemory                       bool // encoder-only models: a batch is one micro-batch
+	maxPos                         Pos  // > 0: positions must stay below it (learned position embeddings)
 	pooling                        PoolingType
 	threads, threadsBatch          int
 
@@ -207,9 +209,13 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 		nVocab:       m.vocabInfo.NTokens,
 		nEmbdOut:     int(C.llama_model_n_embd_out(m.ptr)),
 		embeddings:   p.Embeddings,
+		noMemory:     C.llama_get_memory(ptr) == nil,
 		pooling:      poolingFromC(C.llama_pooling_type(ptr)),
 		threads:      int(cp.n_threads),
 		threadsBatch: int(cp.n_threads_batch),
+	}
+	if m.facts.learnedPositions {
+		c.maxPos = Pos(m.info.NCtxTrain)
 	}
 	c.attached = &attachedSamplers{}
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
@@ -302,6 +308,18 @@ func (m *Model) contextParams(p *ContextParams) (C.struct_llama_context_params, 
 	cp.swa_full = C.bool(p.SWAFull)
 	cp.kv_unified = C.bool(p.KVUnified)
 	cp.no_perf = C.bool(p.NoPerf)
+	pooling := p.Pooling
+	if pooling == PoolingDefault {
+		pooling = m.facts.pooling
+	}
+	if p.Embeddings && pooling == PoolingMean && cp.n_seq_max > 1 {
+		// llama.cpp's mean-pooling graph is reserved with the micro-batch split evenly
+		// across the sequences and aborts when it cannot be.
+		nub := min(cp.n_ubatch, cp.n_batch, cp.n_ctx)
+		if nub%cp.n_seq_max != 0 {
+			return cp, invalidParam("with mean pooling, NUBatch (%d) must be a multiple of NSeqMax (%d)", nub, cp.n_seq_max)
+		}
+	}
 	return cp, nil
 }
 

@@ -12,6 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// logitTolerance is how far logits of the same tokens may differ between batch layouts:
+// CPU kernels agree to 1e-4; GPU builds offload some operations even for CPU layers.
+func logitTolerance() float64 {
+	if SupportsGPUOffload() {
+		return 1e-3
+	}
+	return 1e-4
+}
+
 func argmax(v []float32) Token {
 	best := 0
 	for i, x := range v {
@@ -121,7 +130,7 @@ func TestBatchMultiSequence(t *testing.T) {
 		require.NoError(t, solo.DecodeTokens(t.Context(), toks, 0, 0))
 		l, err := solo.Logits(-1)
 		require.NoError(t, err)
-		assert.InDeltaSlice(t, []([]float32){la, lb}[seq], l, 1e-4, "sequence %d", seq)
+		assert.InDeltaSlice(t, []([]float32){la, lb}[seq], l, logitTolerance(), "sequence %d", seq)
 		solo.Close()
 	}
 

@@ -109,6 +109,16 @@ func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 	if err := b.validate(c.nVocab, c.nBatch, c.nSeqMax); err != nil {
 		return err
 	}
+	if c.noMemory && b.Len() > c.nUBatch {
+		return fmt.Errorf("%w: %d tokens: a model without KV cache takes at most NUBatch (%d) per call", ErrInvalidBatch, b.Len(), c.nUBatch)
+	}
+	if c.maxPos > 0 {
+		for _, p := range b.pos[:b.Len()] {
+			if p >= c.maxPos {
+				return fmt.Errorf("%w: position %d: the model's learned positions end at %d", ErrInvalidBatch, p, c.maxPos-1)
+			}
+		}
+	}
 	if err := context.Cause(ctx); err != nil {
 		return aborted(err)
 	}

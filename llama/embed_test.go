@@ -382,3 +382,42 @@ func TestEmbedErrors(t *testing.T) {
 	_, err = ParsePoolingType("max")
 	assert.ErrorIs(t, err, ErrInvalidParams)
 }
+
+// TestEmbedMeanPoolingSplit: a mean-pooling context whose micro-batch does not divide
+// evenly across its sequences is refused (llama.cpp aborts building its graph).
+func TestEmbedMeanPoolingSplit(t *testing.T) {
+	m, err := LoadModel(t.Context(), synthModel(t, "llama-tiny", gguf.TypeF16), &ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer m.Close()
+	_, err = m.NewContext(&ContextParams{Embeddings: true, NSeqMax: 3, Pooling: PoolingMean})
+	assert.ErrorIs(t, err, ErrInvalidParams)
+	c, err := m.NewContext(&ContextParams{Embeddings: true, NSeqMax: 3, NUBatch: 510, Pooling: PoolingMean})
+	require.NoError(t, err)
+	c.Close()
+}
+
+// TestEncoderBatchLimits: raw Encode/Decode on a model without KV cache refuses what
+// llama.cpp aborts on: more tokens than NUBatch, positions past the learned ones.
+func TestEncoderBatchLimits(t *testing.T) {
+	m, err := LoadModel(t.Context(), synthModel(t, "bert-tiny", gguf.TypeF16), &ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer m.Close()
+	c, err := m.NewContext(&ContextParams{Embeddings: true, NBatch: 64, NUBatch: 32})
+	require.NoError(t, err)
+	defer c.Close()
+	b, err := NewBatch(64, 1)
+	require.NoError(t, err)
+	defer b.Close()
+	for i := range 40 {
+		require.NoError(t, b.Add(100, Pos(i), true, 0))
+	}
+	assert.ErrorIs(t, c.Encode(t.Context(), b), ErrInvalidBatch, "40 tokens > NUBatch 32")
+	b.Clear()
+	require.NoError(t, b.Add(100, Pos(m.Info().NCtxTrain), true, 0))
+	assert.ErrorIs(t, c.Encode(t.Context(), b), ErrInvalidBatch, "position past the learned positions")
+	b.Clear()
+	for i := range 8 {
+		require.NoError(t, b.Add(100, Pos(i), true, 0))
+	}
+	require.NoError(t, c.Encode(t.Context(), b), "a valid batch still works")
+}

@@ -95,6 +95,7 @@ type Model struct {
 	cleanup  runtime.Cleanup
 
 	path         string
+	facts        modelFacts
 	vocabOnly    bool
 	loadDuration time.Duration
 	info         ModelInfo
@@ -129,8 +130,12 @@ func (l *loadProgress) report(fraction float32) (keepGoing bool) {
 func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, error) {
 	initBackend()
 	fail := func(err error) (*Model, error) { return nil, &LoadError{Path: path, Err: err} }
-	if err := checkModelFile(path, params != nil && params.VocabOnly); err != nil {
+	facts, err := checkModelFile(path, params != nil && params.VocabOnly)
+	if err != nil {
 		return fail(err)
+	}
+	if params != nil && params.SplitMode == SplitTensor && Backend == "cuda" && !flashAttnHeadDims[facts.headDim] {
+		return fail(invalidParam("SplitTensor needs flash attention, which llama.cpp's CUDA kernels lack for head size %d: use SplitLayer", facts.headDim))
 	}
 	if err := context.Cause(ctx); err != nil {
 		return fail(aborted(err))
@@ -171,7 +176,7 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 			return fail(llamaErrors.since(since, "llama.cpp could not load the model"))
 		}
 	}
-	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path,
+	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, facts: facts,
 		vocabOnly: params != nil && params.VocabOnly, loadDuration: time.Since(start)}
 	m.info = readModelInfo(m)
 	m.vocabInfo = readVocabInfo(m.vocab)
@@ -180,21 +185,21 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 }
 
 // checkModelFile turns bad paths and files into clear errors before llama.cpp sees them.
-func checkModelFile(path string, vocabOnly bool) error {
+func checkModelFile(path string, vocabOnly bool) (modelFacts, error) {
 	if path == "" {
-		return errors.New("empty path")
+		return modelFacts{}, errors.New("empty path")
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return modelFacts{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return modelFacts{}, err
 	}
 	if st.IsDir() {
-		return errors.New("is a directory")
+		return modelFacts{}, errors.New("is a directory")
 	}
 	return precheckGGUF(f, st.Size(), vocabOnly)
 }

@@ -136,7 +136,7 @@ func Quantize(ctx context.Context, in, out string, p *QuantizeParams) error {
 		imat = newCIMatrix(entries)
 		defer imat.free()
 	}
-	if err := checkModelFile(in, false); err != nil {
+	if _, err := checkModelFile(in, false); err != nil {
 		return &LoadError{Path: in, Err: err}
 	}
 	if a, b := filepath.Clean(in), filepath.Clean(out); a == b {
