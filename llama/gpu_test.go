@@ -185,7 +185,9 @@ func TestGPUMultiSplit(t *testing.T) {
 	m, err = LoadModel(t.Context(), path, &ModelParams{GPULayers: -1, SplitMode: SplitTensor, TensorSplit: []float32{1, 1}})
 	require.NoError(t, err)
 	got := promptLogits(t, m)
-	assert.InDeltaSlice(t, wantLogits, got, 2e-2*maxAbs(wantLogits), "split by tensor")
+	cos := cosine(wantLogits, got)
+	t.Logf("split tensor: cosine similarity of the prompt's logits with one GPU: %.6f", cos)
+	assert.Greater(t, cos, 0.995, "split by tensor")
 	assert.Equal(t, argmax(wantLogits), argmax(got))
 	t.Logf("split tensor: greedy tokens %v", greedyTokens(t, m, 16))
 	m.Close()
@@ -214,10 +216,12 @@ func promptLogits(t *testing.T, m *Model) []float32 {
 	return l
 }
 
-func maxAbs(v []float32) float64 {
-	m := 0.0
-	for _, x := range v {
-		m = max(m, math.Abs(float64(x)))
+func cosine(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
 	}
-	return m
+	return ab / math.Sqrt(aa*bb)
 }

@@ -26,9 +26,13 @@ import (
 var (
 	buildOnce sync.Once
 	binPath   string
+	workDir   string
 	modelPath string
 	buildErr  error
 )
+
+// runAsMain makes the test binary run the chat program instead of the tests.
+const runAsMain = "LLAMAGO_CHAT_TEST_RUN_MAIN"
 
 func setup(t *testing.T) (bin, model string) {
 	t.Helper()
@@ -38,19 +42,19 @@ func setup(t *testing.T) (bin, model string) {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "chat")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			t.Log(string(out))
+		// The test binary is the program (see TestMain): built with this test's tags and flags.
+		binPath, buildErr = os.Executable()
+		if buildErr != nil {
 			return
 		}
+		os.Setenv(runAsMain, "1") // inherited by the processes the tests start, not read here again
+		workDir = dir
 		vocab, err := modelfile.VocabPath("qwen2")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		modelPath = filepath.Join(dir, "qwen2-tiny.gguf")
+		modelPath = filepath.Join(workDir, "qwen2-tiny.gguf")
 		buildErr = gguf.WriteSyntheticFile(modelPath, gguf.SynthOptions{Shape: "qwen2-tiny", VocabPath: vocab, Type: gguf.TypeF16, Seed: 3})
 	})
 	require.NoError(t, buildErr)
@@ -58,9 +62,13 @@ func setup(t *testing.T) (bin, model string) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(runAsMain) == "1" {
+		main()
+		os.Exit(0)
+	}
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	if workDir != "" {
+		os.RemoveAll(workDir)
 	}
 	os.Exit(code)
 }
