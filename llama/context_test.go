@@ -13,10 +13,11 @@ import (
 )
 
 // logitTolerance is how far logits of the same tokens may differ between batch layouts:
-// CPU kernels agree to 1e-4; GPU builds offload some operations even for CPU layers.
+// CPU kernels agree to 1e-4; GPU builds offload some operations even for CPU layers
+// (and a unified or split KV cache takes other kernels there).
 func logitTolerance() float64 {
 	if SupportsGPUOffload() {
-		return 1e-3
+		return 2e-3
 	}
 	return 1e-4
 }

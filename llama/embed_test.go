@@ -88,7 +88,7 @@ func checkEmbeddings(t *testing.T, c *Context, dim int) {
 	n := l2(raw[0])
 	assert.Greater(t, math.Abs(n-1), 1e-3, "without Normalize the vector keeps its norm (%g)", n)
 	for j := range raw[0] {
-		assert.InDelta(t, raw[0][j]/float32(n), batched[0][j], logitTolerance()/10)
+		assert.InDelta(t, raw[0][j]/float32(n), batched[0][j], logitTolerance()/10) // 1e-5 on CPU
 	}
 }
 
