@@ -75,6 +75,12 @@ func run(ctx context.Context, model, prompt string, n, nCtx, gpuLayers, threads 
 		return err
 	}
 	defer s.Close()
+	if gpuLayers != 0 && llama.SupportsGPUOffload() {
+		// Sampling on the GPU saves copying the logits and sorting them on the CPU per token.
+		if _, err := c.SetBackendSampler(0, s); err != nil {
+			return err
+		}
+	}
 
 	fmt.Print(prompt)
 	var res llama.GenerateResult
