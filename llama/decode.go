@@ -57,6 +57,18 @@ func (c *Context) DecodeTokens(ctx context.Context, tokens []Token, pos Pos, seq
 	return c.decodeSeq(ctx, tokens, pos, seq)
 }
 
+// scratchBatch is the context's reusable batch of NBatch tokens, one sequence each.
+func (c *Context) scratchBatch() (*Batch, error) {
+	if c.scratch == nil {
+		b, err := NewBatch(c.nBatch, 1)
+		if err != nil {
+			return nil, err
+		}
+		c.scratch = b
+	}
+	return c.scratch, nil
+}
+
 // arm makes cancelling ctx abort the claimed context's computations until the
 // returned disarm is called.
 func (c *Context) arm(ctx context.Context) (disarm func()) {
@@ -80,14 +92,10 @@ func disarmed() {}
 // decodeSeq decodes tokens of one sequence from pos on, in batches of NBatch, with
 // logits for the last token only. The context is claimed and armed.
 func (c *Context) decodeSeq(ctx context.Context, tokens []Token, pos Pos, seq SeqID) error {
-	if c.scratch == nil {
-		b, err := NewBatch(c.nBatch, 1)
-		if err != nil {
-			return err
-		}
-		c.scratch = b
+	b, err := c.scratchBatch()
+	if err != nil {
+		return err
 	}
-	b := c.scratch
 	for start := 0; start < len(tokens); start += c.nBatch {
 		end := min(start+c.nBatch, len(tokens))
 		b.Clear()

@@ -197,14 +197,10 @@ func (c *Context) embedBatches(ctx context.Context, inputs [][]Token, read func(
 			}
 		}
 	}
-	if c.scratch == nil {
-		b, err := NewBatch(c.nBatch, 1)
-		if err != nil {
-			return err
-		}
-		c.scratch = b
+	b, err := c.scratchBatch()
+	if err != nil {
+		return err
 	}
-	b := c.scratch
 	defer c.arm(ctx)()
 	mem := C.llama_get_memory(c.ptr)
 	for start := 0; start < len(inputs); {

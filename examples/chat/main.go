@@ -25,12 +25,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -45,7 +45,7 @@ type config struct {
 	template    string // file with a Jinja template overriding the model's
 	prompt      string
 	interactive bool
-	sampling    llama.SamplingParams
+	sampling    *llama.SamplingParams
 }
 
 func main() {
@@ -59,21 +59,9 @@ func main() {
 	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
 	flag.StringVar(&cfg.prompt, "p", "", "send this message, print the reply and exit")
 	flag.BoolVar(&cfg.interactive, "i", false, "interactive even when stdin is not a terminal")
-	cfg.sampling = llama.DefaultSamplingParams()
-	sp := &cfg.sampling
-	flag.Func("seed", "sampling seed (default: random)", func(v string) error {
-		seed, err := strconv.ParseUint(v, 10, 32)
-		sp.Seed = uint32(seed)
-		return err
-	})
-	temp := flag.Float64("temp", float64(sp.Temperature), "temperature (0: greedy)")
-	flag.IntVar(&sp.TopK, "top-k", sp.TopK, "top-k (0: off)")
-	topP := flag.Float64("top-p", float64(sp.TopP), "top-p (1: off)")
-	minP := flag.Float64("min-p", float64(sp.MinP), "min-p (0: off)")
-	repeat := flag.Float64("repeat-penalty", float64(sp.RepeatPenalty), "repetition penalty (1: off)")
+	cfg.sampling = samplingflags.Register(flag.CommandLine)
 	verbose := flag.Bool("v", false, "show llama.cpp's log")
 	flag.Parse()
-	sp.Temperature, sp.TopP, sp.MinP, sp.RepeatPenalty = float32(*temp), float32(*topP), float32(*minP), float32(*repeat)
 	if *verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
@@ -202,7 +190,7 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 		}
 	}
 	sess, err := llama.NewChatSession(c, &llama.ChatSessionParams{
-		Template: tmpl, System: a.cfg.system, Sampling: &a.cfg.sampling, MaxTokens: a.cfg.maxTokens,
+		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.maxTokens,
 		Overflow: llama.OverflowDropOldest,
 	})
 	if err != nil {

@@ -10,10 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -25,27 +25,16 @@ func main() {
 	nCtx := flag.Int("ctx", 2048, "context size")
 	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
 	threads := flag.Int("t", 0, "threads (0: physical cores)")
-	sp := llama.DefaultSamplingParams()
-	flag.Func("seed", "sampling seed (default: random)", func(v string) error {
-		seed, err := strconv.ParseUint(v, 10, 32)
-		sp.Seed = uint32(seed)
-		return err
-	})
-	temp := flag.Float64("temp", float64(sp.Temperature), "temperature (0: greedy)")
-	flag.IntVar(&sp.TopK, "top-k", sp.TopK, "top-k (0: off)")
-	topP := flag.Float64("top-p", float64(sp.TopP), "top-p (1: off)")
-	minP := flag.Float64("min-p", float64(sp.MinP), "min-p (0: off)")
-	repeat := flag.Float64("repeat-penalty", float64(sp.RepeatPenalty), "repetition penalty (1: off)")
+	sp := samplingflags.Register(flag.CommandLine)
 	verbose := flag.Bool("v", false, "show llama.cpp's log")
 	flag.Parse()
-	sp.Temperature, sp.TopP, sp.MinP, sp.RepeatPenalty = float32(*temp), float32(*topP), float32(*minP), float32(*repeat)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if *verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	if err := run(ctx, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, &sp); err != nil {
+	if err := run(ctx, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, sp); err != nil {
 		fmt.Fprintln(os.Stderr, "generate:", err)
 		os.Exit(1)
 	}
