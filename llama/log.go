@@ -17,6 +17,7 @@ import (
 
 var (
 	logger   atomic.Pointer[slog.Logger]
+	logWatch atomic.Pointer[func(line string)] // sees every info line while set (Quantize progress)
 	logMu    sync.Mutex      // guards the line being assembled
 	logLine  strings.Builder // llama.cpp sends some lines in fragments; joined until the newline
 	logLevel slog.Level      // level of the line being assembled
@@ -27,7 +28,23 @@ var (
 func SetLogger(l *slog.Logger) {
 	logger.Store(l)
 	initBackend()
-	C.lgo_log_enable(C.bool(l != nil))
+	updateLogForwarding()
+}
+
+// updateLogForwarding lets llama.cpp's messages reach Go only when something reads them.
+func updateLogForwarding() {
+	C.lgo_log_enable(C.bool(logger.Load() != nil || logWatch.Load() != nil))
+}
+
+// watchLog passes every complete info line to fn until the returned stop is called.
+func watchLog(fn func(line string)) (stop func()) {
+	initBackend()
+	logWatch.Store(&fn)
+	updateLogForwarding()
+	return func() {
+		logWatch.Store(nil)
+		updateLogForwarding()
+	}
 }
 
 // slogLevel maps ggml_log_level (NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5);
@@ -55,7 +72,8 @@ func logMessage(level int, text unsafe.Pointer) {
 		logLevel = lvl
 	}
 	l := logger.Load()
-	if logLevel != slog.LevelError && (l == nil || !l.Enabled(context.Background(), logLevel)) {
+	watched := logLevel == slog.LevelInfo && logWatch.Load() != nil
+	if logLevel != slog.LevelError && !watched && (l == nil || !l.Enabled(context.Background(), logLevel)) {
 		logLine.Reset()
 		return
 	}
@@ -86,6 +104,9 @@ func emitLogLine(line string) {
 	}
 	if logLevel == slog.LevelError {
 		llamaErrors.add(line)
+	}
+	if w := logWatch.Load(); w != nil && logLevel == slog.LevelInfo {
+		(*w)(line)
 	}
 	if l := logger.Load(); l != nil && l.Enabled(context.Background(), logLevel) {
 		l.Log(context.Background(), logLevel, line, slog.String("source", "llama.cpp"))

@@ -140,7 +140,16 @@ func TestQuantize(t *testing.T) {
 	require.NoError(t, err)
 	for _, typ := range []string{"Q8_0", "Q4_K_M"} {
 		out := filepath.Join(dir, typ+".gguf")
-		require.NoError(t, Quantize(t.Context(), in, out, &QuantizeParams{Type: typ, Threads: 2}))
+		var calls, last, total int
+		progress := func(done, n int, tensor string) {
+			calls++
+			assert.Greater(t, done, last, "tensor %s", tensor)
+			last, total = done, n
+		}
+		require.NoError(t, Quantize(t.Context(), in, out, &QuantizeParams{Type: typ, Threads: 2, Progress: progress}))
+		assert.Positive(t, total)
+		assert.Equal(t, total, last, "progress reaches every tensor")
+		assert.Equal(t, total, calls)
 		m, err := LoadModel(t.Context(), out, &ModelParams{GPULayers: 0})
 		require.NoError(t, err)
 		assert.Contains(t, m.Info().FileType, typ[:2])

@@ -14,6 +14,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
 	"sort"
 	"strings"
 	"unsafe"
@@ -60,7 +63,13 @@ type QuantizeParams struct {
 	// GGUF format or the legacy .dat format; "" quantizes without one. It is read and
 	// checked in Go (finite values, sizes) before llama.cpp sees it.
 	IMatrix string
+	// Progress, when set, is called after each tensor with its name and the count done,
+	// from llama.cpp's per-tensor log lines (on the goroutine that logs them).
+	Progress func(done, total int, tensor string)
 }
+
+// quantizeMu serialises Quantize: progress comes from llama.cpp's process-wide log.
+var quantizeMu sync.Mutex
 
 // quantTensorTypes are the ggml types accepted for the per-tensor overrides: those
 // ggml can quantize rows to without an importance matrix.
@@ -97,9 +106,9 @@ func parseQuantTensorType(field, name string) (C.enum_ggml_type, error) {
 
 // Quantize writes a quantized copy of the GGUF model in to out with llama.cpp's quantizer.
 // The input is pre-checked in Go like LoadModel's. ctx is checked before starting: the
-// quantizer of llama.cpp v0.4.0 has neither a progress nor an abort callback, so once it
-// runs it cannot be interrupted (its per-tensor progress lines go to SetLogger's logger
-// at info level). On failure out is removed.
+// quantizer of llama.cpp v0.4.0 has no abort callback, so once it runs it cannot be
+// interrupted; QuantizeParams.Progress reports each tensor. Calls run one at a time.
+// On failure out is removed.
 func Quantize(ctx context.Context, in, out string, p *QuantizeParams) error {
 	initBackend()
 	var q QuantizeParams
@@ -162,6 +171,12 @@ func Quantize(ctx context.Context, in, out string, p *QuantizeParams) error {
 	cin, cout := C.CString(in), C.CString(out)
 	defer C.free(unsafe.Pointer(cin))
 	defer C.free(unsafe.Pointer(cout))
+	quantizeMu.Lock()
+	defer quantizeMu.Unlock()
+	if q.Progress != nil {
+		stop := watchQuantizeLog(q.Progress)
+		defer stop()
+	}
 	since := llamaErrors.mark()
 	if rc := C.llama_model_quantize(cin, cout, &cp); rc != 0 {
 		os.Remove(out)
@@ -343,4 +358,18 @@ func (m *cIMatrix) free() {
 		C.free(p)
 	}
 	m.alloc = nil
+}
+
+// quantizeLine matches llama.cpp's per-tensor quantizer line: "[  12/ 291] blk.1.attn_q.weight - ...".
+var quantizeLine = regexp.MustCompile(`^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)`)
+
+// watchQuantizeLog turns llama.cpp's per-tensor quantizer lines into progress calls.
+func watchQuantizeLog(progress func(done, total int, tensor string)) (stop func()) {
+	return watchLog(func(line string) {
+		if m := quantizeLine.FindStringSubmatch(line); m != nil {
+			done, _ := strconv.Atoi(m[1])
+			total, _ := strconv.Atoi(m[2])
+			progress(done, total, m[3])
+		}
+	})
 }
