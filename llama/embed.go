@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"unsafe"
@@ -25,10 +24,6 @@ type EmbedOptions struct {
 	// special tokens. Off by default, so user text cannot inject control tokens.
 	ParseSpecial bool
 }
-
-// ErrInputTooLong is returned when one input to Embed, TokenEmbeddings or Rerank has
-// more tokens than the context can embed in one pass (see Context.EmbedMaxTokens).
-var ErrInputTooLong = errors.New("llama: input too long for the context")
 
 // Embed returns one embedding per text, pooled the way the context's pooling type says
 // (the model's own, e.g. CLS for bge, or ContextParams.Pooling: mean, CLS or last).

@@ -26,6 +26,9 @@ var (
 	ErrInvalidUTF8 = errors.New("llama: text is not valid UTF-8")
 	// ErrInvalidParams is returned for out-of-range parameters.
 	ErrInvalidParams = errors.New("llama: invalid parameter")
+	// ErrInputTooLong is returned when one input to Embed, TokenEmbeddings or Rerank has
+	// more tokens than the context can embed in one pass (see Context.EmbedMaxTokens).
+	ErrInputTooLong = errors.New("llama: input too long for the context")
 	// ErrContextBusy is returned when a Context is used by a second goroutine while
 	// another call on it is in progress. A Context serves one goroutine at a time.
 	ErrContextBusy = errors.New("llama: context in use by another goroutine")

@@ -140,6 +140,7 @@ func TestInteractiveWithoutTerminal(t *testing.T) {
 	// /load restores it in a new process (whose cache is empty) and the chat goes on.
 	out, errOut, code = runPiped(t, "/load "+save+"\nAgain\n", chatArgs(model, "-i")...)
 	require.Equal(t, 0, code, errOut)
+	assert.NotEmpty(t, out, "the reply after /load")
 	assert.Contains(t, errOut, "[loaded "+save+": 7 messages]")
 	assert.Contains(t, errOut, "0 reused")
 	_, errOut, _ = runPiped(t, "/load "+filepath.Join(t.TempDir(), "missing.json")+"\n", chatArgs(model, "-i")...)
