@@ -18,9 +18,9 @@ import (
 var (
 	logger   atomic.Pointer[slog.Logger]
 	logWatch atomic.Pointer[func(line string)] // sees every info line while set (Quantize progress)
-	logMu    sync.Mutex      // guards the line being assembled
-	logLine  strings.Builder // llama.cpp sends some lines in fragments; joined until the newline
-	logLevel slog.Level      // level of the line being assembled
+	logMu    sync.Mutex                        // guards the line being assembled
+	logLine  strings.Builder                   // llama.cpp sends some lines in fragments; joined until the newline
+	logLevel slog.Level                        // level of the line being assembled
 )
 
 // SetLogger routes llama.cpp and ggml log output to l, one record per line, with the

@@ -15,10 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"sync"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/llamago/llamago/llama/gguf"
