@@ -97,7 +97,8 @@ func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts
 }
 
 // GenerateText is Generate yielding text: each value is valid UTF-8 (a piece ending
-// inside a character waits for the rest), stop strings are never emitted, and special
+// inside a character waits for the rest; bytes that cannot form one become U+FFFD),
+// stop strings are never emitted, and special
 // tokens render as nothing. The prompt is tokenized with ParseSpecial (special-token
 // text such as "<|im_start|>" becomes the token), and AddSpecial when the sequence is
 // empty: a second call continues the same sequence without a new BOS.
@@ -130,7 +131,7 @@ func (c *Context) GenerateText(ctx context.Context, prompt string, s *Sampler, o
 				return true
 			}
 			out := string(pending[:n])
-			if final {
+			if !utf8.ValidString(out) { // bytes that can never form a character (models emit them)
 				out = strings.ToValidUTF8(out, "\uFFFD")
 			}
 			pending = append(pending[:0], pending[n:]...)

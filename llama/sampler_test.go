@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -449,4 +451,30 @@ func TestGenerateTextContinues(t *testing.T) {
 	assert.Equal(t, Pos(len(first)+2+len(second)+2-1), hi, "both prompts and all but the last token of each reply")
 	_, err = c.MemorySeqRemove(0, -1, -1)
 	require.NoError(t, err)
+}
+
+// TestGenerateTextInvalidBytes: byte tokens that never form a character come out as
+// U+FFFD, so every piece is valid UTF-8.
+func TestGenerateTextInvalidBytes(t *testing.T) {
+	m, err := LoadModel(t.Context(), synthModel(t, "mistral-tiny", gguf.TypeF16), &ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer m.Close()
+	// The byte-fallback token <0x80>: a lone continuation byte.
+	lone := NoToken
+	for tok := range Token(m.Vocab().NTokens) {
+		if text, err := m.TokenText(tok); err == nil && text == "<0x80>" {
+			lone = tok
+			break
+		}
+	}
+	require.NotEqual(t, NoToken, lone)
+	c := newTestContext(t, m, 256)
+	s := newTestSampler(t, m, LogitBias(map[Token]float32{lone: 100}), Greedy())
+	var got strings.Builder
+	for piece, err := range c.GenerateText(t.Context(), "x", s, &GenerateOptions{MaxTokens: 3, IgnoreEOG: true}) {
+		require.NoError(t, err)
+		assert.True(t, utf8.ValidString(piece), "piece %q", piece)
+		got.WriteString(piece)
+	}
+	assert.Contains(t, got.String(), "\uFFFD")
 }
