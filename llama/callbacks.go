@@ -22,9 +22,11 @@ func goLoadProgress(progress C.float, handle C.uintptr_t) C.bool {
 	return C.bool(l.report(float32(progress)))
 }
 
-// goLog receives one llama.cpp/ggml log message (or a continuation fragment).
+// goLog receives one llama.cpp/ggml log message (or a continuation fragment). A panic in
+// the user's slog handler must not unwind into C: the message is dropped instead.
 //
 //export goLog
 func goLog(level C.int, text *C.char) {
+	defer func() { _ = recover() }()
 	logMessage(int(level), unsafe.Pointer(text))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -247,3 +248,29 @@ func TestHostileModelFiles(t *testing.T) {
 	require.NoError(t, err, "the process lives and valid files load")
 	m.Close()
 }
+
+// TestCallbackPanics: a panic in a user callback that llama.cpp calls (through the log or
+// progress hooks) never unwinds into C; the call reports it or the message is dropped.
+func TestCallbackPanics(t *testing.T) {
+	in := synthModel(t, "llama-tiny", gguf.TypeF16)
+	out := filepath.Join(t.TempDir(), "q.gguf")
+	err := Quantize(t.Context(), in, out, &QuantizeParams{Type: "Q8_0", Progress: func(int, int, string) { panic("progress") }})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "progress callback panicked")
+	_, statErr := os.Stat(out)
+	assert.ErrorIs(t, statErr, os.ErrNotExist, "no half-trusted output")
+
+	SetLogger(slog.New(panicHandler{}))
+	defer SetLogger(nil)
+	m, err := LoadModel(t.Context(), in, nil) // llama.cpp logs plenty while loading
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+}
+
+// panicHandler is a slog.Handler that panics on every record.
+type panicHandler struct{}
+
+func (panicHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (panicHandler) Handle(context.Context, slog.Record) error { panic("handler") }
+func (h panicHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h panicHandler) WithGroup(string) slog.Handler           { return h }

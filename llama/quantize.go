@@ -173,14 +173,28 @@ func Quantize(ctx context.Context, in, out string, p *QuantizeParams) error {
 	defer C.free(unsafe.Pointer(cout))
 	quantizeMu.Lock()
 	defer quantizeMu.Unlock()
+	var panicked any
 	if q.Progress != nil {
-		stop := watchQuantizeLog(q.Progress)
+		stop := watchQuantizeLog(func(done, total int, tensor string) {
+			defer func() {
+				if r := recover(); r != nil && panicked == nil {
+					panicked = r // the quantizer cannot be stopped: report it when it returns
+				}
+			}()
+			if panicked == nil {
+				q.Progress(done, total, tensor)
+			}
+		})
 		defer stop()
 	}
 	since := llamaErrors.mark()
 	if rc := C.llama_model_quantize(cin, cout, &cp); rc != 0 {
 		os.Remove(out)
 		return fmt.Errorf("llama: quantize %s: %w", in, llamaErrors.since(since, "llama.cpp failed to quantize"))
+	}
+	if panicked != nil {
+		os.Remove(out)
+		return fmt.Errorf("llama: quantize %s: progress callback panicked: %v", in, panicked)
 	}
 	return nil
 }
