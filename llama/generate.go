@@ -287,6 +287,13 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 				finish(FinishStop, nil)
 				return
 			}
+			if sent >= 4096 { // emitted text cannot take part in a stop string: drop it
+				text = append(text[:0], text[sent:]...)
+				for i := range held {
+					held[i].end -= sent
+				}
+				sent = 0
+			}
 		}
 		if int(pos) >= c.nCtxSeq() || (o.MaxTokens > 0 && res.GeneratedTokens >= o.MaxTokens) {
 			finish(FinishLength, nil) // the last token needs no decode

@@ -478,3 +478,24 @@ func TestGenerateTextInvalidBytes(t *testing.T) {
 	}
 	assert.Contains(t, got.String(), "\uFFFD")
 }
+
+// TestGenerateLongWithStop: a long generation with a stop string that never comes keeps
+// every byte (the matcher drops emitted text internally) and stays correct.
+func TestGenerateLongWithStop(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 2048)
+	s := newTestSampler(t, m, Seed(4), Temp(1.5))
+	var plain, stopped strings.Builder
+	for piece, err := range c.GenerateText(t.Context(), "Long", s, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true}) {
+		require.NoError(t, err)
+		plain.WriteString(piece)
+	}
+	require.NoError(t, c.MemoryClear(true))
+	s2 := newTestSampler(t, m, Seed(4), Temp(1.5))
+	for piece, err := range c.GenerateText(t.Context(), "Long", s2, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true, Stop: []string{"\x00never\x00"}}) {
+		require.NoError(t, err)
+		stopped.WriteString(piece)
+	}
+	require.Greater(t, plain.Len(), 4096, "long enough to cross the compaction threshold")
+	assert.Equal(t, plain.String(), stopped.String())
+}
