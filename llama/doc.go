@@ -3,9 +3,9 @@
 // (none: CPU, cuda, metal, vulkan). llama.cpp is built by the repository's Makefile
 // (make BACKEND=cpu|cuda|metal) into static archives that this package links.
 //
-// Concurrency: a Model is safe for concurrent use; a Context, Batch (and everything
-// created from a Context) serves one goroutine at a time, and a Context detects a
-// second goroutine (ErrContextBusy) instead of corrupting memory.
+// Concurrency: a Model is safe for concurrent use; a Context, Sampler and Batch serve one
+// goroutine at a time, and a Context or Sampler detects a second goroutine
+// (ErrContextBusy, ErrSamplerBusy) instead of corrupting memory.
 //
 // Everything that owns C memory has an idempotent Close; using it afterwards returns
 // ErrClosed. A Context keeps its Model's memory alive until the Context is closed.
@@ -32,6 +32,7 @@
 //	mean pooling with n_ubatch not a multiple of n_seq_max              ErrInvalidParams
 //	use of anything after Close                                         ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                            ErrContextBusy
+//	a Sampler used by two goroutines (or generations) at once           ErrSamplerBusy
 //	Close while another goroutine decodes                               that decode returns ErrAborted
 //	cancelled context.Context (load, decode, generation)                ErrAborted and the cause
 //	panics in callbacks C calls (load progress, quantize progress,

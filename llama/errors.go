@@ -29,6 +29,9 @@ var (
 	// ErrInputTooLong is returned when one input to Embed, TokenEmbeddings or Rerank has
 	// more tokens than the context can embed in one pass (see Context.EmbedMaxTokens).
 	ErrInputTooLong = errors.New("llama: input too long for the context")
+	// ErrSamplerBusy is returned when a Sampler is used by a second goroutine while
+	// another call (or a generation) uses it. A Sampler serves one goroutine at a time.
+	ErrSamplerBusy = errors.New("llama: sampler in use by another goroutine")
 	// ErrContextBusy is returned when a Context is used by a second goroutine while
 	// another call on it is in progress. A Context serves one goroutine at a time.
 	ErrContextBusy = errors.New("llama: context in use by another goroutine")

@@ -79,7 +79,8 @@ func (r *GenerateResult) GenerationTokensPerSecond() float64 {
 // prompt that does not fit, cancellation matching ErrAborted and ctx's cause) come as
 // the last value.
 //
-// The context is busy (ErrContextBusy for other callers) during the iteration.
+// The context and the sampler are busy (ErrContextBusy, ErrSamplerBusy for other
+// callers) during the iteration.
 // Afterwards the sequence's cache holds the prompt and every yielded token except the
 // last one when the generation ended by length (it was sampled, not decoded); an
 // end-of-generation token is neither yielded nor decoded.
@@ -219,6 +220,11 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 		finish(FinishError, err)
 		return
 	}
+	if err := s.claim(c); err != nil {
+		finish(FinishError, err)
+		return
+	}
+	defer s.use.Unlock()
 	if err := context.Cause(ctx); err != nil {
 		finish(FinishCancelled, aborted(err))
 		return
@@ -314,9 +320,6 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) error {
 	if s == nil {
 		return fmt.Errorf("%w: a generation needs a Sampler", ErrInvalidParams)
-	}
-	if err := s.usable(c); err != nil {
-		return err
 	}
 	if len(prompt) == 0 {
 		return fmt.Errorf("%w: empty prompt", ErrInvalidBatch)

@@ -23,8 +23,9 @@ const DefaultSeed uint32 = 0xFFFFFFFF
 var ErrGrammar = errors.New("llama: grammar")
 
 // Sampler picks the next token from a context's logits with a chain of stages
-// (see NewSampler). It owns C memory: Close it. A Sampler serves one goroutine at a
-// time and keeps its Model's memory alive until closed.
+// (see NewSampler). It owns C memory: Close it. A Sampler serves one goroutine (and one
+// generation) at a time: a second user gets ErrSamplerBusy. It keeps its Model's memory
+// alive until closed.
 type Sampler struct {
 	chain   *C.struct_llama_sampler
 	grammar *C.struct_llama_sampler // outside the chain: see lgo_sample
@@ -39,6 +40,8 @@ type Sampler struct {
 	// candidates an earlier stage left instead of a token id, so such chains stay on the CPU.
 	noDevice bool
 
+	use sync.Mutex // held by the call into C in progress (and by a whole generation)
+
 	// A sampler attached to contexts for on-device sampling is freed only once the
 	// last of them lets go (see Context.SetBackendSampler).
 	mu       sync.Mutex // guards attached and the freeing
@@ -46,6 +49,22 @@ type Sampler struct {
 	attached int
 	device   *Context    // the context s samples on the device for, once attached
 	detached atomic.Bool // detached from device: its chain skips the device stages, unusable
+}
+
+// claim takes the sampler for one use (for sampling c, when not nil); the caller must
+// s.use.Unlock(). A second goroutine gets ErrSamplerBusy instead of corrupting its state.
+func (s *Sampler) claim(c *Context) error {
+	if !s.use.TryLock() {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		return ErrSamplerBusy
+	}
+	if err := s.usable(c); err != nil {
+		s.use.Unlock()
+		return err
+	}
+	return nil
 }
 
 // usable reports why s cannot sample for c, if it cannot.
@@ -150,9 +169,10 @@ func (s *Sampler) Seed() uint32 { return s.seed }
 // Sample picks a token from the logits of batch index idx of c's last decode (-1: the
 // last output) and accepts it (updating penalties, grammar and other state).
 func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
-	if err := s.usable(c); err != nil {
+	if err := s.claim(c); err != nil {
 		return 0, err
 	}
+	defer s.use.Unlock()
 	if err := c.enter(); err != nil {
 		return 0, err
 	}
@@ -160,6 +180,7 @@ func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
 	return s.sampleLocked(c, idx)
 }
 
+// sampleLocked samples with both s and c claimed.
 func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 	if err := c.outputIndex(idx); err != nil {
 		return 0, err
@@ -185,9 +206,10 @@ const candidateCSize = uintptr(C.sizeof_llama_token_data)
 // candidates that remain, in the order the stages left them, and the index of the one
 // the chain selected (-1 for none). It does not Accept the selection.
 func (s *Sampler) Apply(cands []Candidate) ([]Candidate, int, error) {
-	if err := s.usable(nil); err != nil {
+	if err := s.claim(nil); err != nil {
 		return nil, -1, err
 	}
+	defer s.use.Unlock()
 	if s.device != nil {
 		return nil, -1, invalidParam("the sampler samples on the device: Apply would skip its device stages")
 	}
@@ -215,9 +237,10 @@ func (s *Sampler) Apply(cands []Candidate) ([]Candidate, int, error) {
 // Accept records a token chosen elsewhere (a prompt token, a forced token) in the
 // sampler's state. A grammar stage refuses tokens it forbids with ErrGrammar.
 func (s *Sampler) Accept(t Token) error {
-	if s.closed.Load() {
-		return ErrClosed
+	if err := s.claim(nil); err != nil {
+		return err
 	}
+	defer s.use.Unlock()
 	if err := s.model.checkToken(t); err != nil {
 		return err
 	}
@@ -229,9 +252,10 @@ func (s *Sampler) Accept(t Token) error {
 
 // Reset returns the sampler to its initial state (penalty history, grammar, mirostat).
 func (s *Sampler) Reset() error {
-	if s.closed.Load() {
-		return ErrClosed
+	if err := s.claim(nil); err != nil {
+		return err
 	}
+	defer s.use.Unlock()
 	C.llama_sampler_reset(s.chain)
 	if s.grammar != nil {
 		C.llama_sampler_reset(s.grammar)
@@ -239,12 +263,14 @@ func (s *Sampler) Reset() error {
 	return nil
 }
 
-// Close frees the sampler (once no context samples with it on the device any more).
-// Calling it again is a no-op.
+// Close frees the sampler (once no context samples with it on the device any more),
+// waiting for a call in progress on another goroutine. Calling it again is a no-op.
 func (s *Sampler) Close() error {
+	s.closed.Store(true)
+	s.use.Lock()
+	defer s.use.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed.Store(true)
 	s.freeIfUnusedLocked()
 	return nil
 }

@@ -499,3 +499,38 @@ func TestGenerateLongWithStop(t *testing.T) {
 	require.Greater(t, plain.Len(), 4096, "long enough to cross the compaction threshold")
 	assert.Equal(t, plain.String(), stopped.String())
 }
+
+// TestSamplerBusy: a sampler used by two goroutines at once returns ErrSamplerBusy to one
+// of them instead of corrupting its C state; Close waits for the generation using it.
+func TestSamplerBusy(t *testing.T) {
+	m := loadTiny(t)
+	c1 := newTestContext(t, m, 2048)
+	c2 := newTestContext(t, m, 256)
+	s, err := NewSampler(m, TopK(40), Seed(1))
+	require.NoError(t, err)
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		n := 0
+		for _, err := range c1.Generate(context.Background(), []Token{1, 2}, s, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true}) {
+			if err != nil {
+				done <- err
+				return
+			}
+			if n++; n == 1 {
+				close(started)
+			}
+		}
+		done <- nil
+	}()
+	<-started
+	assert.ErrorIs(t, s.Accept(1), ErrSamplerBusy)
+	_, _, err = s.Apply([]Candidate{{Token: 1}})
+	assert.ErrorIs(t, err, ErrSamplerBusy)
+	for _, err := range c2.Generate(t.Context(), []Token{1}, s, &GenerateOptions{MaxTokens: 2}) {
+		assert.ErrorIs(t, err, ErrSamplerBusy)
+	}
+	require.NoError(t, s.Close(), "waits for the generation")
+	require.NoError(t, <-done)
+	assert.ErrorIs(t, s.Accept(1), ErrClosed)
+}
