@@ -189,21 +189,30 @@ func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
 	return ts, nil
 }
 
+// tensorList collects a layout: weight matrices in the requested type, norms and
+// biases in F32.
+type tensorList struct {
+	weight TensorType
+	ts     []synthTensor
+}
+
+func (l *tensorList) add(name string, role tensorRole, shape ...int64) {
+	t := TypeF32
+	if role == roleWeight {
+		t = l.weight
+	}
+	l.ts = append(l.ts, synthTensor{TensorInfo{Name: name, Type: t, Shape: shape}, role})
+}
+
 func (s Shape) decoderTensors(nVocab int, weight TensorType) []synthTensor {
 	var (
 		embd   = int64(s.Embd)
 		ff     = int64(s.FF)
 		vocab  = int64(nVocab)
 		kvEmbd = int64(s.HeadDim() * s.HeadsKV) // n_embd_k_gqa == n_embd_v_gqa
-		ts     []synthTensor
+		ts     = tensorList{weight: weight}
+		add    = ts.add
 	)
-	add := func(name string, role tensorRole, shape ...int64) {
-		t := TypeF32
-		if role == roleWeight {
-			t = weight
-		}
-		ts = append(ts, synthTensor{TensorInfo{Name: name, Type: t, Shape: shape}, role})
-	}
 	add("token_embd.weight", roleWeight, embd, vocab)
 	for i := range s.Layers {
 		blk := fmt.Sprintf("blk.%d.", i)
@@ -230,7 +239,7 @@ func (s Shape) decoderTensors(nVocab int, weight TensorType) []synthTensor {
 	if !s.TiedEmbeddings {
 		add("output.weight", roleWeight, embd, vocab)
 	}
-	return ts
+	return ts.ts
 }
 
 // metadata returns the architecture keys llama.cpp reads for the shape, in
@@ -294,15 +303,9 @@ func (s Shape) bertTensors(nVocab int, weight TensorType) []synthTensor {
 		embd  = int64(s.Embd)
 		ff    = int64(s.FF)
 		vocab = int64(nVocab)
-		ts    []synthTensor
+		ts    = tensorList{weight: weight}
+		add   = ts.add
 	)
-	add := func(name string, role tensorRole, shape ...int64) {
-		t := TypeF32
-		if role == roleWeight {
-			t = weight
-		}
-		ts = append(ts, synthTensor{TensorInfo{Name: name, Type: t, Shape: shape}, role})
-	}
 	add("token_embd.weight", roleWeight, embd, vocab)
 	// 2 = tokenizer.ggml.token_type_count of bert vocabs. The graph adds a row of it
 	// to f32 activations, which ggml-cpu supports only from f32, so it stays f32 (as
@@ -334,7 +337,7 @@ func (s Shape) bertTensors(nVocab int, weight TensorType) []synthTensor {
 		add("cls.output.weight", roleWeight, embd, 1)
 		add("cls.output.bias", roleBias, 1)
 	}
-	return ts
+	return ts.ts
 }
 
 // bertMetadata returns the keys llama.cpp reads for LLM_ARCH_BERT.
