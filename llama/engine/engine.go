@@ -1,0 +1,451 @@
+// Package engine serves many generation requests with one model and one context by
+// continuous batching: each request gets a sequence slot of the context, and every
+// decode call carries the next token of every generating request plus chunks of the
+// prompts being processed. Requests sample with their own samplers and stop
+// conditions, are admitted as slots free up, and reuse prompt prefixes that any slot
+// computed before (a shared system prompt is decoded once).
+//
+//	e, err := engine.New(model, &engine.Config{Slots: 8})
+//	...
+//	for d, err := range e.Generate(ctx, &engine.Request{Prompt: tokens, MaxTokens: 256}) {
+//		if err != nil { ... }
+//		fmt.Print(d.Text)
+//	}
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/llamago/llamago/llama"
+)
+
+var (
+	// ErrClosed is returned by requests to an engine that is closed or closing.
+	ErrClosed = errors.New("engine: closed")
+	// ErrQueueFull is returned when MaxQueue requests are waiting already.
+	ErrQueueFull = errors.New("engine: queue full")
+	// ErrTooLong is returned for a request whose prompt and MaxTokens cannot fit the
+	// context (it also matches llama.ErrInputTooLong).
+	ErrTooLong = fmt.Errorf("engine: request does not fit the context: %w", llama.ErrInputTooLong)
+)
+
+// Config configures an Engine. The zero value (or nil) serves 4 slots in a context of
+// llama.DefaultNCtx tokens shared by all of them.
+type Config struct {
+	// Slots is the number of requests generating at once (sequences of the context).
+	Slots int
+	// Context configures the context; NCtx is the KV cache shared by all slots (one
+	// request may use all of it). NSeqMax and KVUnified are set by the engine.
+	Context *llama.ContextParams
+	// MaxQueue is how many requests may wait for a slot; more get ErrQueueFull. 0: 256.
+	MaxQueue int
+	// DefaultMaxTokens bounds requests that give no MaxTokens. 0: the context's end.
+	DefaultMaxTokens int
+	// DeviceSampling samples on the device where a request's chain allows it
+	// (llama.Context.SetBackendSampler): on GPUs only the chosen token leaves the device.
+	DeviceSampling bool
+	// Logger receives the engine's own events; nil: silent.
+	Logger *slog.Logger
+}
+
+// Engine owns one context of a model and serves Generate calls from any goroutine.
+// Close it when done; it does not close the model.
+type Engine struct {
+	model *llama.Model
+	ctx   *llama.Context
+	cfg   Config
+	nCtx  int
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	queue  []*job // admitted in order
+	closed bool
+	stats  counters
+	active atomic.Int64 // slots serving a request
+	cells  atomic.Int64 // cellsInUse, published by the loop
+
+	wake chan struct{} // cap 1: new work, a cancellation or Close
+	quit chan struct{} // closed by Close
+	done chan struct{} // closed when the loop has ended
+
+	// Owned by the loop goroutine.
+	slots []*slot
+	batch *llama.Batch
+	outs  []output
+	rr    int    // first prompt slot served in the next step (round robin)
+	clock uint64 // orders slot use, for evicting the least recently used cache
+}
+
+// output is a batch row whose logits a slot samples.
+type output struct {
+	s   *slot
+	row int
+}
+
+// New creates an engine for m with its own context. The model must outlive it.
+func New(m *llama.Model, cfg *Config) (*Engine, error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Slots == 0 {
+		c.Slots = 4
+	}
+	if c.MaxQueue == 0 {
+		c.MaxQueue = 256
+	}
+	if c.Slots < 0 || c.MaxQueue < 0 || c.DefaultMaxTokens < 0 {
+		return nil, fmt.Errorf("%w: engine: Slots, MaxQueue and DefaultMaxTokens must not be negative", llama.ErrInvalidParams)
+	}
+	var cp llama.ContextParams
+	if c.Context != nil {
+		cp = *c.Context
+	}
+	cp.NSeqMax = c.Slots
+	cp.KVUnified = true // prefixes are shared between slots by cell metadata, without copies
+	lc, err := m.NewContext(&cp)
+	if err != nil {
+		return nil, err
+	}
+	batch, err := llama.NewBatch(lc.NBatch(), 1)
+	if err != nil {
+		lc.Close()
+		return nil, err
+	}
+	e := &Engine{
+		model: m, ctx: lc, cfg: c, nCtx: lc.NCtx(), batch: batch,
+		log:  c.Logger,
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	for i := range c.Slots {
+		e.slots = append(e.slots, &slot{seq: llama.SeqID(i)})
+	}
+	e.stats.started = time.Now()
+	go e.loop()
+	return e, nil
+}
+
+// Model is the engine's model.
+func (e *Engine) Model() *llama.Model { return e.model }
+
+// NCtx is the size of the KV cache the slots share: the most tokens (prompt and
+// generated) one request can use.
+func (e *Engine) NCtx() int { return e.nCtx }
+
+// Slots is the number of requests generating at once.
+func (e *Engine) Slots() int { return len(e.slots) }
+
+// Close stops the engine: waiting requests end with ErrClosed, generating ones with
+// ErrClosed after the step in progress. It waits for the loop to end, then frees the
+// context. Calling it again is a no-op.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		<-e.done
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	close(e.quit)
+	<-e.done
+	e.batch.Close()
+	return e.ctx.Close()
+}
+
+// Shutdown stops admitting requests and waits until those already admitted or queued
+// have finished, or ctx ends (then the remaining ones end with ErrClosed); then it
+// closes the engine. It is the graceful counterpart of Close.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	e.stats.draining = true
+	e.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m := e.Metrics()
+		if m.Queued == 0 && m.Active == 0 {
+			return e.Close()
+		}
+		select {
+		case <-ctx.Done():
+			e.Close()
+			return context.Cause(ctx)
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// submit queues j, or says why it cannot.
+func (e *Engine) submit(j *job) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.closed || e.stats.draining:
+		return ErrClosed
+	case len(e.queue) >= e.cfg.MaxQueue:
+		e.stats.rejected++
+		return fmt.Errorf("%w: %d requests waiting", ErrQueueFull, len(e.queue))
+	}
+	j.queuedAt = time.Now()
+	e.queue = append(e.queue, j)
+	e.stats.requests++
+	e.signal()
+	return nil
+}
+
+// loop is the goroutine that owns the context: it admits queued requests into free
+// slots and decodes one step of all active slots at a time.
+func (e *Engine) loop() {
+	defer close(e.done)
+	defer e.failAll(ErrClosed)
+	for {
+		select {
+		case <-e.quit:
+			return
+		default:
+		}
+		e.reapCancelled()
+		e.admit()
+		e.cells.Store(int64(e.cellsInUse()))
+		if !e.anyActive() {
+			select {
+			case <-e.quit:
+				return
+			case <-e.wake:
+			}
+			continue
+		}
+		e.step()
+	}
+}
+
+func (e *Engine) anyActive() bool {
+	for _, s := range e.slots {
+		if s.job != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// failAll ends every queued and active request with err.
+func (e *Engine) failAll(err error) {
+	e.mu.Lock()
+	q := e.queue
+	e.queue = nil
+	e.mu.Unlock()
+	for _, j := range q {
+		j.finish(llama.FinishError, err)
+	}
+	for _, s := range e.slots {
+		if s.job != nil {
+			e.release(s, llama.FinishError, err)
+		}
+	}
+}
+
+// reapCancelled frees the slots and queue places of cancelled requests.
+func (e *Engine) reapCancelled() {
+	e.mu.Lock()
+	q := e.queue[:0]
+	var gone []*job
+	for _, j := range e.queue {
+		if j.cancelled() {
+			gone = append(gone, j)
+		} else {
+			q = append(q, j)
+		}
+	}
+	clear(e.queue[len(q):])
+	e.queue = q
+	e.mu.Unlock()
+	for _, j := range gone {
+		j.finish(llama.FinishCancelled, j.cancelCause())
+	}
+	for _, s := range e.slots {
+		if s.job != nil && s.job.cancelled() {
+			e.release(s, llama.FinishCancelled, s.job.cancelCause())
+		}
+	}
+}
+
+// step decodes one batch: the next token of every generating slot, then prompt
+// chunks of the slots still reading their prompts, round robin, as far as n_batch
+// allows; then samples every slot that produced logits.
+func (e *Engine) step() {
+	b := e.batch
+	b.Clear()
+	e.outs = e.outs[:0]
+	for _, s := range e.slots {
+		if s.job != nil && len(s.pending) == 0 {
+			e.add(s, []llama.Token{s.next}, true)
+		}
+	}
+	n := len(e.slots)
+	for i := range n {
+		s := e.slots[(e.rr+i)%n]
+		room := b.Cap() - b.Len()
+		if room == 0 {
+			break
+		}
+		if s.job == nil || len(s.pending) == 0 {
+			continue
+		}
+		chunk := s.pending[:min(room, len(s.pending))]
+		e.add(s, chunk, len(chunk) == len(s.pending))
+	}
+	e.rr = (e.rr + 1) % n
+	if b.Len() == 0 {
+		return
+	}
+
+	start := time.Now()
+	err := e.ctx.Decode(context.Background(), b)
+	if errors.Is(err, llama.ErrContextFull) && e.makeRoom() {
+		// llama.cpp finds cells for the whole batch before computing any of it: nothing
+		// was stored. Build the batch again with the room made.
+		for _, s := range e.slots {
+			s.inBatch = 0
+		}
+		return
+	}
+	if err != nil {
+		e.decodeFailed(err)
+		return
+	}
+	e.commitBatch()
+	elapsed := time.Since(start)
+
+	var generated int
+	for _, o := range e.outs {
+		if e.sample(o) {
+			generated++
+		}
+	}
+	e.mu.Lock()
+	e.stats.steps++
+	e.stats.decodeTime += elapsed
+	e.stats.generated += uint64(generated)
+	e.mu.Unlock()
+}
+
+// add appends tokens of slot s to the batch at its next positions; logits for the
+// last one when out.
+func (e *Engine) add(s *slot, tokens []llama.Token, out bool) {
+	for i, t := range tokens {
+		last := i == len(tokens)-1
+		if err := e.batch.Add(t, llama.Pos(len(s.cached)+s.inBatch), last && out, s.seq); err != nil {
+			panic(err) // the engine sizes its batch; a failure here is a bug
+		}
+		s.inBatch++
+	}
+	if out {
+		e.outs = append(e.outs, output{s, e.batch.Len() - 1})
+	}
+}
+
+// commitBatch records the tokens of a decoded batch in their slots' caches.
+func (e *Engine) commitBatch() {
+	for _, s := range e.slots {
+		if s.inBatch == 0 {
+			continue
+		}
+		if len(s.pending) == 0 {
+			s.cached = append(s.cached, s.next)
+		} else {
+			s.cached = append(s.cached, s.pending[:s.inBatch]...)
+			e.mu.Lock()
+			e.stats.promptTokens += uint64(s.inBatch)
+			e.mu.Unlock()
+			s.pending = s.pending[s.inBatch:]
+		}
+		s.inBatch = 0
+	}
+}
+
+// decodeFailed ends the requests of the failed batch. Their slots' caches may hold
+// part of the batch, so they are cleared.
+func (e *Engine) decodeFailed(err error) {
+	e.log.Error("engine: decode failed", "err", err, "tokens", e.batch.Len())
+	for _, s := range e.slots {
+		if s.inBatch == 0 {
+			continue
+		}
+		s.inBatch = 0
+		e.release(s, llama.FinishError, err)
+		e.forget(s)
+	}
+}
+
+// sample picks the next token of a slot from its output row and streams its text.
+// It reports whether a token was generated.
+func (e *Engine) sample(o output) bool {
+	s, j := o.s, o.s.job
+	if j == nil {
+		return false
+	}
+	tok, err := j.sampler.Sample(e.ctx, o.row)
+	if err != nil {
+		e.release(s, llama.FinishError, err)
+		return false
+	}
+	if j.generated == 0 {
+		j.firstToken = time.Now()
+	}
+	if !j.req.IgnoreEOG && e.model.IsEOG(tok) {
+		e.release(s, llama.FinishEOG, nil)
+		return false
+	}
+	j.generated++
+	text, stopped, err := j.text.Push(tok)
+	if err != nil {
+		e.release(s, llama.FinishError, err)
+		return true
+	}
+	j.send(Delta{Text: text, Tokens: []llama.Token{tok}})
+	switch {
+	case stopped:
+		e.release(s, llama.FinishStop, nil)
+	case j.generated >= j.maxTokens || len(s.cached)+1 >= e.nCtx:
+		e.release(s, llama.FinishLength, nil)
+	default:
+		s.next = tok
+	}
+	return true
+}
+
+// release ends the request of slot s; the slot keeps its cache for later prefix reuse.
+func (e *Engine) release(s *slot, reason llama.FinishReason, err error) {
+	j := s.job
+	if j.onDevice {
+		// Detaching marks the sampler unusable; it is closed with the request.
+		if _, derr := e.ctx.SetBackendSampler(s.seq, nil); derr != nil {
+			e.log.Warn("engine: detaching a device sampler", "err", derr)
+		}
+	}
+	if reason != llama.FinishError && reason != llama.FinishCancelled {
+		j.send(Delta{Text: j.text.Flush()})
+	}
+	s.job, s.pending, s.inBatch = nil, nil, 0
+	e.active.Add(-1)
+	e.clock++
+	s.used = e.clock
+	j.finish(reason, err)
+}
