@@ -284,25 +284,12 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 	}
 	s.cached = tokens[:n:n]
 
-	sp, err := prompt.SamplingParams(s.model, &s.sampling)
-	if err != nil {
-		fail(err)
-		return
-	}
-	sampler, err := NewSamplerFromParams(s.model, &sp)
+	sampler, err := prompt.NewSampler(s.model, &s.sampling)
 	if err != nil {
 		fail(err)
 		return
 	}
 	defer sampler.Close()
-	if sp.Grammar != "" && len(sp.GrammarTriggers) == 0 && prompt.GenerationPrompt != "" {
-		// A grammar for the whole reply starts with the generation prompt (as llama.cpp's
-		// common sampler does, advance it past the part the template already wrote).
-		if err := prefillGrammar(s.model, sampler, prompt.GenerationPrompt); err != nil {
-			fail(err)
-			return
-		}
-	}
 	parser, err := NewChatParser(prompt.Format)
 	if err != nil {
 		fail(err)
@@ -310,10 +297,8 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 	}
 	defer parser.Close()
 	special := map[Token]bool{}
-	for _, t := range prompt.PreservedTokens {
-		if tok, ok := singleToken(s.model, t); ok {
-			special[tok] = true
-		}
+	for _, tok := range prompt.PreservedTokenIDs(s.model) {
+		special[tok] = true
 	}
 
 	var (

@@ -446,6 +446,39 @@ func (p *ChatPrompt) SamplingParams(m *Model, base *SamplingParams) (SamplingPar
 	return sp, nil
 }
 
+// NewSampler builds the sampler for generating the prompt's reply: base (nil:
+// DefaultSamplingParams) with the prompt's grammar, which starts past the generation
+// prompt the template already wrote, as llama-server's sampler does.
+func (p *ChatPrompt) NewSampler(m *Model, base *SamplingParams) (*Sampler, error) {
+	sp, err := p.SamplingParams(m, base)
+	if err != nil {
+		return nil, err
+	}
+	s, err := NewSamplerFromParams(m, &sp)
+	if err != nil {
+		return nil, err
+	}
+	if sp.Grammar != "" && len(sp.GrammarTriggers) == 0 && p.GenerationPrompt != "" {
+		if err := prefillGrammar(m, s, p.GenerationPrompt); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// PreservedTokenIDs are the tokens of PreservedTokens: generated, they must reach the
+// ChatParser as text (see NewTextStream).
+func (p *ChatPrompt) PreservedTokenIDs(m *Model) []Token {
+	var ids []Token
+	for _, t := range p.PreservedTokens {
+		if tok, ok := singleToken(m, t); ok {
+			ids = append(ids, tok)
+		}
+	}
+	return ids
+}
+
 // singleToken returns the token text is when it tokenizes to exactly one (special) token.
 func singleToken(m *Model, text string) (Token, bool) {
 	if m == nil || text == "" {

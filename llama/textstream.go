@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -9,24 +10,27 @@ import (
 // loops that sample tokens themselves (a serving engine): every string it returns is
 // valid UTF-8 (a piece ending inside a character waits for the rest; bytes that can
 // never form one become U+FFFD), text that may begin a stop string is held back, and
-// a stop string itself is never returned. Special tokens render as nothing. A
-// TextStream serves one generation and one goroutine.
+// a stop string itself is never returned. Special tokens render as nothing, except
+// the visible ones. A TextStream serves one generation and one goroutine.
 type TextStream struct {
 	m       *Model
+	visible []Token
 	stops   *stopMatcher
 	text    []byte // text not yet returned
 	stopped bool
 }
 
 // NewTextStream starts the text of one generation by m that ends before any of stops.
-func NewTextStream(m *Model, stops []string) *TextStream {
+// Special tokens in visible render as their text (a chat format's preserved tokens,
+// see ChatPrompt.PreservedTokenIDs).
+func NewTextStream(m *Model, stops []string, visible []Token) *TextStream {
 	var nonEmpty []string
 	for _, s := range stops {
 		if s != "" {
 			nonEmpty = append(nonEmpty, s)
 		}
 	}
-	return &TextStream{m: m, stops: newStopMatcher(nonEmpty)}
+	return &TextStream{m: m, visible: visible, stops: newStopMatcher(nonEmpty)}
 }
 
 // Push adds the next generated token. It returns the text that is now safe to emit
@@ -37,7 +41,7 @@ func (s *TextStream) Push(t Token) (text string, stopped bool, err error) {
 		return "", true, nil
 	}
 	from := len(s.text)
-	if s.text, err = s.m.AppendTokenPiece(s.text, t, false); err != nil {
+	if s.text, err = s.m.AppendTokenPiece(s.text, t, slices.Contains(s.visible, t)); err != nil {
 		return "", false, err
 	}
 	safe := len(s.text)

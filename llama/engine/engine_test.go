@@ -149,6 +149,7 @@ func TestCancelFreesSlot(t *testing.T) {
 	e := newEngine(t, m, &engine.Config{Slots: 1})
 	ps := prompts(t, m, 2)
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	n := 0
 	var res engine.Result
 	var gotErr error

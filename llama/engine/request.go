@@ -17,6 +17,11 @@ type Request struct {
 	Prompt []llama.Token
 	// Sampling configures the request's own sampler; nil: llama.DefaultSamplingParams.
 	Sampling *llama.SamplingParams
+	// Sampler, when not nil, is used instead of Sampling (e.g. from
+	// llama.ChatPrompt.NewSampler). The request owns it from then on and closes it.
+	Sampler *llama.Sampler
+	// Visible are special tokens whose text is part of the output (see llama.NewTextStream).
+	Visible []llama.Token
 	// MaxTokens bounds the generated tokens; 0: Config.DefaultMaxTokens, else the
 	// context's end.
 	MaxTokens int
@@ -57,6 +62,9 @@ func (e *Engine) Generate(ctx context.Context, req *Request) iter.Seq2[Delta, er
 		start := time.Now()
 		j, err := e.newJob(req)
 		if err != nil {
+			if req != nil && req.Sampler != nil {
+				req.Sampler.Close()
+			}
 			e.report(req, start, Result{FinishReason: llama.FinishError, Err: err})
 			yield(Delta{}, err)
 			return
@@ -124,17 +132,20 @@ func (e *Engine) newJob(req *Request) (*job, error) {
 	if maxTokens < 1 || maxTokens > room {
 		return nil, fmt.Errorf("%w: %d prompt tokens + %d to generate > %d", ErrTooLong, len(req.Prompt), max(maxTokens, 1), e.nCtx)
 	}
-	sp := llama.DefaultSamplingParams()
-	if req.Sampling != nil {
-		sp = *req.Sampling
-	}
-	smp, err := llama.NewSamplerFromParams(e.model, &sp)
-	if err != nil {
-		return nil, err
+	smp := req.Sampler
+	if smp == nil {
+		sp := llama.DefaultSamplingParams()
+		if req.Sampling != nil {
+			sp = *req.Sampling
+		}
+		var err error
+		if smp, err = llama.NewSamplerFromParams(e.model, &sp); err != nil {
+			return nil, err
+		}
 	}
 	return &job{
 		req: req, sampler: smp, maxTokens: maxTokens,
-		text:   llama.NewTextStream(e.model, req.Stop),
+		text:   llama.NewTextStream(e.model, req.Stop, req.Visible),
 		notify: make(chan struct{}, 1), ended: make(chan struct{}),
 	}, nil
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/engine"
+)
+
+// completions is POST /v1/completions: plain text continuation of a prompt.
+func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
+	var req completionRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Echo {
+		return badRequest("echo", "echo is not supported")
+	}
+	tokens, err := s.promptTokens(req.Prompt)
+	if err != nil {
+		return err
+	}
+	sp, err := req.params(s.model)
+	if err != nil {
+		return err
+	}
+	maxTokens, err := req.maxTokens(16) // the API's default
+	if err != nil {
+		return err
+	}
+	var res engine.Result
+	ereq := &engine.Request{Prompt: tokens, Sampling: &sp, MaxTokens: maxTokens, Stop: req.Stop, Result: &res}
+	out := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
+	if !req.Stream {
+		var text strings.Builder
+		for d, err := range s.engine.Generate(r.Context(), ereq) {
+			if err != nil {
+				return err
+			}
+			text.WriteString(d.Text)
+		}
+		reason := finishReason(res.FinishReason, false)
+		out.Choices = []completionChoice{{Text: text.String(), FinishReason: &reason}}
+		out.Usage = usageOf(&res)
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	stream := &sse{w: w}
+	for d, err := range s.engine.Generate(r.Context(), ereq) {
+		if err != nil {
+			stream.fail(err)
+			return nil
+		}
+		if d.Text == "" {
+			continue
+		}
+		out.Choices = []completionChoice{{Text: d.Text}}
+		if err := stream.send(out); err != nil {
+			return nil // the client left; its context ends the generation
+		}
+	}
+	reason := finishReason(res.FinishReason, false)
+	out.Choices = []completionChoice{{FinishReason: &reason}}
+	if err := stream.send(out); err != nil {
+		return nil
+	}
+	if req.includeUsage() {
+		out.Choices = []completionChoice{}
+		out.Usage = usageOf(&res)
+		stream.send(out)
+	}
+	stream.done()
+	return nil
+}
+
+// promptTokens reads "prompt": a string, a list of one string, or token ids.
+func (s *server) promptTokens(raw json.RawMessage) ([]llama.Token, error) {
+	var text string
+	if err := json.Unmarshal(raw, &text); err == nil {
+		return s.tokenize(text)
+	}
+	var texts []string
+	if err := json.Unmarshal(raw, &texts); err == nil {
+		if len(texts) != 1 {
+			return nil, badRequest("prompt", "prompt must be one string (batches of prompts are not supported)")
+		}
+		return s.tokenize(texts[0])
+	}
+	var ids []llama.Token
+	if err := json.Unmarshal(raw, &ids); err == nil && len(ids) > 0 {
+		return ids, nil // the engine checks them
+	}
+	return nil, badRequest("prompt", "prompt must be a non-empty string or a list of token ids")
+}
+
+func (s *server) tokenize(text string) ([]llama.Token, error) {
+	if text == "" {
+		return nil, badRequest("prompt", "prompt must not be empty")
+	}
+	return s.model.Tokenize(text, llama.AddSpecial)
+}

@@ -1,0 +1,181 @@
+// Command server is an OpenAI-compatible HTTP server for one model: chat completions
+// (streaming, tools, JSON-schema response formats), text completions, embeddings,
+// model listing, health and Prometheus metrics. Requests are served concurrently by
+// continuous batching (package llama/engine): every decode step carries the next
+// token of every active request.
+//
+//	go run ./examples/server -model model.gguf -slots 8 -ctx 16384
+//	curl http://127.0.0.1:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'
+//
+// It listens on 127.0.0.1 unless -host says otherwise. SIGINT or SIGTERM shuts it
+// down gracefully: no new requests, in-flight ones finish within -shutdown-grace, the
+// rest end with an error event.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/engine"
+	"github.com/llamago/llamago/llama/gguf"
+)
+
+type config struct {
+	model, name, host, apiKey string
+	template                  string
+	port                      int
+	slots, nCtx, nBatch       int
+	gpuLayers, threads        int
+	queue, maxTokens          int
+	maxBody                   int64
+	timeout, grace            time.Duration
+	embeddings, flashAttn     bool
+	deviceSampling            string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: a synthetic Qwen2-0.5B-shape Q8_0 model)")
+	flag.StringVar(&cfg.name, "name", "", "model id reported to clients (default: the file name without .gguf)")
+	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
+	flag.StringVar(&cfg.host, "host", "127.0.0.1", "address to listen on")
+	flag.IntVar(&cfg.port, "port", 8080, "port to listen on (0: any free port)")
+	flag.StringVar(&cfg.apiKey, "api-key", os.Getenv("LLAMAGO_API_KEY"), "require this bearer token (default $LLAMAGO_API_KEY; empty: no authentication)")
+	flag.IntVar(&cfg.slots, "slots", 4, "requests generating at once")
+	flag.IntVar(&cfg.nCtx, "ctx", 8192, "KV cache size in tokens, shared by all slots")
+	flag.IntVar(&cfg.nBatch, "batch", 2048, "most tokens per decode step")
+	flag.IntVar(&cfg.gpuLayers, "ngl", -1, "layers on the GPU (-1: all)")
+	flag.IntVar(&cfg.threads, "t", 0, "threads (0: physical cores)")
+	flag.IntVar(&cfg.queue, "queue", 256, "requests that may wait for a slot; more get HTTP 429")
+	flag.IntVar(&cfg.maxTokens, "max-tokens", 0, "default most tokens per reply (0: until the model stops or the cache is full)")
+	flag.Int64Var(&cfg.maxBody, "max-body", 8<<20, "largest request body in bytes")
+	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "longest time a request may take")
+	flag.DurationVar(&cfg.grace, "shutdown-grace", 30*time.Second, "how long in-flight requests may finish on shutdown")
+	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings (mean-pooled, from an extra context of the model)")
+	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
+	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "sample on the GPU: on, off, auto (on when layers are on a GPU)")
+	verbose := flag.Bool("v", false, "log llama.cpp and every request")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(cfg, log); err != nil {
+		log.Error("server", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	path, err := modelfile.Resolve(cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: cfg.gpuLayers})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if cfg.name == "" {
+		cfg.name = strings.TrimSuffix(filepath.Base(path), ".gguf")
+	}
+	device := cfg.deviceSampling == "on" || (cfg.deviceSampling == "auto" && llama.Backend != "cpu" && cfg.gpuLayers != 0)
+	fa := llama.FlashAttentionAuto
+	if cfg.flashAttn {
+		fa = llama.FlashAttentionOn
+	}
+	eng, err := engine.New(m, &engine.Config{
+		Slots: cfg.slots, MaxQueue: cfg.queue, DefaultMaxTokens: cfg.maxTokens, DeviceSampling: device, Logger: log,
+		Context: &llama.ContextParams{NCtx: cfg.nCtx, NBatch: cfg.nBatch, Threads: cfg.threads, FlashAttention: fa},
+	})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	var topts *llama.ChatTemplateOptions
+	if cfg.template != "" {
+		src, err := os.ReadFile(cfg.template)
+		if err != nil {
+			return err
+		}
+		topts = &llama.ChatTemplateOptions{Source: string(src)}
+	}
+	tmpl, err := llama.NewChatTemplate(m, topts)
+	if err != nil {
+		return err
+	}
+	defer tmpl.Close()
+	s := &server{
+		model: m, name: cfg.name, engine: eng, template: tmpl, apiKey: cfg.apiKey,
+		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(),
+	}
+	if cfg.embeddings {
+		if s.embedder, err = newEmbedder(m, min(cfg.nCtx, 4096)); err != nil {
+			return fmt.Errorf("embeddings context: %w", err)
+		}
+		defer s.embedder.Close()
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.host, fmt.Sprint(cfg.port)))
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(cfg.host); (ip == nil || !ip.IsLoopback()) && cfg.host != "localhost" && cfg.apiKey == "" {
+		log.Warn("listening beyond this machine without an API key: anyone who can reach it may use the model (set -api-key)", "addr", ln.Addr())
+	}
+	srv := &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute, // the body; streams are bounded by -timeout
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "url", "http://"+ln.Addr().String(), "model", cfg.name, "slots", cfg.slots, "ctx", eng.NCtx(), "device_sampling", device)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills the process
+	return s.shutdown(srv, eng, cfg.grace)
+}
+
+// shutdown stops accepting requests and lets in-flight ones finish within grace; then
+// the engine closes, which ends the remaining ones with an error event.
+func (s *server) shutdown(srv *http.Server, eng *engine.Engine, grace time.Duration) error {
+	s.stopping.Store(true)
+	s.log.Info("shutting down", "grace", grace, "active", eng.Metrics().Active)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("grace period over: ending the remaining requests")
+		eng.Close()
+		s.inflight.Wait()
+		err = srv.Close()
+	}
+	s.log.Info("stopped")
+	return err
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/engine"
+)
+
+// server is the OpenAI-compatible HTTP API over one model.
+type server struct {
+	model    *llama.Model
+	name     string // the model id clients see
+	engine   *engine.Engine
+	template *llama.ChatTemplate
+	embedder *embedder // nil: /v1/embeddings is off
+	apiKey   string
+	maxBody  int64
+	timeout  time.Duration // per request, generation included
+	log      *slog.Logger
+	created  int64
+
+	inflight sync.WaitGroup // handlers running, for shutdown
+	stopping atomic.Bool
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", s.health)
+	mux.Handle("GET /metrics", s.auth(newMetricsHandler(s.engine)))
+	mux.Handle("GET /v1/models", s.auth(http.HandlerFunc(s.models)))
+	mux.Handle("GET /v1/models/{id...}", s.auth(http.HandlerFunc(s.models)))
+	mux.Handle("POST /v1/chat/completions", s.api(s.chatCompletions))
+	mux.Handle("POST /v1/completions", s.api(s.completions))
+	mux.Handle("POST /v1/embeddings", s.api(s.embeddings))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Type: "invalid_request_error"})
+	})
+	return mux
+}
+
+// auth checks the API key, when the server has one.
+func (s *server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.apiKey != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.apiKey)) != 1 {
+				code := "invalid_api_key"
+				writeError(w, &apiError{status: http.StatusUnauthorized, Message: "invalid or missing API key (Authorization: Bearer <key>)", Type: "invalid_request_error", Code: &code})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// api wraps a JSON endpoint: authentication, the body size limit, the request timeout,
+// and the error response.
+func (s *server) api(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.timeout, errRequestTimeout)
+		defer cancel()
+		if err := h(w, r.WithContext(ctx)); err != nil {
+			s.log.Info("request failed", "path", r.URL.Path, "err", err)
+			writeError(w, toAPIError(err))
+		}
+	}))
+}
+
+var errRequestTimeout = errors.New("request timeout")
+
+// decode reads a JSON body into v.
+func decode(r *http.Request, v any) error {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return &apiError{status: http.StatusRequestEntityTooLarge, Message: err.Error(), Type: "invalid_request_error"}
+		}
+		return badRequest("", "invalid JSON body: "+err.Error())
+	}
+	return nil
+}
+
+// toAPIError maps errors to OpenAI error responses.
+func toAPIError(err error) *apiError {
+	if e, ok := errors.AsType[*apiError](err); ok {
+		return e
+	}
+	switch {
+	case errors.Is(err, engine.ErrQueueFull):
+		return &apiError{status: http.StatusTooManyRequests, Message: err.Error(), Type: "server_busy"}
+	case errors.Is(err, engine.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, Message: "the server is shutting down", Type: "server_error"}
+	case errors.Is(err, errRequestTimeout):
+		return &apiError{status: http.StatusGatewayTimeout, Message: "the request took longer than the server's timeout", Type: "timeout"}
+	case errors.Is(err, llama.ErrInputTooLong), errors.Is(err, llama.ErrContextFull):
+		code := "context_length_exceeded"
+		return &apiError{status: http.StatusBadRequest, Message: err.Error(), Type: "invalid_request_error", Code: &code}
+	case errors.Is(err, llama.ErrInvalidParams), errors.Is(err, llama.ErrInvalidToken), errors.Is(err, llama.ErrInvalidBatch),
+		errors.Is(err, llama.ErrGrammar), errors.Is(err, llama.ErrChat), errors.Is(err, llama.ErrInvalidUTF8):
+		return badRequest("", err.Error())
+	}
+	return &apiError{status: http.StatusInternalServerError, Message: err.Error(), Type: "server_error"}
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, map[string]any{"error": e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *server) health(w http.ResponseWriter, _ *http.Request) {
+	if s.stopping.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	m := s.engine.Metrics()
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": m.Slots, "active": m.Active, "queued": m.Queued})
+}
+
+func (s *server) models(w http.ResponseWriter, r *http.Request) {
+	obj := modelObject{ID: s.name, Object: "model", Created: s.created, OwnedBy: "llamago"}
+	if id := r.PathValue("id"); id != "" {
+		if id != s.name {
+			code := "model_not_found"
+			writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("model %q does not exist (this server serves %q)", id, s.name), Type: "invalid_request_error", Code: &code})
+			return
+		}
+		writeJSON(w, http.StatusOK, obj)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []modelObject{obj}})
+}
+
+// sse writes a server-sent event stream.
+type sse struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (e *sse) send(v any) error {
+	if !e.started {
+		h := e.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		e.w.WriteHeader(http.StatusOK)
+		e.started = true
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(e.w, "data: %s\n\n", b); err != nil {
+		return err
+	}
+	return http.NewResponseController(e.w).Flush()
+}
+
+// fail ends a stream with an error event (before any event: a plain error response).
+func (e *sse) fail(err error) {
+	a := toAPIError(err)
+	if !e.started {
+		writeError(e.w, a)
+		return
+	}
+	e.send(map[string]any{"error": a})
+}
+
+func (e *sse) done() {
+	fmt.Fprint(e.w, "data: [DONE]\n\n")
+	http.NewResponseController(e.w).Flush()
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+func finishReason(r llama.FinishReason, toolCalls bool) string {
+	switch {
+	case toolCalls:
+		return "tool_calls"
+	case r == llama.FinishLength:
+		return "length"
+	}
+	return "stop"
+}
+
+func usageOf(r *engine.Result) *usage {
+	u := &usage{PromptTokens: r.PromptTokens, CompletionTokens: r.GeneratedTokens, TotalTokens: r.PromptTokens + r.GeneratedTokens}
+	u.PromptTokensDetails = &struct {
+		CachedTokens int `json:"cached_tokens"`
+	}{r.CachedTokens}
+	return u
+}

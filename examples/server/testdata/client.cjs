@@ -1,0 +1,174 @@
+// Drives the server with the official OpenAI client for server_test.go:
+//   node client.cjs <scenario> <base URL> <API key>
+// prints one JSON object with what the scenario observed (the Go test asserts on it).
+// NODE_PATH points at the node_modules holding the `openai` package.
+const { OpenAI } = require('openai');
+
+const [scenario, baseURL, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120000 });
+const user = (content) => [{ role: 'user', content }];
+
+// errorOf describes an error the client raised.
+const errorOf = (e) => ({ status: e.status ?? null, type: e.type ?? e.error?.type ?? null, code: e.code ?? null, message: String(e.message) });
+
+const scenarios = {
+  async models() {
+    const list = await client.models.list();
+    const ids = [];
+    for await (const m of list) ids.push(m.id);
+    const one = await client.models.retrieve(ids[0]);
+    let missing = null;
+    try { await client.models.retrieve('no-such-model'); } catch (e) { missing = errorOf(e); }
+    return { ids, one: one.id, missing };
+  },
+
+  async chat() {
+    const r = await client.chat.completions.create({
+      model: 'm', messages: [{ role: 'system', content: 'Be brief.' }, ...user('Say hello.')],
+      max_tokens: 12, temperature: 0, seed: 1,
+    });
+    return { object: r.object, id: r.id, choices: r.choices, usage: r.usage };
+  },
+
+  async stream() {
+    const s = await client.chat.completions.create({
+      model: 'm', messages: user('Count to five.'), max_tokens: 12, temperature: 0,
+      stream: true, stream_options: { include_usage: true },
+    });
+    let text = '', chunks = 0, finish = null, usage = null, role = null;
+    for await (const c of s) {
+      chunks++;
+      if (c.usage) usage = c.usage;
+      for (const ch of c.choices) {
+        if (ch.delta?.role) role = ch.delta.role;
+        if (ch.delta?.content) text += ch.delta.content;
+        if (ch.finish_reason) finish = ch.finish_reason;
+      }
+    }
+    // The same request without streaming, for comparison.
+    const r = await client.chat.completions.create({ model: 'm', messages: user('Count to five.'), max_tokens: 12, temperature: 0 });
+    return { text, chunks, finish, usage, role, nonStreamText: r.choices[0].message.content };
+  },
+
+  async tools() {
+    const tools = [{
+      type: 'function',
+      function: {
+        name: 'get_weather', description: 'The weather in a city.',
+        parameters: { type: 'object', properties: { city: { type: 'string', enum: ['Paris', 'Rome'] } }, required: ['city'] },
+      },
+    }];
+    // Random weights rarely call a tool (upstream's grammars allow text before a call),
+    // so this checks the protocol: tools accepted, a call and its result in the history.
+    const r = await client.chat.completions.create({ model: 'm', messages: user('Weather in Paris?'), tools, max_tokens: 16, temperature: 0 });
+    const s = await client.chat.completions.create({ model: 'm', messages: user('Weather in Paris?'), tools, tool_choice: 'required', max_tokens: 16, temperature: 0, stream: true });
+    let streamFinish = null;
+    for await (const c of s) for (const ch of c.choices) if (ch.finish_reason) streamFinish = ch.finish_reason;
+    const followUp = await client.chat.completions.create({
+      model: 'm', tools, max_tokens: 8, temperature: 0,
+      messages: [...user('Weather in Paris?'),
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+        { role: 'tool', tool_call_id: 'call_1', content: '{"sky":"clear"}' }],
+    });
+    let badTool = null;
+    try {
+      await client.chat.completions.create({ model: 'm', messages: user('x'), tools: [{ type: 'function', function: { name: '', parameters: {} } }] });
+    } catch (e) { badTool = errorOf(e); }
+    return { finish: r.choices[0].finish_reason, role: r.choices[0].message.role, streamFinish, followUp: followUp.choices[0].finish_reason, followUpPrompt: followUp.usage.prompt_tokens, badTool };
+  },
+
+  async json() {
+    const schema = {
+      type: 'object', additionalProperties: false, required: ['name', 'age', 'tags'],
+      properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 150 }, tags: { type: 'array', items: { type: 'string', enum: ['a', 'b'] }, maxItems: 3 } },
+    };
+    const out = [];
+    for (const seed of [1, 2, 3]) {
+      const r = await client.chat.completions.create({
+        model: 'm', messages: user('A person as JSON.'), max_tokens: 200, seed, temperature: 1,
+        response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } },
+      });
+      out.push({ content: r.choices[0].message.content, finish: r.choices[0].finish_reason });
+    }
+    return { results: out };
+  },
+
+  async completions() {
+    const r = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+    const s = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 8, temperature: 0, stream: true });
+    let text = '';
+    for await (const c of s) text += c.choices[0]?.text ?? '';
+    return { object: r.object, text: r.choices[0].text, finish: r.choices[0].finish_reason, usage: r.usage, streamText: text };
+  },
+
+  async embeddings() {
+    const r = await client.embeddings.create({ model: 'm', input: ['first text', 'second, longer text'] }); // base64 on the wire
+    const f = await client.embeddings.create({ model: 'm', input: 'first text', encoding_format: 'float' });
+    return { n: r.data.length, dims: r.data.map((d) => d.embedding.length), first: r.data[0].embedding, firstFloat: f.data[0].embedding, usage: r.usage };
+  },
+
+  async errors() {
+    const out = {};
+    const bad = new OpenAI({ baseURL, apiKey: 'wrong-key', maxRetries: 0 });
+    try { await bad.chat.completions.create({ model: 'm', messages: user('hi') }); } catch (e) { out.auth = errorOf(e); }
+    try { await client.chat.completions.create({ model: 'm', messages: [] }); } catch (e) { out.empty = errorOf(e); }
+    try { await client.chat.completions.create({ model: 'm', messages: [{ role: 'wizard', content: 'x' }] }); } catch (e) { out.role = errorOf(e); }
+    try { await client.chat.completions.create({ model: 'm', messages: user('hi'), temperature: 7 }); } catch (e) { out.temperature = errorOf(e); }
+    try { await client.chat.completions.create({ model: 'm', messages: user('word '.repeat(5000)) }); } catch (e) { out.tooLong = errorOf(e); }
+    try { await client.chat.completions.create({ model: 'm', messages: user('x'.repeat(9 << 20)) }); } catch (e) { out.tooLarge = errorOf(e); }
+    try {
+      await client.chat.completions.create({ model: 'm', messages: user('hi'), response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'nonsense' } } } });
+    } catch (e) { out.schema = errorOf(e); }
+    // After all that, a valid request works.
+    const ok = await client.chat.completions.create({ model: 'm', messages: user('hi'), max_tokens: 2 });
+    out.okAfter = ok.choices[0].finish_reason;
+    return out;
+  },
+
+  // load: many concurrent streaming clients, a fixed number of requests.
+  async load() {
+    const clients = Number(process.env.CLIENTS ?? 32), requests = Number(process.env.REQUESTS ?? 96), maxTokens = Number(process.env.MAX_TOKENS ?? 16);
+    let next = 0, complete = 0, malformed = 0, tokens = 0;
+    const errors = [];
+    const start = performance.now();
+    const worker = async (w) => {
+      while (next < requests) {
+        const i = next++;
+        try {
+          const s = await client.chat.completions.create({
+            model: 'm', messages: user(`Request ${i} from client ${w}: tell a story.`), max_tokens: maxTokens,
+            stream: true, stream_options: { include_usage: true },
+          });
+          let finish = null, usage = null, chunks = 0;
+          for await (const c of s) {
+            chunks++;
+            if (c.usage) usage = c.usage;
+            for (const ch of c.choices) if (ch.finish_reason) finish = ch.finish_reason;
+          }
+          if (finish && usage && usage.completion_tokens > 0 && chunks >= 2) { complete++; tokens += usage.completion_tokens; } else malformed++;
+        } catch (e) { errors.push(errorOf(e)); }
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
+    const seconds = (performance.now() - start) / 1000;
+    return { clients, requests, complete, malformed, errors, tokens, seconds, requestsPerSecond: requests / seconds, tokensPerSecond: tokens / seconds };
+  },
+
+  // slow: one long streaming request; reports how it ended (for the shutdown test).
+  async slow() {
+    const s = await client.chat.completions.create({ model: 'm', messages: user('Go on and on.'), max_tokens: Number(process.env.MAX_TOKENS ?? 400), stream: true });
+    let text = '', finish = null, error = null;
+    try {
+      for await (const c of s) {
+        for (const ch of c.choices) { text += ch.delta?.content ?? ''; if (ch.finish_reason) finish = ch.finish_reason; }
+        if (text && !process.env.STARTED_SENT) { process.env.STARTED_SENT = '1'; process.stderr.write('STARTED\n'); }
+      }
+    } catch (e) { error = errorOf(e); }
+    return { finish, error, length: text.length };
+  },
+};
+
+scenarios[scenario]().then(
+  (r) => { process.stdout.write(JSON.stringify(r)); },
+  (e) => { process.stdout.write(JSON.stringify({ fatal: errorOf(e) })); process.exitCode = 1; },
+);
