@@ -4,6 +4,7 @@
 #   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race
 #   make run [MODEL=x.gguf]   streaming generation demo (a synthetic model when no MODEL)
 #   make chat [MODEL=x.gguf]  interactive chat (examples/chat)
+#   make serve [MODEL=x.gguf] OpenAI-compatible server on 127.0.0.1:8080 (examples/server)
 #   make bench [MODEL=x.gguf] [ARGS="-p 512 -n 128"]   ours vs llama-bench, same build
 BACKEND ?= cpu
 GO      ?= go
@@ -11,9 +12,9 @@ TAGS    := $(filter-out cpu,$(BACKEND))
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 LIBS    := third_party/build/$(BACKEND)/lib/libllama.a
 # Upstream tools of the same build that tests and scripts compare against.
-export LLAMA_TOOLS ?= llama-bench llama-perplexity
+export LLAMA_TOOLS ?= llama-bench llama-perplexity llama-batched-bench
 
-.PHONY: all deps libs build test vet run chat bench perplexity-compare gpu-pack clean distclean
+.PHONY: all deps libs build test vet run chat serve bench perplexity-compare gpu-pack clean distclean
 
 all: build
 
@@ -28,13 +29,20 @@ libs: deps
 $(LIBS): | deps
 	bash scripts/build-llama.sh $(BACKEND)
 
+# llama.cpp's RPC backend (Go build tag rpc); archives built before it was added lack it.
+RPC_LIB := third_party/build/$(BACKEND)/lib/libggml-rpc.a
+$(RPC_LIB): | $(LIBS)
+	bash scripts/build-llama.sh $(BACKEND)
+
 build: $(LIBS)
 	$(GO) build $(GOFLAGS_TAGS) ./...
 
-vet: $(LIBS)
+vet: $(LIBS) $(RPC_LIB)
 	$(GO) vet ./...
 	$(GO) vet -tags cuda ./...
 	$(GO) vet -tags vulkan ./...
+	$(GO) vet -tags rpc ./...
+	$(GO) vet -tags "cuda rpc" ./...
 	@if [ "$$(uname -s)" != Darwin ]; then \
 	  $(GO) vet -tags metal ./llama/ 2>&1 | grep -q build_tag_metal_requires_darwin_macOS && \
 	  echo "vet: -tags metal off macOS fails with build_tag_metal_requires_darwin_macOS, as intended"; fi
@@ -42,12 +50,16 @@ vet: $(LIBS)
 
 test: vet
 	$(GO) test -race -timeout 45m $(GOFLAGS_TAGS) ./...
+	$(GO) test -race -timeout 20m -tags "$(strip $(TAGS) rpc)" -run RPC ./llama/ ./examples/rpc-server/
 
 run: $(LIBS)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
 chat: $(LIBS)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/chat $(if $(MODEL),-model $(MODEL)) $(ARGS)
+
+serve: $(LIBS)
+	$(GO) run $(GOFLAGS_TAGS) ./examples/server $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
 # Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
 bench: $(LIBS)

@@ -3,7 +3,8 @@
 # builds llama.cpp for CUDA with upstream's llama-bench, runs every test with -tags cuda,
 # writes synthetic Llama-3-8B and Llama-3.2-1B shape Q4_K_M models, and compares
 # examples/bench with llama-bench (one GPU, then split across all GPUs when there are
-# several). Logs and JSON go to $OUT (default ./gpu-results).
+# several), and the serving engine (`bench batched`) with llama-batched-bench. Logs and
+# JSON go to $OUT (default ./gpu-results).
 #   bash scripts/gpu-validate.sh            # everything
 #   STEPS="bench" bash scripts/gpu-validate.sh
 set -uo pipefail
@@ -11,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=${OUT:-$root/gpu-results}
 mkdir -p "$out"
-steps=${STEPS:-build test models bench multi}
+steps=${STEPS:-build test models bench batched multi}
 export BACKEND=cuda
 ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
 log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
@@ -20,7 +21,7 @@ has() { [[ " $steps " == *" $1 "* ]]; }
 log "start: $ngpu GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | sort | uniq -c | xargs)"
 if has build; then
   log "build (CUDA archives + llama-bench)"
-  LLAMA_TOOLS=llama-bench bash scripts/build-llama.sh cuda >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; log "BUILD FAILED"; exit 1; }
+  LLAMA_TOOLS="llama-bench llama-batched-bench" bash scripts/build-llama.sh cuda >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; log "BUILD FAILED"; exit 1; }
   go build -tags cuda -o "$out/bench" ./examples/bench || { log "GO BUILD FAILED"; exit 1; }
 fi
 if has test; then
@@ -45,6 +46,16 @@ if has bench; then
     log "bench $shape, one GPU, flash attention on"
     CUDA_VISIBLE_DEVICES=0 NO_BUILD=1 ROUNDS=${ROUNDS:-3} OUT="$out/bench-$shape" \
       bash scripts/bench-compare.sh "$m" -ngl 99 -fa 1 -p 512 -n 128 -r 5 2>&1 | tee "$out/bench-$shape.txt"
+  done
+fi
+if has batched; then
+  for shape in llama3.2-1b llama3-8b; do
+    m=$(cat "$out/model-$shape")
+    for kv in "" -kvu; do
+      log "engine vs llama-batched-bench, $shape ${kv:-(split cache)}, one GPU"
+      CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 $kv \
+        -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape$kv.txt"
+    done
   done
 fi
 if has multi && [ "$ngpu" -ge 2 ]; then

@@ -461,6 +461,8 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, `usage: bench [options]
        bench synth [-shape qwen2-0.5b] [-type q8_0]   write (once) and print a synthetic model's path
        bench compare -ours a.json[,b.json] -theirs c.json[,d.json]   compare with llama-bench's output
+       bench batched [-npp 128] [-ntg 128] [-npl 8,32,64] [-upstream llama-batched-bench]   parallel
+                     generation through package engine, as llama-batched-bench measures it (-h: options)
 
 llama.cpp's llama-bench, measured through llamago: same tests, options and output formats.
 

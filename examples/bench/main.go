@@ -9,6 +9,7 @@
 //	bench -m model.gguf -ngl 99 -fa 1 -o json -app
 //	bench compare -ours a.json -theirs b.json      ours vs llama-bench, side by side
 //	bench synth -type q4_k_m                       print (and write once) a synthetic model
+//	bench batched -npl 8,32,64 -upstream llama-batched-bench   many sequences through package engine
 //
 // See README.md and scripts/bench-compare.sh.
 package main
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runSynth(ctx, args[1:], stdout, stderr)
 		case "compare":
 			return runCompare(args[1:], stdout, stderr)
+		case "batched":
+			return runBatched(ctx, args[1:], stdout, stderr)
 		}
 	}
 	p, err := parseArgs(args)

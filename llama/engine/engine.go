@@ -41,12 +41,18 @@ type Config struct {
 	// Slots is the number of requests generating at once (sequences of the context).
 	Slots int
 	// Context configures the context; NCtx is the KV cache shared by all slots (one
-	// request may use all of it). NSeqMax and KVUnified are set by the engine.
+	// request may use all of it; see SplitCache). NSeqMax and KVUnified are set by
+	// the engine.
 	Context *llama.ContextParams
 	// MaxQueue is how many requests may wait for a slot; more get ErrQueueFull. 0: 256.
 	MaxQueue int
 	// DefaultMaxTokens bounds requests that give no MaxTokens. 0: the context's end.
 	DefaultMaxTokens int
+	// SplitCache gives every slot its own NCtx/Slots part of the KV cache instead of
+	// one cache they share: attention then reads only the slot's own cells (faster
+	// with many slots and long caches), but a request may use only its part, and a
+	// cached prefix is reused only by the slot that computed it.
+	SplitCache bool
 	// DeviceSampling samples on the device where a request's chain allows it
 	// (llama.Context.SetBackendSampler): on GPUs only the chosen token leaves the device.
 	DeviceSampling bool
@@ -108,7 +114,8 @@ func New(m *llama.Model, cfg *Config) (*Engine, error) {
 		cp = *c.Context
 	}
 	cp.NSeqMax = c.Slots
-	cp.KVUnified = true // prefixes are shared between slots by cell metadata, without copies
+	// A unified cache shares prefixes between slots by cell metadata, without copies.
+	cp.KVUnified = !c.SplitCache
 	lc, err := m.NewContext(&cp)
 	if err != nil {
 		return nil, err
@@ -122,6 +129,9 @@ func New(m *llama.Model, cfg *Config) (*Engine, error) {
 		model: m, ctx: lc, cfg: c, nCtx: lc.NCtx(), batch: batch,
 		log:  c.Logger,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	if c.SplitCache {
+		e.nCtx /= c.Slots
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -137,8 +147,8 @@ func New(m *llama.Model, cfg *Config) (*Engine, error) {
 // Model is the engine's model.
 func (e *Engine) Model() *llama.Model { return e.model }
 
-// NCtx is the size of the KV cache the slots share: the most tokens (prompt and
-// generated) one request can use.
+// NCtx is the most tokens (prompt and generated) one request can use: the size of
+// the KV cache the slots share, or of one slot's part with SplitCache.
 func (e *Engine) NCtx() int { return e.nCtx }
 
 // Slots is the number of requests generating at once.

@@ -33,7 +33,7 @@ type Metrics struct {
 	DecodeTime      time.Duration // time spent in them
 	Uptime          time.Duration
 	CacheCells      int // estimated KV cache cells in use (reservations of active requests included)
-	NCtx            int
+	NCtx            int // KV cache size in cells
 }
 
 // TokensPerSecond is the average of prompt and generated tokens per second of decode time.
@@ -63,7 +63,7 @@ func (e *Engine) Metrics() Metrics {
 		DecodeTime:      st.decodeTime,
 		Uptime:          time.Since(st.started),
 		CacheCells:      int(e.cells.Load()),
-		NCtx:            e.nCtx,
+		NCtx:            e.ctx.NCtx(),
 	}
 	return m
 }

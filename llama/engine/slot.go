@@ -54,7 +54,8 @@ func (e *Engine) admit() {
 			return
 		}
 		reused := e.reusePrefix(s, j.req.Prompt)
-		for e.cellsInUse()-len(s.cached)+e.reserve(j) > e.nCtx {
+		// With SplitCache every slot has cells of its own: no request waits for another's.
+		for !e.cfg.SplitCache && e.cellsInUse()-len(s.cached)+e.reserve(j) > e.nCtx {
 			if !e.evictOne(s) {
 				if e.anyActive() {
 					return // wait for a request to finish
@@ -112,7 +113,7 @@ func (e *Engine) reusePrefix(s *slot, prompt []llama.Token) int {
 	own := commonPrefix(s.cached, prompt)
 	src, srcLen := s, own
 	for _, o := range e.slots {
-		if n := commonPrefix(o.cached, prompt); n > srcLen {
+		if n := commonPrefix(o.cached, prompt); n > srcLen && !e.cfg.SplitCache {
 			src, srcLen = o, n
 		}
 	}

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/engine"
+)
+
+// batchedParams are the options of `bench batched`, named as llama-batched-bench's.
+type batchedParams struct {
+	model          string
+	nCtx, nBatch   int
+	nUBatch, ngl   int
+	threads        int
+	flashAttn      string
+	npp, ntg, npl  []int
+	kvUnified      bool
+	sampling       string // greedy or default
+	deviceSampling bool
+	output         string // md or jsonl
+	upstream       string // llama-batched-bench to run alternately, for ratios
+	rounds         int
+	verbose        bool
+}
+
+// batchedResult is one row, with llama-batched-bench's JSONL keys.
+type batchedResult struct {
+	PP      int     `json:"pp"`
+	TG      int     `json:"tg"`
+	PL      int     `json:"pl"`
+	NKV     int     `json:"n_kv"`
+	TPP     float64 `json:"t_pp"`
+	SpeedPP float64 `json:"speed_pp"`
+	TTG     float64 `json:"t_tg"`
+	SpeedTG float64 `json:"speed_tg"`
+	T       float64 `json:"t"`
+	Speed   float64 `json:"speed"`
+}
+
+func parseBatched(args []string) (*batchedParams, error) {
+	p := &batchedParams{}
+	fs := flag.NewFlagSet("bench batched", flag.ContinueOnError)
+	ints := func(dst *[]int, name, def, usage string) {
+		*dst, _ = parseIntRange(def, false)
+		fs.Func(name, usage+" (default "+def+")", func(s string) (err error) {
+			*dst, err = parseIntRange(s, false)
+			return err
+		})
+	}
+	fs.StringVar(&p.model, "m", "", "model file (default: a synthetic Qwen2-0.5B Q8_0 model)")
+	fs.IntVar(&p.nCtx, "c", 0, "KV cache size (0: the largest pl*(pp+tg))")
+	fs.IntVar(&p.nBatch, "b", 2048, "n_batch")
+	fs.IntVar(&p.nUBatch, "ub", 512, "n_ubatch")
+	fs.IntVar(&p.ngl, "ngl", 99, "layers on the GPU")
+	fs.IntVar(&p.threads, "t", 0, "threads (0: physical cores)")
+	fs.StringVar(&p.flashAttn, "fa", "auto", "flash attention: on, off, auto")
+	ints(&p.npp, "npp", "128", "prompt tokens per sequence")
+	ints(&p.ntg, "ntg", "128", "generated tokens per sequence")
+	ints(&p.npl, "npl", "8,32,64", "parallel sequences")
+	fs.BoolVar(&p.kvUnified, "kvu", false, "one KV cache shared by all sequences (ours: the engine's default; without: engine.Config.SplitCache)")
+	fs.StringVar(&p.sampling, "sampling", "greedy", "the requests' sampler: greedy, or default (llama.cpp's default chain)")
+	fs.BoolVar(&p.deviceSampling, "device-sampling", llama.Backend != "cpu", "sample on the device")
+	fs.StringVar(&p.output, "o", "md", "output: md or jsonl")
+	fs.StringVar(&p.upstream, "upstream", "", "path of llama-batched-bench: run it alternately with ours and print both with ratios")
+	fs.IntVar(&p.rounds, "r", 1, "rounds (alternating with -upstream)")
+	fs.BoolVar(&p.verbose, "v", false, "llama.cpp's log")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case p.sampling != "greedy" && p.sampling != "default":
+		return nil, fmt.Errorf("-sampling %q: want greedy or default", p.sampling)
+	case p.output != "md" && p.output != "jsonl":
+		return nil, fmt.Errorf("-o %q: want md or jsonl", p.output)
+	case p.rounds < 1:
+		return nil, errors.New("-r must be at least 1")
+	}
+	if _, err := parseFlashAttn(p.flashAttn); err != nil {
+		return nil, err
+	}
+	if p.nCtx == 0 {
+		for _, pp := range p.npp {
+			for _, tg := range p.ntg {
+				p.nCtx = max(p.nCtx, slices.Max(p.npl)*(pp+tg))
+			}
+		}
+	}
+	return p, nil
+}
+
+// runBatched measures aggregate generation through package engine the way
+// llama-batched-bench measures llama_decode: pl sequences of pp prompt tokens each,
+// then tg tokens each, for every combination of -npp, -ntg and -npl. Each sequence is
+// an engine request with its own sampler; S_TG counts the tokens generated after the
+// last sequence got its first token, over the time until the last token.
+func runBatched(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	p, err := parseBatched(args)
+	if err != nil {
+		return err
+	}
+	if p.model == "" {
+		if p.model, err = synthModel(ctx, defaultShape, defaultType, stderr); err != nil {
+			return err
+		}
+	}
+	if !p.verbose {
+		llama.SetLogger(nil)
+	}
+	m, err := llama.LoadModel(ctx, p.model, &llama.ModelParams{GPULayers: p.ngl})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	var ours, theirs [][]batchedResult
+	for range p.rounds {
+		r, err := p.measure(ctx, m)
+		if err != nil {
+			return err
+		}
+		ours = append(ours, r)
+		if p.upstream == "" {
+			continue
+		}
+		u, err := p.runUpstream(ctx, stderr)
+		if err != nil {
+			return err
+		}
+		theirs = append(theirs, u)
+	}
+	return p.print(stdout, ours, theirs)
+}
+
+func (p *batchedParams) measure(ctx context.Context, m *llama.Model) ([]batchedResult, error) {
+	fa := llama.FlashAttentionAuto
+	switch v, _ := parseFlashAttn(p.flashAttn); v {
+	case 1:
+		fa = llama.FlashAttentionOn
+	case 0:
+		fa = llama.FlashAttentionOff
+	}
+	cp := &llama.ContextParams{NCtx: p.nCtx, NBatch: p.nBatch, NUBatch: p.nUBatch, Threads: p.threads, FlashAttention: fa}
+	var out []batchedResult
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, pp := range p.npp {
+		for _, tg := range p.ntg {
+			for _, pl := range p.npl {
+				if pl*(pp+tg) > p.nCtx {
+					continue
+				}
+				e, err := engine.New(m, &engine.Config{Slots: slices.Max(p.npl), Context: cp, SplitCache: !p.kvUnified, DeviceSampling: p.deviceSampling})
+				if err != nil {
+					return nil, err
+				}
+				r, err := p.round(ctx, e, m, rng, pp, tg, pl)
+				e.Close()
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// round runs pl requests of pp random prompt tokens and tg generated tokens at once.
+func (p *batchedParams) round(ctx context.Context, e *engine.Engine, m *llama.Model, rng *rand.Rand, pp, tg, pl int) (batchedResult, error) {
+	sp := llama.DefaultSamplingParams()
+	if p.sampling == "greedy" {
+		sp.Temperature = 0
+	}
+	prompt := func(n int) []llama.Token {
+		toks := make([]llama.Token, n)
+		for i := range toks {
+			for {
+				toks[i] = llama.Token(rng.IntN(m.Vocab().NTokens))
+				if !m.IsControl(toks[i]) && !m.IsEOG(toks[i]) {
+					break
+				}
+			}
+		}
+		return toks
+	}
+	// Warm-up, as llama-batched-bench decodes 16 tokens first.
+	for _, err := range e.Generate(ctx, &engine.Request{Prompt: prompt(16), Sampling: &sp, MaxTokens: 2, IgnoreEOG: true}) {
+		if err != nil {
+			return batchedResult{}, err
+		}
+	}
+
+	prompts := make([][]llama.Token, pl)
+	for i := range prompts {
+		prompts[i] = prompt(pp)
+	}
+	times := make([][]time.Time, pl) // receipt time of every generated token
+	errs := make([]error, pl)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range pl {
+		wg.Go(func() {
+			ts := make([]time.Time, 0, tg)
+			for d, err := range e.Generate(ctx, &engine.Request{Prompt: prompts[i], Sampling: &sp, MaxTokens: tg, IgnoreEOG: true}) {
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				now := time.Now()
+				for range d.Tokens {
+					ts = append(ts, now)
+				}
+			}
+			times[i] = ts
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return batchedResult{}, err
+	}
+	var firstAll, last time.Time
+	for _, ts := range times {
+		if len(ts) != tg {
+			return batchedResult{}, fmt.Errorf("a request generated %d tokens, want %d", len(ts), tg)
+		}
+		if ts[0].After(firstAll) {
+			firstAll = ts[0]
+		}
+		if ts[tg-1].After(last) {
+			last = ts[tg-1]
+		}
+	}
+	tgTokens := 0
+	for _, ts := range times {
+		for _, t := range ts {
+			if t.After(firstAll) {
+				tgTokens++
+			}
+		}
+	}
+	r := batchedResult{PP: pp, TG: tg, PL: pl, NKV: pl * (pp + tg)}
+	r.TPP = firstAll.Sub(start).Seconds()
+	r.TTG = last.Sub(firstAll).Seconds()
+	r.T = last.Sub(start).Seconds()
+	r.SpeedPP = float64(pl*pp) / r.TPP
+	r.SpeedTG = float64(tgTokens) / r.TTG
+	r.Speed = float64(pl*(pp+tg)) / r.T
+	return r, nil
+}
+
+// runUpstream runs llama-batched-bench with the same settings and reads its JSONL.
+func (p *batchedParams) runUpstream(ctx context.Context, stderr io.Writer) ([]batchedResult, error) {
+	join := func(v []int) string {
+		s := make([]string, len(v))
+		for i, x := range v {
+			s[i] = strconv.Itoa(x)
+		}
+		return strings.Join(s, ",")
+	}
+	args := []string{"-m", p.model, "-c", strconv.Itoa(p.nCtx), "-b", strconv.Itoa(p.nBatch), "-ub", strconv.Itoa(p.nUBatch),
+		"-ngl", strconv.Itoa(p.ngl), "-fa", p.flashAttn, "-npp", join(p.npp), "-ntg", join(p.ntg), "-npl", join(p.npl),
+		"--output-format", "jsonl"}
+	if p.threads > 0 {
+		args = append(args, "-t", strconv.Itoa(p.threads))
+	} else {
+		args = append(args, "-t", strconv.Itoa(llama.PhysicalCores()))
+	}
+	if p.kvUnified {
+		args = append(args, "-kvu")
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, p.upstream, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(stderr, "%s\n", out.Bytes())
+		return nil, fmt.Errorf("%s: %w", p.upstream, err)
+	}
+	var rows []batchedResult
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.HasPrefix(line, []byte(`{"n_kv_max"`)) {
+			continue
+		}
+		var r batchedResult
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%s printed no results:\n%s", p.upstream, out.Bytes())
+	}
+	return rows, nil
+}
+
+// print writes the mean of the rounds (ours, and upstream's with ratios).
+func (p *batchedParams) print(w io.Writer, ours, theirs [][]batchedResult) error {
+	mean := func(rounds [][]batchedResult, i int, f func(batchedResult) float64) float64 {
+		s := 0.0
+		for _, r := range rounds {
+			s += f(r[i])
+		}
+		return s / float64(len(rounds))
+	}
+	if p.output == "jsonl" {
+		enc := json.NewEncoder(w)
+		for _, round := range ours {
+			for _, r := range round {
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	sampling := p.sampling
+	if p.deviceSampling {
+		sampling += " on the device"
+	}
+	fmt.Fprintf(w, "engine: %s sampling, kv_unified=%v, n_ctx=%d, n_batch=%d, n_ubatch=%d, fa=%s, %d round(s)\n\n",
+		sampling, p.kvUnified, p.nCtx, p.nBatch, p.nUBatch, p.flashAttn, p.rounds)
+	if len(theirs) == 0 {
+		fmt.Fprintln(w, "|    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |")
+		fmt.Fprintln(w, "|-------|--------|------|--------|----------|----------|----------|----------|----------|----------|")
+		for i, r := range ours[0] {
+			fmt.Fprintf(w, "| %5d | %6d | %4d | %6d | %8.3f | %8.2f | %8.3f | %8.2f | %8.3f | %8.2f |\n", r.PP, r.TG, r.PL, r.NKV,
+				mean(ours, i, func(r batchedResult) float64 { return r.TPP }), mean(ours, i, func(r batchedResult) float64 { return r.SpeedPP }),
+				mean(ours, i, func(r batchedResult) float64 { return r.TTG }), mean(ours, i, func(r batchedResult) float64 { return r.SpeedTG }),
+				mean(ours, i, func(r batchedResult) float64 { return r.T }), mean(ours, i, func(r batchedResult) float64 { return r.Speed }))
+		}
+		return nil
+	}
+	fmt.Fprintln(w, "|    PP |     TG |    B | S_PP ours | S_PP llama-batched-bench | ratio | S_TG ours | S_TG llama-batched-bench | ratio |")
+	fmt.Fprintln(w, "|-------|--------|------|-----------|--------------------------|-------|-----------|--------------------------|-------|")
+	for i, r := range ours[0] {
+		j := slices.IndexFunc(theirs[0], func(u batchedResult) bool { return u.PP == r.PP && u.TG == r.TG && u.PL == r.PL })
+		if j < 0 {
+			continue
+		}
+		opp, tpp := mean(ours, i, func(r batchedResult) float64 { return r.SpeedPP }), mean(theirs, j, func(r batchedResult) float64 { return r.SpeedPP })
+		otg, ttg := mean(ours, i, func(r batchedResult) float64 { return r.SpeedTG }), mean(theirs, j, func(r batchedResult) float64 { return r.SpeedTG })
+		fmt.Fprintf(w, "| %5d | %6d | %4d | %9.2f | %24.2f | %5.3f | %9.2f | %24.2f | %5.3f |\n", r.PP, r.TG, r.PL, opp, tpp, opp/tpp, otg, ttg, otg/ttg)
+	}
+	return nil
+}
