@@ -101,16 +101,23 @@ func TestConcurrentRequestsMatchAlone(t *testing.T) {
 			e := newEngine(t, m, &engine.Config{Slots: 4, DeviceSampling: tc.device, SplitCache: tc.split})
 			got := make([][]llama.Token, n)
 			errs := make([]error, n)
+			results := make([]engine.Result, n)
 			var wg sync.WaitGroup
 			for i := range n {
-				wg.Go(func() {
-					got[i], _, errs[i] = collect(t.Context(), e, &engine.Request{Prompt: ps[i], Sampling: greedy(), MaxTokens: tokens, IgnoreEOG: true})
-				})
+				req := &engine.Request{Prompt: ps[i], Sampling: greedy(), MaxTokens: tokens, IgnoreEOG: true, Result: &results[i]}
+				if i%3 == 0 {
+					// Greedy after another stage stays on the CPU: device and CPU sampling mix.
+					s, err := llama.NewSampler(m, llama.TopK(40), llama.Greedy())
+					require.NoError(t, err)
+					req.Sampler = s
+				}
+				wg.Go(func() { got[i], _, errs[i] = collect(t.Context(), e, req) })
 			}
 			wg.Wait()
 			for i := range n {
 				assert.NoError(t, errs[i], "request %d", i)
 				assert.Equal(t, want[i], got[i], "request %d", i)
+				assert.Equal(t, tc.device && i%3 != 0, results[i].DeviceSampling, "request %d", i)
 			}
 			mt := e.Metrics()
 			assert.EqualValues(t, n, mt.Requests)

@@ -47,6 +47,7 @@ type Result struct {
 	PromptTokens    int
 	CachedTokens    int // prompt tokens reused from the prefix cache, not decoded
 	GeneratedTokens int
+	DeviceSampling  bool          // the request sampled on the device (Config.DeviceSampling)
 	Queued          time.Duration // waiting for a slot
 	TimeToFirst     time.Duration // from admission to the first generated token
 	Total           time.Duration // from Generate to the end
@@ -251,6 +252,7 @@ func (j *job) result() Result {
 	r := Result{
 		FinishReason: j.reason, Err: j.err,
 		PromptTokens: len(j.req.Prompt), CachedTokens: j.cachedTokens, GeneratedTokens: j.generated,
+		DeviceSampling: j.onDevice,
 	}
 	if !j.admittedAt.IsZero() {
 		r.Queued = j.admittedAt.Sub(j.queuedAt)
