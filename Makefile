@@ -1,7 +1,8 @@
 # llamago: the one entry point. `make` = deps + llama.cpp libs for BACKEND + go build.
 #   make                      fetch llama.cpp, build the CPU archives, build every package
 #   make BACKEND=cuda         the same for CUDA (then: go build -tags cuda ./...)
-#   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race
+#   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race,
+#                             then the suite again with GOEXPERIMENT=cgocheck2 (full cgo pointer checks)
 #   make run [MODEL=x.gguf]   streaming generation demo (a synthetic model when no MODEL)
 #   make chat [MODEL=x.gguf]  interactive chat (examples/chat)
 #   make serve [MODEL=x.gguf] OpenAI-compatible server on 127.0.0.1:8080 (examples/server)
@@ -50,6 +51,7 @@ vet: $(LIBS) $(RPC_LIB)
 
 test: vet
 	$(GO) test -race -timeout 45m $(GOFLAGS_TAGS) ./...
+	GOEXPERIMENT=cgocheck2 $(GO) test -timeout 45m $(GOFLAGS_TAGS) ./...
 	$(GO) test -race -timeout 20m -tags "$(strip $(TAGS) rpc)" -run RPC ./llama/ ./examples/rpc-server/
 
 run: $(LIBS)

@@ -130,6 +130,9 @@ func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 	if err := context.Cause(ctx); err != nil {
 		return aborted(err)
 	}
+	if err := c.model.rpc.err(); err != nil { // a failed RPC worker holds layers (rpc.go)
+		return err
+	}
 	var rc C.int32_t
 	op := "decode"
 	if encode {
@@ -137,6 +140,9 @@ func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 		rc = C.llama_encode(c.ptr, b.c)
 	} else {
 		rc = C.llama_decode(c.ptr, b.c)
+	}
+	if err := c.rpcSettle(); err != nil {
+		return err
 	}
 	switch rc {
 	case 0:

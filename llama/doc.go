@@ -3,40 +3,52 @@
 // (none: CPU, cuda, metal, vulkan). llama.cpp is built by the repository's Makefile
 // (make BACKEND=cpu|cuda|metal) into static archives that this package links.
 //
-// Concurrency: a Model is safe for concurrent use; a Context, Sampler and Batch serve one
-// goroutine at a time, and a Context or Sampler detects a second goroutine
-// (ErrContextBusy, ErrSamplerBusy) instead of corrupting memory.
+// Concurrency: a Model is safe for concurrent use: share one Model among many goroutines,
+// each decoding through its own Context. A Context, Sampler and Batch serve one goroutine
+// at a time; a Context or Sampler used by a second goroutine while a call (or a
+// generation) is in progress returns ErrContextBusy or ErrSamplerBusy to it instead of
+// corrupting memory. Close waits for the call in progress (and aborts a decode).
 //
 // Everything that owns C memory has an idempotent Close; using it afterwards returns
 // ErrClosed. A Context keeps its Model's memory alive until the Context is closed.
 //
-// Bad input returns an error checked in Go before llama.cpp could abort the process.
+// Bad input returns an error checked in Go before llama.cpp could abort the process;
+// model files get a pure-Go pre-check (package gguf) before llama.cpp opens them.
 // The guarded conditions and what they return:
 //
-//	missing, unreadable, directory, empty, non-GGUF, truncated file   *LoadError (with llama.cpp's reason)
-//	malformed GGUF: counts, lengths, offsets beyond the file, types    *LoadError (package gguf pre-check)
-//	block_count outside 1..512, duplicate token strings,
-//	special token ids outside the vocabulary                            *LoadError (pre-check)
-//	tensor split with no flash-attention kernel for the head size (CUDA) ErrInvalidParams
+//	missing, unreadable, directory, empty, non-GGUF, truncated file       *LoadError (with the cause)
+//	malformed GGUF: counts, lengths, offsets beyond the file, types
+//	(the other files of a split model too)                                *LoadError (package gguf pre-check)
+//	absurd metadata: block_count outside 1..512, nextn_predict_layers
+//	above it, expert counts llama.cpp asserts on (> 1024, more used
+//	than exist, bad groups), unknown rope scaling type, NaN or negative
+//	norm epsilon, duplicate token strings, special token ids outside
+//	the vocabulary                                                        *LoadError (pre-check)
+//	wrong types for known keys (block_count as a string, tokens as an
+//	int array, context_length as int32, ...)                              *LoadError (pre-check)
+//	tensor split with no flash-attention kernel for the head size (CUDA)  ErrInvalidParams
 //	token id < 0 or >= vocabulary size (tokens, pieces, batches,
-//	logit bias, triggers, Accept, Apply)                                ErrInvalidToken
-//	invalid UTF-8 text to Tokenize                                      ErrInvalidUTF8
-//	empty batch, more tokens than the effective n_batch, bad sequence
-//	ids or positions, encoder batch > n_ubatch, learned positions past
-//	the trained context                                                 ErrInvalidBatch
-//	prompt longer than the context / cache full                         ErrContextFull
-//	logits, embeddings or sampling of an index without output           ErrNoLogits
+//	prompts, logit bias, triggers, Accept, Apply)                         ErrInvalidToken
+//	invalid UTF-8 text (Tokenize, prompts, chat messages, grammars)       ErrInvalidUTF8 (wrapped by ErrChat; grammars: ErrGrammar)
+//	empty batch, more tokens than the effective n_batch (n_batch is
+//	clamped to n_ctx), bad sequence ids or positions, encoder batch >
+//	n_ubatch, learned positions past the trained context                  ErrInvalidBatch
+//	prompt longer than the context / cache full                           ErrContextFull
+//	logits, embeddings or sampling of an index without output             ErrNoLogits
 //	grammar syntax errors, nesting deeper than MaxGrammarNesting,
-//	a token the grammar forbids (incl. end of generation too early)     ErrGrammar
-//	out-of-range context, sampler, batch, quantize parameters;
-//	mean pooling with n_ubatch not a multiple of n_seq_max              ErrInvalidParams
-//	use of anything after Close                                         ErrClosed (Close twice: nil)
-//	a Context used by two goroutines at once                            ErrContextBusy
-//	a Sampler used by two goroutines (or generations) at once           ErrSamplerBusy
-//	Close while another goroutine decodes                               that decode returns ErrAborted
-//	cancelled context.Context (load, decode, generation)                ErrAborted and the cause
+//	repetitions {m,n} with n < m, a token the grammar forbids (incl.
+//	end of generation too early)                                          ErrGrammar
+//	out-of-range n_ctx, n_batch, n_ubatch, n_seq_max, threads, sampler,
+//	batch, quantize parameters; mean pooling with n_ubatch not a
+//	multiple of n_seq_max                                                 ErrInvalidParams
+//	use of anything after Close                                           ErrClosed (Close twice: nil)
+//	a Context used by two goroutines at once                              ErrContextBusy
+//	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy
+//	Close while another goroutine decodes or generates                    that call returns ErrAborted (and ErrClosed)
+//	cancelled context.Context (load, decode, generation)                  ErrAborted and the cause
 //	panics in callbacks C calls (load progress, quantize progress,
-//	the slog handler)                                                   recovered: an error or a dropped line
-//	GPU out of memory (model or context too large)                      *LoadError / an error from NewContext
-//	C++ exceptions in the shim                                          errors; none crosses into Go
+//	the slog handler)                                                     recovered: an error or a dropped line
+//	GPU out of memory (model or context too large)                        *LoadError / an error from NewContext
+//	C++ exceptions: in the shim's entry points, and those llama.cpp's
+//	tokenizer throws (a vocabulary without byte-fallback tokens)          an error; none crosses into Go
 package llama

@@ -35,6 +35,12 @@ var (
 	// ErrContextBusy is returned when a Context is used by a second goroutine while
 	// another call on it is in progress. A Context serves one goroutine at a time.
 	ErrContextBusy = errors.New("llama: context in use by another goroutine")
+	// ErrRPCUnavailable is returned by the RPC functions (AddRPCServer, ListenRPC) in a
+	// binary built without the rpc build tag.
+	ErrRPCUnavailable = errors.New("llama: RPC support not built in (build with -tags rpc)")
+	// ErrRPCWorker is matched by every *RPCError: an RPC worker could not be reached,
+	// failed or stopped answering within its timeout.
+	ErrRPCWorker = errors.New("llama: RPC worker failed")
 )
 
 // LoadError reports a model that could not be loaded.

@@ -8,6 +8,7 @@ import "C"
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -116,9 +117,10 @@ func (s grammarStage) add(b *chainBuilder) error {
 	return nil
 }
 
-// checkGBNF rejects what llama.cpp's grammar parser cannot survive: invalid UTF-8 and
-// parenthesis nesting deeper than MaxGrammarNesting. Syntax errors are left to the parser,
-// which reports them.
+// checkGBNF rejects what llama.cpp's grammar parser cannot survive: invalid UTF-8,
+// parenthesis nesting deeper than MaxGrammarNesting, repetitions {m,n} with n < m and left
+// recursion it does not detect itself (grammar_check.go). Syntax errors are left to the
+// parser, which reports them.
 func checkGBNF(g string) error {
 	if g == "" {
 		return fmt.Errorf("%w: empty grammar", ErrGrammar)
@@ -150,7 +152,54 @@ func checkGBNF(g string) error {
 			}
 		case ')':
 			depth--
+		case '{':
+			if lo, hi, ok := parseRepetition(g[i+1:]); ok && hi < lo {
+				return fmt.Errorf("%w: repetition {%d,%d} has its maximum below its minimum", ErrGrammar, lo, hi)
+			}
 		}
 	}
-	return nil
+	return checkLeftRecursion(g)
+}
+
+// parseRepetition reads the "m,n}" of a repetition {m,n} as llama.cpp's parser does
+// (blanks and comments allowed around the numbers). llama.cpp computes n-m unsigned: with
+// n < m it loops almost forever, adding rules until memory runs out.
+func parseRepetition(s string) (lo, hi uint64, ok bool) {
+	skip := func() {
+		for len(s) > 0 {
+			switch s[0] {
+			case ' ', '\t', '\r', '\n':
+				s = s[1:]
+			case '#':
+				for len(s) > 0 && s[0] != '\n' && s[0] != '\r' {
+					s = s[1:]
+				}
+			default:
+				return
+			}
+		}
+	}
+	number := func() (uint64, bool) {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		v, err := strconv.ParseUint(s[:n], 10, 64)
+		s = s[n:]
+		return v, err == nil // no digits, or too many for llama.cpp's stoull (which throws)
+	}
+	skip()
+	if lo, ok = number(); !ok {
+		return 0, 0, false
+	}
+	skip()
+	if len(s) == 0 || s[0] != ',' {
+		return 0, 0, false
+	}
+	s = s[1:]
+	skip()
+	if hi, ok = number(); !ok {
+		return 0, 0, false
+	}
+	return lo, hi, true
 }

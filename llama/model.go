@@ -100,6 +100,7 @@ type Model struct {
 	loadDuration time.Duration
 	info         ModelInfo
 	vocabInfo    VocabInfo
+	rpc          *rpcUse // the RPC workers holding layers (rpc.go); nil: none
 }
 
 // loadProgress is the state the C progress callback reaches through a cgo.Handle.
@@ -153,6 +154,7 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 			return fail(err)
 		}
 	}
+	rpc := rpcUseOf(&cp)
 	progress := &loadProgress{ctx: ctx}
 	if params != nil {
 		progress.fn = params.Progress
@@ -166,6 +168,12 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 	since := llamaErrors.mark()
 	start := time.Now()
 	ptr := C.llama_model_load_from_file(cpath, cp)
+	if err := rpc.err(); err != nil { // a worker failed while llama.cpp loaded (rpc.go)
+		if ptr != nil {
+			C.llama_model_free(ptr)
+		}
+		return fail(err)
+	}
 	if ptr == nil {
 		switch {
 		case progress.panicked != nil:
@@ -177,7 +185,7 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 		}
 	}
 	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, facts: facts,
-		vocabOnly: params != nil && params.VocabOnly, loadDuration: time.Since(start)}
+		vocabOnly: params != nil && params.VocabOnly, loadDuration: time.Since(start), rpc: rpc}
 	m.info = readModelInfo(m)
 	m.vocabInfo = readVocabInfo(m.vocab)
 	m.cleanup = runtime.AddCleanup(m, func(p *C.struct_llama_model) { C.llama_model_free(p) }, ptr)
@@ -201,7 +209,11 @@ func checkModelFile(path string, vocabOnly bool) (modelFacts, error) {
 	if st.IsDir() {
 		return modelFacts{}, errors.New("is a directory")
 	}
-	return precheckGGUF(f, st.Size(), vocabOnly)
+	facts, err := precheckGGUF(f, st.Size(), vocabOnly)
+	if err == nil && facts.splits > 1 {
+		err = precheckSplits(path, facts.splits)
+	}
+	return facts, err
 }
 
 func applyModelParams(cp *C.struct_llama_model_params, p *ModelParams, pins *[]unsafe.Pointer) error {
@@ -246,7 +258,7 @@ func applyModelParams(cp *C.struct_llama_model_params, p *ModelParams, pins *[]u
 		devs := (*[1 << 20]C.ggml_backend_dev_t)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof(C.ggml_backend_dev_t(nil)))))[: n+1 : n+1]
 		*pins = append(*pins, unsafe.Pointer(&devs[0]))
 		for i, d := range p.Devices {
-			h, err := deviceHandle(d)
+			h, err := modelDevice(d) // deviceHandle, or a remote device (rpc.go)
 			if err != nil {
 				return err
 			}

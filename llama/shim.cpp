@@ -49,7 +49,7 @@ bool grammar_allows(struct llama_sampler * grammar, llama_token token) {
     return arr.data[0].logit != -INFINITY;
 }
 
-float log_sum_exp(const float * logits, int32_t n_vocab) {
+float log_sum_exp(const float * logits, int32_t n_vocab) noexcept {
     float max = -INFINITY;
     for (int32_t i = 0; i < n_vocab; i++) {
         max = std::max(max, logits[i]);
@@ -160,22 +160,55 @@ struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const 
 }
 
 float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token) {
-    return logits[token] - log_sum_exp(logits, n_vocab);
+    try {
+        return logits[token] - log_sum_exp(logits, n_vocab);
+    } catch (...) {
+        return -INFINITY;
+    }
 }
 
 void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_token * ids, float * logprobs) {
-    const float lse = log_sum_exp(logits, n_vocab);
-    std::vector<llama_token> order(n_vocab);
-    for (llama_token i = 0; i < n_vocab; i++) {
-        order[i] = i;
-    }
+    const float lse = log_sum_exp(logits, n_vocab); // noexcept
     n = std::min(n, n_vocab);
-    std::partial_sort(order.begin(), order.begin() + n, order.end(),
-                      [&](llama_token a, llama_token b) { return logits[a] > logits[b]; });
-    for (int32_t i = 0; i < n; i++) {
-        ids[i]      = order[i];
-        logprobs[i] = logits[order[i]] - lse;
+    try {
+        std::vector<llama_token> order(n_vocab);
+        for (llama_token i = 0; i < n_vocab; i++) {
+            order[i] = i;
+        }
+        std::partial_sort(order.begin(), order.begin() + n, order.end(),
+                          [&](llama_token a, llama_token b) { return logits[a] > logits[b]; });
+        for (int32_t i = 0; i < n; i++) {
+            ids[i]      = order[i];
+            logprobs[i] = logits[order[i]] - lse;
+        }
+    } catch (...) {
+        // No memory for the index: select the top n in place, n passes over the logits.
+        for (int32_t i = 0; i < n; i++) {
+            llama_token best = -1;
+            for (llama_token t = 0; t < n_vocab; t++) {
+                const bool taken = std::find(ids, ids + i, t) != ids + i;
+                if (!taken && (best < 0 || logits[t] > logits[best])) {
+                    best = t;
+                }
+            }
+            ids[i]      = best;
+            logprobs[i] = logits[best] - lse;
+        }
     }
+}
+
+int32_t lgo_tokenize(const struct llama_vocab * vocab, const char * text, int32_t text_len, llama_token * tokens,
+                     int32_t n_tokens_max, bool add_special, bool parse_special, char ** err) {
+    return catch_all(err, (int32_t) LGO_EXCEPTION, [&]() -> int32_t {
+        return llama_tokenize(vocab, text, text_len, tokens, n_tokens_max, add_special, parse_special);
+    });
+}
+
+int32_t lgo_detokenize(const struct llama_vocab * vocab, const llama_token * tokens, int32_t n_tokens, char * text,
+                       int32_t text_len_max, bool remove_special, bool unparse_special, char ** err) {
+    return catch_all(err, (int32_t) LGO_EXCEPTION, [&]() -> int32_t {
+        return llama_detokenize(vocab, tokens, n_tokens, text, text_len_max, remove_special, unparse_special);
+    });
 }
 
 char * lgo_json_schema_to_grammar(const char * schema, char ** err) {
@@ -254,8 +287,12 @@ void * lgo_chat_templates_init(const struct llama_model * model, const char * so
 }
 
 void lgo_chat_templates_free(void * tmpls) {
-    if (tmpls != nullptr) {
-        common_chat_templates_free((common_chat_templates *) tmpls);
+    try {
+        if (tmpls != nullptr) {
+            common_chat_templates_free((common_chat_templates *) tmpls);
+        }
+    } catch (...) {
+        // Nothing to report to: the memory is given up, the process lives.
     }
 }
 
@@ -386,7 +423,11 @@ void * lgo_chat_parser_init(const char * format, char ** err) {
 }
 
 void lgo_chat_parser_free(void * parser) {
-    delete (chat_parser *) parser;
+    try {
+        delete (chat_parser *) parser;
+    } catch (...) {
+        // As lgo_chat_templates_free.
+    }
 }
 
 char * lgo_chat_parser_parse(void * parser, const char * text, size_t len, bool partial, char ** err) {

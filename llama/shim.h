@@ -54,6 +54,15 @@ struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const 
                                         const char ** patterns, size_t n_patterns,
                                         const llama_token * tokens, size_t n_tokens, char ** err);
 
+// Tokenization behind the barrier: llama_tokenize and llama_detokenize throw (e.g.
+// std::out_of_range from a vocabulary without byte-fallback tokens). Same results as
+// those; on an exception LGO_EXCEPTION with a malloc'ed message in *err.
+#define LGO_EXCEPTION (INT32_MIN + 1)
+int32_t lgo_tokenize(const struct llama_vocab * vocab, const char * text, int32_t text_len, llama_token * tokens,
+                     int32_t n_tokens_max, bool add_special, bool parse_special, char ** err);
+int32_t lgo_detokenize(const struct llama_vocab * vocab, const llama_token * tokens, int32_t n_tokens, char * text,
+                       int32_t text_len_max, bool remove_special, bool unparse_special, char ** err);
+
 // Top-n log-probabilities of a logits row: writes n ids and logprobs, sorted descending.
 void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_token * ids, float * logprobs);
 float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token);

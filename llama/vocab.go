@@ -144,9 +144,12 @@ func (m *Model) AppendTokens(dst []Token, text string, flags TokenizeFlags) ([]T
 		if len(free) > 0 {
 			out = (*C.llama_token)(unsafe.Pointer(&free[0]))
 		}
-		n := C.llama_tokenize(m.vocab, cStringData(text), C.int32_t(len(text)),
-			out, C.int32_t(len(free)), C.bool(flags&AddSpecial != 0), C.bool(flags&ParseSpecial != 0))
+		var cerr *C.char
+		n := C.lgo_tokenize(m.vocab, cStringData(text), C.int32_t(len(text)),
+			out, C.int32_t(len(free)), C.bool(flags&AddSpecial != 0), C.bool(flags&ParseSpecial != 0), &cerr)
 		switch {
+		case n == C.LGO_EXCEPTION:
+			return dst, vocabError("tokenize", cerr)
 		case n == math.MinInt32:
 			return dst, invalidParam("tokenization of %d bytes overflows", len(text))
 		case n < 0:
@@ -155,6 +158,17 @@ func (m *Model) AppendTokens(dst []Token, text string, flags TokenizeFlags) ([]T
 			return dst[:len(dst)+int(n)], nil
 		}
 	}
+}
+
+// vocabError reports a C++ exception llama.cpp threw while (de)tokenizing: a vocabulary
+// it cannot handle for this text (e.g. SentencePiece without byte-fallback tokens).
+func vocabError(op string, msg *C.char) error {
+	text := "unknown C++ exception"
+	if msg != nil {
+		text = C.GoString(msg)
+		C.free(unsafe.Pointer(msg))
+	}
+	return fmt.Errorf("llama: %s: llama.cpp failed on this vocabulary: %s", op, text)
 }
 
 // cStringData points C at the bytes of s without copying (C must not keep the pointer).
@@ -250,9 +264,13 @@ func (m *Model) Detokenize(tokens []Token, flags DetokenizeFlags) (string, error
 	defer m.mu.RUnlock()
 	buf := make([]byte, 4*len(tokens)+16)
 	for {
-		n := C.llama_detokenize(m.vocab, (*C.llama_token)(unsafe.Pointer(&tokens[0])), C.int32_t(len(tokens)),
+		var cerr *C.char
+		n := C.lgo_detokenize(m.vocab, (*C.llama_token)(unsafe.Pointer(&tokens[0])), C.int32_t(len(tokens)),
 			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(min(len(buf), math.MaxInt32)),
-			C.bool(flags&RemoveSpecial != 0), C.bool(flags&RenderSpecial != 0))
+			C.bool(flags&RemoveSpecial != 0), C.bool(flags&RenderSpecial != 0), &cerr)
+		if n == C.LGO_EXCEPTION {
+			return "", vocabError("detokenize", cerr)
+		}
 		if n >= 0 {
 			return string(buf[:n]), nil
 		}

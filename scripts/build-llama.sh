@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's static archives for one backend with CMake.
 #   scripts/build-llama.sh [cpu|cuda|metal|vulkan]     (default: $BACKEND or cpu)
+# Every backend is built with llama.cpp's RPC backend (libggml-rpc.a, small): binaries link it
+# only with the Go build tag rpc (llama/cgo_rpc.go); without it llama/rpc_stub.go stands in.
 # Output, which the cgo files in llama/ link against:
 #   third_party/build/<backend>/lib/*.a     the archives of this backend
 #   third_party/build/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
@@ -47,6 +49,10 @@ args=(
   -DLLAMA_OPENSSL=OFF
   -DGGML_NATIVE="${GGML_NATIVE:-ON}"
   -DGGML_BLAS=OFF
+  # RPC over plain TCP: llamago's relay (llama/rpc_relay.go) forwards the byte stream, so the
+  # RDMA transport, which moves traffic off that stream, stays off.
+  -DGGML_RPC=ON
+  -DGGML_RPC_RDMA=OFF
 )
 case "$backend" in
   cpu) ;;
