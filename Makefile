@@ -3,8 +3,8 @@
 #   make BACKEND=cuda         the same for CUDA (then: go build -tags cuda ./...)
 #   make test                 what CI runs: deps, CPU libs, go vet (every tag), go test -race,
 #                             then the suite again with GOEXPERIMENT=cgocheck2 (full cgo pointer checks)
-#   make run [MODEL=x.gguf]   streaming generation demo (a synthetic model when no MODEL)
-#   make chat [MODEL=x.gguf]  interactive chat (examples/chat)
+#   make run [MODEL=x.gguf]   streaming generation demo (models/kjv-demo.gguf when no MODEL)
+#   make chat [MODEL=x.gguf]  interactive chat (examples/chat; models/kjv-demo.gguf when no MODEL)
 #   make serve [MODEL=x.gguf] OpenAI-compatible server on 127.0.0.1:8080 (examples/server)
 #   make bench [MODEL=x.gguf] [ARGS="-p 512 -n 128"]   ours vs llama-bench, same build
 BACKEND ?= cpu

@@ -11,7 +11,10 @@
 // Non-interactive mode, for scripts: -p "prompt", or the whole of stdin when it is not
 // a terminal; the reply goes to stdout, everything else to stderr.
 //
-// Without -model it runs on a synthetic model (random weights: the replies are
+// Without -model it runs on the repository's demo model, models/kjv-demo.gguf (trained on
+// the King James Bible by scripts/train-demo-model): its chat template makes the
+// conversation plain text, so it continues what you type in the style of the KJV. When
+// that file is missing it runs on a synthetic model (random weights: the replies are
 // gibberish) whose Qwen2 vocabulary carries a ChatML chat template.
 package main
 
@@ -50,7 +53,8 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: a synthetic Qwen2-0.5B-shape Q8_0 model)")
+	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: the demo model "+modelfile.Demo+
+		", or a synthetic Qwen2-0.5B-shape Q8_0 model when it is missing)")
 	flag.IntVar(&cfg.gpuLayers, "ngl", -1, "layers on the GPU (-1: all)")
 	flag.IntVar(&cfg.nCtx, "ctx", 4096, "context size in tokens")
 	flag.IntVar(&cfg.threads, "t", 0, "threads (0: physical cores)")
@@ -154,7 +158,7 @@ func (a *app) handleInterrupts(ints <-chan os.Signal, quit <-chan struct{}) {
 
 // open loads the model and starts the session.
 func (a *app) open() (*llama.ChatSession, func(), error) {
-	path, err := modelfile.Resolve(a.cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
+	path, err := modelfile.ResolveDefault(a.cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,12 +1,15 @@
 // Command generate streams a text continuation of a prompt and reports the speed:
-// the main job of `make run`. Without -model it runs on a synthetic model (random
-// weights, so the text is gibberish, but the speed is real).
+// the main job of `make run`. Without -model it runs on the repository's demo model,
+// models/kjv-demo.gguf (a small model trained on the King James Bible by
+// scripts/train-demo-model), or, when that file is missing, on a synthetic model
+// (random weights, so the text is gibberish, but the speed is real).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,8 +22,9 @@ import (
 )
 
 func main() {
-	model := flag.String("model", "", "GGUF model file (default: a synthetic Qwen2-0.5B-shape Q8_0 model)")
-	prompt := flag.String("p", "The three most useful things to know about llamas are", "prompt")
+	model := flag.String("model", "", "GGUF model file (default: the demo model "+modelfile.Demo+
+		", or a synthetic Qwen2-0.5B-shape Q8_0 model when it is missing)")
+	prompt := flag.String("p", "In the beginning God", "prompt")
 	n := flag.Int("n", 64, "tokens to generate")
 	nCtx := flag.Int("ctx", 2048, "context size")
 	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
@@ -34,14 +38,15 @@ func main() {
 	if *verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	if err := run(ctx, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, sp); err != nil {
+	if err := run(ctx, os.Stdout, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, sp); err != nil {
 		fmt.Fprintln(os.Stderr, "generate:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, model, prompt string, n, nCtx, gpuLayers, threads int, sp *llama.SamplingParams) error {
-	path, err := modelfile.Resolve(model, "qwen2-0.5b", gguf.TypeQ8_0)
+// run writes the prompt and its continuation to out, the rest to stderr.
+func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuLayers, threads int, sp *llama.SamplingParams) error {
+	path, err := modelfile.ResolveDefault(model, "qwen2-0.5b", gguf.TypeQ8_0)
 	if err != nil {
 		return err
 	}
@@ -51,8 +56,8 @@ func run(ctx context.Context, model, prompt string, n, nCtx, gpuLayers, threads 
 	}
 	defer m.Close()
 	info := m.Info()
-	fmt.Fprintf(os.Stderr, "%s: %s, %.2f GiB, loaded in %v (%s backend)\n", path, info.Description,
-		float64(info.Size)/(1<<30), m.LoadDuration().Round(time.Millisecond), llama.Backend)
+	fmt.Fprintf(os.Stderr, "%s: %s, %s, loaded in %v (%s backend)\n", path, info.Description,
+		size(info.Size), m.LoadDuration().Round(time.Millisecond), llama.Backend)
 
 	c, err := m.NewContext(&llama.ContextParams{NCtx: nCtx, Threads: threads})
 	if err != nil {
@@ -71,17 +76,24 @@ func run(ctx context.Context, model, prompt string, n, nCtx, gpuLayers, threads 
 		}
 	}
 
-	fmt.Print(prompt)
+	fmt.Fprint(out, prompt)
 	var res llama.GenerateResult
 	for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateOptions{MaxTokens: n, Result: &res}) {
 		if err != nil {
 			return err
 		}
-		fmt.Print(piece)
+		fmt.Fprint(out, piece)
 	}
-	fmt.Println()
+	fmt.Fprintln(out)
 	fmt.Fprintf(os.Stderr, "prompt: %d tokens, %.1f t/s | generation: %d tokens, %.1f t/s | finish: %s (seed %d)\n",
 		res.PromptTokens, res.PromptTokensPerSecond(), res.GeneratedTokens, res.GenerationTokensPerSecond(),
 		res.FinishReason, s.Seed())
 	return nil
+}
+
+func size(b uint64) string {
+	if b < 1<<30 {
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
 }

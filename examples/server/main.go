@@ -48,7 +48,7 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: a synthetic Qwen2-0.5B-shape Q8_0 model)")
+	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: models/kjv-demo.gguf, the KJV demo model)")
 	flag.StringVar(&cfg.name, "name", "", "model id reported to clients (default: the file name without .gguf)")
 	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
 	flag.StringVar(&cfg.host, "host", "127.0.0.1", "address to listen on")
@@ -86,7 +86,7 @@ func run(cfg config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	path, err := modelfile.Resolve(cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
+	path, err := modelfile.ResolveDefault(cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
 	if err != nil {
 		return err
 	}

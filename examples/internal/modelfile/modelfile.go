@@ -1,6 +1,7 @@
 // Package modelfile finds the model file an example runs on: the one the user named,
-// or a synthetic model (random weights, a real vocabulary from llama.cpp's models/
-// directory) written once into a cache directory.
+// the repository's demo model (models/kjv-demo.gguf, a small model trained on the King
+// James Bible by scripts/train-demo-model), or a synthetic model (random weights, a real
+// vocabulary from llama.cpp's models/ directory) written once into a cache directory.
 package modelfile
 
 import (
@@ -12,6 +13,51 @@ import (
 
 	"github.com/llamago/llamago/llama/gguf"
 )
+
+// Demo is the demo model's path inside the repository.
+const Demo = "models/kjv-demo.gguf"
+
+// DemoPath returns the path of the demo model: $LLAMAGO_DEMO_MODEL when set, else
+// models/kjv-demo.gguf of the repository holding the working directory. It fails when
+// the file does not exist.
+func DemoPath() (string, error) {
+	if p := os.Getenv("LLAMAGO_DEMO_MODEL"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("demo model: %w", err)
+		}
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, filepath.FromSlash(Demo))
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("demo model " + Demo + " not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// ResolveDefault returns path when set; otherwise the demo model; otherwise, when the
+// demo model is missing, the synthetic model of the given shape and weight type (see
+// Resolve), saying so on stderr.
+func ResolveDefault(path, shape string, weights gguf.TensorType) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	demo, err := DemoPath()
+	if err == nil {
+		return demo, nil
+	}
+	fmt.Fprintf(os.Stderr, "%v: using a synthetic model (random weights: gibberish text)\n", err)
+	return Resolve("", shape, weights)
+}
 
 // Resolve returns path when set; otherwise the path of the synthetic model of the
 // given shape and weight type, writing it first if it is not cached yet.
