@@ -343,17 +343,13 @@ func (e *Engine) step() {
 	e.commitBatch()
 	elapsed := time.Since(start)
 
-	var generated int
-	for _, o := range e.outs {
-		if e.sample(o) {
-			generated++
-		}
-	}
 	e.mu.Lock()
 	e.stats.steps++
 	e.stats.decodeTime += elapsed
-	e.stats.generated += uint64(generated)
 	e.mu.Unlock()
+	for _, o := range e.outs {
+		e.sample(o)
+	}
 }
 
 // add appends tokens of slot s to the batch at its next positions; logits for the
@@ -405,29 +401,31 @@ func (e *Engine) decodeFailed(err error) {
 }
 
 // sample picks the next token of a slot from its output row and streams its text.
-// It reports whether a token was generated.
-func (e *Engine) sample(o output) bool {
+func (e *Engine) sample(o output) {
 	s, j := o.s, o.s.job
 	if j == nil {
-		return false
+		return
 	}
 	tok, err := j.sampler.Sample(e.ctx, o.row)
 	if err != nil {
 		e.release(s, llama.FinishError, err)
-		return false
+		return
 	}
 	if j.generated == 0 {
 		j.firstToken = time.Now()
 	}
 	if !j.req.IgnoreEOG && e.model.IsEOG(tok) {
 		e.release(s, llama.FinishEOG, nil)
-		return false
+		return
 	}
 	j.generated++
+	e.mu.Lock() // counted before the request can end: Metrics agree with its Result
+	e.stats.generated++
+	e.mu.Unlock()
 	text, stopped, err := j.text.Push(tok)
 	if err != nil {
 		e.release(s, llama.FinishError, err)
-		return true
+		return
 	}
 	j.send(Delta{Text: text, Tokens: []llama.Token{tok}})
 	switch {
@@ -438,7 +436,6 @@ func (e *Engine) sample(o output) bool {
 	default:
 		s.next = tok
 	}
-	return true
 }
 
 // release ends the request of slot s; the slot keeps its cache for later prefix reuse.
