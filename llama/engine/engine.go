@@ -69,12 +69,13 @@ type Engine struct {
 	nCtx  int
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	queue  []*job // admitted in order
-	closed bool
-	stats  counters
-	active atomic.Int64 // slots serving a request
-	cells  atomic.Int64 // cellsInUse, published by the loop
+	mu       sync.Mutex
+	queue    []*job // admitted in order
+	closed   bool
+	draining bool // Shutdown: no new requests
+	stats    counters
+	active   atomic.Int64 // slots serving a request
+	cells    atomic.Int64 // cellsInUse, published by the loop
 
 	wake chan struct{} // cap 1: new work, a cancellation or Close
 	quit chan struct{} // closed by Close
@@ -177,7 +178,7 @@ func (e *Engine) Close() error {
 // closes the engine. It is the graceful counterpart of Close.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	e.stats.draining = true
+	e.draining = true
 	e.mu.Unlock()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -207,7 +208,7 @@ func (e *Engine) submit(j *job) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
-	case e.closed || e.stats.draining:
+	case e.closed || e.draining:
 		return ErrClosed
 	case len(e.queue) >= e.cfg.MaxQueue:
 		e.stats.rejected++

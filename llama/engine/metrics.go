@@ -5,7 +5,6 @@ import "time"
 // counters are the engine's running totals, guarded by Engine.mu.
 type counters struct {
 	started      time.Time
-	draining     bool
 	requests     uint64 // queued
 	admitted     uint64
 	rejected     uint64 // queue full
