@@ -23,7 +23,7 @@
 //	above it, expert counts llama.cpp asserts on (> 1024, more used
 //	than exist, bad groups), unknown rope scaling type, NaN or negative
 //	norm epsilon, duplicate token strings, special token ids outside
-//	the vocabulary                                                        *LoadError (pre-check)
+//	the vocabulary, tensor data at file offsets ggml cannot map           *LoadError (pre-check)
 //	wrong types for known keys (block_count as a string, tokens as an
 //	int array, context_length as int32, ...)                              *LoadError (pre-check)
 //	tensor split with no flash-attention kernel for the head size (CUDA)  ErrInvalidParams
@@ -36,8 +36,10 @@
 //	prompt longer than the context / cache full                           ErrContextFull
 //	logits, embeddings or sampling of an index without output             ErrNoLogits
 //	grammar syntax errors, nesting deeper than MaxGrammarNesting,
-//	repetitions {m,n} with n < m, a token the grammar forbids (incl.
-//	end of generation too early)                                          ErrGrammar
+//	repetitions {m,n} with n < m or chained deeper than
+//	MaxGrammarRepetitionChain (x+++), left recursion (also through rules
+//	that can match nothing), a token the grammar forbids (incl. end of
+//	generation too early)                                                 ErrGrammar
 //	out-of-range n_ctx, n_batch, n_ubatch, n_seq_max, threads, sampler,
 //	batch, quantize parameters; mean pooling with n_ubatch not a
 //	multiple of n_seq_max                                                 ErrInvalidParams
@@ -51,4 +53,6 @@
 //	GPU out of memory (model or context too large)                        *LoadError / an error from NewContext
 //	C++ exceptions: in the shim's entry points, and those llama.cpp's
 //	tokenizer throws (a vocabulary without byte-fallback tokens)          an error; none crosses into Go
+//	an RPC worker that is down, dies or hangs (load, decode; -tags rpc)   *RPCError (ErrRPCWorker) within
+//	                                                                      RPCOptions.Timeout; the model stays failed
 package llama

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -118,10 +119,14 @@ func (s grammarStage) add(b *chainBuilder) error {
 }
 
 // checkGBNF rejects what llama.cpp's grammar parser cannot survive: invalid UTF-8,
-// parenthesis nesting deeper than MaxGrammarNesting, repetitions {m,n} with n < m and left
-// recursion it does not detect itself (grammar_check.go). Syntax errors are left to the
-// parser, which reports them.
+// parenthesis nesting deeper than MaxGrammarNesting, repetitions {m,n} with n < m, left
+// recursion it does not detect itself and repetition chains longer than
+// MaxGrammarRepetitionChain (grammar_check.go). Syntax errors are left to the parser,
+// which reports them.
 func checkGBNF(g string) error {
+	if i := strings.IndexByte(g, 0); i >= 0 {
+		g = g[:i] // what llama.cpp sees of it (a C string)
+	}
 	if g == "" {
 		return fmt.Errorf("%w: empty grammar", ErrGrammar)
 	}
@@ -158,7 +163,7 @@ func checkGBNF(g string) error {
 			}
 		}
 	}
-	return checkLeftRecursion(g)
+	return checkGrammarShape(g)
 }
 
 // parseRepetition reads the "m,n}" of a repetition {m,n} as llama.cpp's parser does

@@ -233,6 +233,27 @@ func TestHardeningMetadata(t *testing.T) {
 			assert.ErrorAs(t, err, &le, "vocab only: %s", h.name)
 		}
 	}
+	// general.alignment 1 with the tensor data at a file offset that is not a multiple of
+	// 32: memory-mapping it fails an assertion in ggml (found by FuzzLoadModel).
+	for pad := range 32 {
+		edit := editKV(setKV("general.alignment", gguf.Uint32(1)), setKV("x.pad", gguf.String(strings.Repeat("x", pad))))
+		data := microModel(t, 8, 16, edit)
+		f, err := gguf.Read(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		if f.DataOffset%32 == 0 {
+			continue
+		}
+		_, err = LoadModel(t.Context(), microModelFile(t, 8, 16, edit), nil)
+		var le *LoadError
+		if assert.ErrorAs(t, err, &le, "misaligned tensor data") {
+			t.Logf("misaligned tensor data (llama.cpp aborts: true): %v", err)
+		}
+		m, err := LoadModel(t.Context(), microModelFile(t, 8, 16, edit), &ModelParams{VocabOnly: true})
+		require.NoError(t, err, "the vocabulary of such a file loads")
+		require.NoError(t, m.Close())
+		break
+	}
+
 	// Valid: a trained context of 0 or 2^32-1 (the default context is then llama.cpp's),
 	// two empty tokens (llama.cpp names them apart), a known rope scaling type.
 	for name, edit := range map[string]func([]gguf.KV) []gguf.KV{
@@ -466,7 +487,13 @@ func TestHardeningGrammar(t *testing.T) {
 		"left recursion through a rule matching nothing": "root ::= ws root \"b\" | \"c\"\nws ::= [ \\t]*",
 		"left recursion through groups": "root ::= (expr \"=\" ws term \"\\n\")+\nexpr ::= term ([-+*/] term)*\n" +
 			"term ::= ident | num | ws expr \")\" ws\nident ::= [a-z] [a-z0-9_]* ws\nnum ::= [0-9]+ ws\nws ::= [ \\t\\n]*",
-		"nesting in alternative": `root ::= "b" | ` + strings.Repeat("(", MaxGrammarNesting+1) + `"a"` + strings.Repeat(")", MaxGrammarNesting+1),
+		"repetition chain +++":            `root ::= [ ]+++`,
+		"repetition chain through groups": `root ::= ((([ ])+)*)+`,
+		"repetition chain through rules":  "root ::= a+\na ::= b*\nb ::= [ ]+",
+		"bounded repetition chain":        `root ::= [ ]{0,10}{0,10}{0,10}`,
+		"left recursion through []":       "root ::= ws root \"b\" | \"c\"\nws ::= [] [^]",
+		"left recursion before a NUL":     "root ::= ws root \"b\" | \"c\"\nws ::= [ ]*\x00junk",
+		"nesting in alternative":          `root ::= "b" | ` + strings.Repeat("(", MaxGrammarNesting+1) + `"a"` + strings.Repeat(")", MaxGrammarNesting+1),
 	} {
 		_, err := NewSampler(m, Grammar(g))
 		assert.ErrorIs(t, err, ErrGrammar, name)
@@ -485,6 +512,8 @@ func TestHardeningGrammar(t *testing.T) {
 		}
 	}
 	for _, g := range []string{"root ::= (ws)* \"a\"\nws ::= [ ]*", `root ::= ("a"?)*`, `root ::= "a" root | "b"`,
+		"root ::= \"a\"\x00 ws root \"b\"", // llama.cpp reads up to the NUL
+		`root ::= [ ]++`, `root ::= ([0-9]{1,3})+`, `root ::= (("a" [ ]+)+ "b")+`,
 		"root ::= ws \"a\"\nws ::= [ ]*", `root ::= x{0} "a"` + "\nx ::= root"} {
 		s, err := NewSampler(m, Grammar(g))
 		if assert.NoError(t, err, g) {

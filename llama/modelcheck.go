@@ -16,6 +16,11 @@ const maxLayers = 512
 // maxExperts is llama.cpp's LLAMA_MAX_EXPERTS: an expert_count above it aborts the loader.
 const maxExperts = 1024
 
+// tensorAlignment is ggml's TENSOR_ALIGNMENT: tensor data memory-mapped from a file offset
+// that is not a multiple of it fails an assertion in ggml's backend buffers (a file with
+// general.alignment below 32 can place tensors so).
+const tensorAlignment = 32
+
 // modelFacts are what the pre-check learns that later checks need.
 type modelFacts struct {
 	headDim          int         // attention head size, 0 when unknown
@@ -219,6 +224,9 @@ func precheckGGUF(r io.ReaderAt, size int64, vocabOnly bool) (modelFacts, error)
 	if vocabOnly {
 		return facts, nil
 	}
+	if err := checkTensorAlignment(f); err != nil {
+		return facts, err
+	}
 	arch, err := f.String("general.architecture")
 	if err != nil {
 		return facts, err
@@ -354,5 +362,19 @@ func precheckSplit(path string) error {
 	if !ok {
 		return errors.New("no split.no")
 	}
-	return checkKind("split.no", no, kindUint16)
+	if err := checkKind("split.no", no, kindUint16); err != nil {
+		return err
+	}
+	return checkTensorAlignment(f)
+}
+
+// checkTensorAlignment refuses tensor data at file offsets llama.cpp cannot map.
+func checkTensorAlignment(f *gguf.File) error {
+	for _, ti := range f.Tensors {
+		if off := f.DataOffset + ti.Offset; off%tensorAlignment != 0 {
+			return fmt.Errorf("tensor %q: data at file offset %d is not a multiple of %d (general.alignment %d)",
+				ti.Name, off, tensorAlignment, f.Alignment)
+		}
+	}
+	return nil
 }
