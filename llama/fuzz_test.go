@@ -197,30 +197,7 @@ func FuzzLoadModel(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		for _, vocabOnly := range []bool{true, false} {
-			m, err := LoadModel(t.Context(), path, &ModelParams{GPULayers: 0, VocabOnly: vocabOnly})
-			if err != nil {
-				var le *LoadError
-				if !errors.As(err, &le) {
-					t.Fatalf("not a *LoadError: %v", err)
-				}
-				if strings.Contains(err.Error(), "llama.cpp could not load") {
-					stats.llamaErr++
-				} else {
-					stats.refused++
-				}
-				return
-			}
-			exerciseModel(t, m, !vocabOnly)
-			if err := m.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if vocabOnly {
-				stats.vocabLoaded++
-			} else {
-				stats.loaded++
-			}
-		}
+		loadAndExercise(t, path, &stats)
 	})
 }
 
@@ -248,30 +225,7 @@ func FuzzModelMetadata(f *testing.F) {
 		if err := os.WriteFile(path, file, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		for _, vocabOnly := range []bool{true, false} {
-			m, err := LoadModel(t.Context(), path, &ModelParams{GPULayers: 0, VocabOnly: vocabOnly})
-			if err != nil {
-				var le *LoadError
-				if !errors.As(err, &le) {
-					t.Fatalf("not a *LoadError: %v", err)
-				}
-				if strings.Contains(err.Error(), "llama.cpp could not load") {
-					stats.llamaErr++
-				} else {
-					stats.refused++
-				}
-				return
-			}
-			exerciseModel(t, m, !vocabOnly)
-			if err := m.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if vocabOnly {
-				stats.vocabLoaded++
-			} else {
-				stats.loaded++
-			}
-		}
+		loadAndExercise(t, path, &stats)
 	})
 }
 
@@ -534,4 +488,33 @@ func fuzzChatTemplates(t testing.TB) []*ChatTemplate {
 		}
 	}
 	return fuzzCache.templates
+}
+
+// loadAndExercise loads a fuzzed file vocabulary-only, then whole, exercising what
+// loads; a load error must be a *LoadError. It counts the outcomes in stats.
+func loadAndExercise(t *testing.T, path string, stats *fuzzStats) {
+	for _, vocabOnly := range []bool{true, false} {
+		m, err := LoadModel(t.Context(), path, &ModelParams{GPULayers: 0, VocabOnly: vocabOnly})
+		if err != nil {
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("not a *LoadError: %v", err)
+			}
+			if strings.Contains(err.Error(), "llama.cpp could not load") {
+				stats.llamaErr++
+			} else {
+				stats.refused++
+			}
+			return
+		}
+		exerciseModel(t, m, !vocabOnly)
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if vocabOnly {
+			stats.vocabLoaded++
+		} else {
+			stats.loaded++
+		}
+	}
 }

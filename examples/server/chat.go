@@ -60,16 +60,13 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := chatCompletion{ID: newID("chatcmpl-"), Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
 	if !req.Stream {
-		var text strings.Builder
-		for d, err := range s.engine.Generate(r.Context(), ereq) {
-			if err != nil {
-				return err
-			}
-			text.WriteString(d.Text)
+		text, err := s.generateText(r.Context(), ereq)
+		if err != nil {
+			return err
 		}
-		msg, err := parser.Parse(text.String(), false)
+		msg, err := parser.Parse(text, false)
 		if err != nil { // output the format cannot parse (e.g. cut by max_tokens) stays text
-			msg = llama.Message{Role: llama.RoleAssistant, Content: text.String()}
+			msg = llama.Message{Role: llama.RoleAssistant, Content: text}
 		}
 		reason := finishReason(res.FinishReason, len(msg.ToolCalls) > 0)
 		out.Object = "chat.completion"

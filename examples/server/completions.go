@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/llamago/llamago/llama"
@@ -35,15 +34,12 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	ereq := &engine.Request{Prompt: tokens, Sampling: &sp, MaxTokens: maxTokens, Stop: req.Stop, Result: &res}
 	out := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
 	if !req.Stream {
-		var text strings.Builder
-		for d, err := range s.engine.Generate(r.Context(), ereq) {
-			if err != nil {
-				return err
-			}
-			text.WriteString(d.Text)
+		text, err := s.generateText(r.Context(), ereq)
+		if err != nil {
+			return err
 		}
 		reason := finishReason(res.FinishReason, false)
-		out.Choices = []completionChoice{{Text: text.String(), FinishReason: &reason}}
+		out.Choices = []completionChoice{{Text: text, FinishReason: &reason}}
 		out.Usage = usageOf(&res)
 		writeJSON(w, http.StatusOK, out)
 		return nil

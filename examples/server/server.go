@@ -196,6 +196,18 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// generateText runs a request to its end and returns its whole text.
+func (s *server) generateText(ctx context.Context, req *engine.Request) (string, error) {
+	var text strings.Builder
+	for d, err := range s.engine.Generate(ctx, req) {
+		if err != nil {
+			return "", err
+		}
+		text.WriteString(d.Text)
+	}
+	return text.String(), nil
+}
+
 func finishReason(r llama.FinishReason, toolCalls bool) string {
 	switch {
 	case toolCalls:
