@@ -89,3 +89,19 @@ func BenchmarkGenerateLoop(b *testing.B) {
 		remaining -= n
 	}
 }
+
+// BenchmarkSampleDefaultChain is the CPU cost of one pick with llama.cpp's default chain
+// (top-k 40, top-p 0.95, min-p 0.05, temperature 0.8) from a 128k-token vocabulary.
+func BenchmarkSampleDefaultChain(b *testing.B) {
+	m, c := benchContext(b)
+	s, err := NewSamplerFromParams(m, &SamplingParams{Seed: 1, Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, TypicalP: 1})
+	require.NoError(b, err)
+	defer s.Close()
+	require.NoError(b, c.DecodeTokens(context.Background(), []Token{1}, 0, 0))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sample(c, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

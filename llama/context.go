@@ -154,6 +154,8 @@ type Context struct {
 	epoch    int32  // of the last armed call, see lgo_abort
 
 	attached *attachedSamplers // see SetBackendSampler
+	rows     []C.lgo_row       // sampling scratch (at least one), C pointers only: passed to C
+	rowOut   []*RowSample      // the requests of SampleRows, parallel to rows
 }
 
 // contextResources is what the cleanup of an unclosed Context frees; it holds the
@@ -218,6 +220,7 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 		c.maxPos = Pos(m.info.NCtxTrain)
 	}
 	c.attached = &attachedSamplers{}
+	c.rows = make([]C.lgo_row, 1)
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
 	return c, nil
 }

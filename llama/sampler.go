@@ -28,11 +28,12 @@ var ErrGrammar = errors.New("llama: grammar")
 // alive until closed.
 type Sampler struct {
 	chain   *C.struct_llama_sampler
-	grammar *C.struct_llama_sampler // outside the chain: see lgo_sample
+	grammar *C.struct_llama_sampler // outside the chain: see lgo_sample_row
 	cur     *C.llama_token_data     // n_vocab candidates of scratch space
 	errSlot **C.char                // C memory for error messages: no Go allocation per call
 	model   *Model
 	nVocab  int
+	topK    int // > 0: the chain starts with top-k (or greedy: 1), see lgo_sample_row
 	seed    uint32
 	stages  []Stage
 	cleanup runtime.Cleanup
@@ -151,6 +152,7 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 		errSlot: (**C.char)(C.calloc(1, C.size_t(unsafe.Sizeof((*C.char)(nil))))),
 		model:   m,
 		nVocab:  n,
+		topK:    b.leadingTopK,
 		seed:    uint32(C.llama_sampler_get_seed(b.chain)),
 		stages:  append([]Stage(nil), stages...),
 		// Grammars run on the CPU only.
@@ -185,11 +187,89 @@ func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 	if err := c.outputIndex(idx); err != nil {
 		return 0, err
 	}
-	t := C.lgo_sample(s.chain, s.grammar, c.ptr, C.int32_t(idx), s.cur, C.int32_t(s.nVocab), s.errSlot)
+	row := &c.rows[0]
+	if C.lgo_row_get(c.ptr, C.int32_t(idx), row, s.errSlot) != 0 {
+		return 0, s.takeError(ErrNoLogits)
+	}
+	return s.sampleRow(row)
+}
+
+// sampleRow runs the chain on a row read with lgo_row_get; c need not be held.
+func (s *Sampler) sampleRow(row *C.lgo_row) (Token, error) {
+	t := C.lgo_sample_row(s.chain, s.grammar, row, s.cur, C.int32_t(s.nVocab), C.int32_t(s.topK), s.errSlot)
 	if t < 0 {
 		return 0, s.takeError(ErrGrammar)
 	}
 	return Token(t), nil
+}
+
+// RowSample asks SampleRows for a token from one output row of the last decode.
+type RowSample struct {
+	Sampler *Sampler
+	Row     int   // batch index, as for Sampler.Sample
+	Token   Token // the pick, set by SampleRows
+	Err     error // set by SampleRows when this row could not be sampled
+}
+
+// SampleRows samples several rows of c's last decode, each with its own sampler (as
+// Sampler.Sample does), running the chains in parallel on up to GOMAXPROCS threads:
+// what a program decoding many sequences in one batch does after each decode. Each
+// entry gets its Token or its Err; a sampler listed twice gets ErrSamplerBusy the second
+// time. The error is for the context as a whole (closed, busy).
+func (c *Context) SampleRows(rows []RowSample) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if len(c.rowOut) < len(rows) {
+		c.rows = make([]C.lgo_row, len(rows))
+		c.rowOut = make([]*RowSample, len(rows))
+	}
+	n := 0 // rows claimed and read, packed at the front of c.rows and c.rowOut
+	for i := range rows {
+		r := &rows[i]
+		r.Token, r.Err = 0, nil
+		if r.Sampler == nil {
+			r.Err = invalidParam("row %d has no sampler", i)
+			continue
+		}
+		if r.Err = r.Sampler.claim(c); r.Err != nil {
+			continue
+		}
+		if r.Err = c.outputIndex(r.Row); r.Err == nil && C.lgo_row_get(c.ptr, C.int32_t(r.Row), &c.rows[n], r.Sampler.errSlot) != 0 {
+			r.Err = r.Sampler.takeError(ErrNoLogits)
+		}
+		if r.Err != nil {
+			r.Sampler.use.Unlock()
+			continue
+		}
+		c.rowOut[n] = r
+		n++
+	}
+	sample := func(i int) {
+		r := c.rowOut[i]
+		r.Token, r.Err = r.Sampler.sampleRow(&c.rows[i])
+		r.Sampler.use.Unlock()
+		c.rowOut[i] = nil
+	}
+	threads := min(runtime.GOMAXPROCS(0), n)
+	if threads <= 1 {
+		for i := range n {
+			sample(i)
+		}
+		return nil
+	}
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				sample(i)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
 }
 
 // Candidate is a token with its logit and probability, as sampler stages see them.

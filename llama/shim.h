@@ -35,12 +35,29 @@ void lgo_log_enable(bool enabled);
 // --- C++ entry points (shim.cpp): each catches every exception. On failure they return
 // an error code (or NULL) and, when err is not NULL, a malloc'ed message in *err. ---
 
-// Sampling with a chain plus an optional grammar kept outside the chain: the chain picks
-// a token; when the grammar rejects it, the grammar is applied to all candidates and the
-// chain picks again (llama.cpp's rejection sampling, cheap for large vocabularies).
-// cur is scratch space for n_vocab candidates. Returns the token, or -1 with *err set.
-llama_token lgo_sample(struct llama_sampler * chain, struct llama_sampler * grammar, struct llama_context * ctx,
-                       int32_t idx, llama_token_data * cur, int32_t n_vocab, char ** err);
+// What a row of a context's last decode offers a sampler: the token an on-device chain
+// picked, or the candidates its leading stages left, or else the row's logits.
+typedef struct {
+    llama_token         token;  // LLAMA_TOKEN_NULL unless picked on the device
+    const float *       logits; // all n_vocab logits; NULL when the device left candidates
+    const llama_token * ids;    // the device's candidates, with probs and/or cand_logits
+    const float *       probs;
+    const float *       cand_logits;
+    size_t              n_cand;
+} lgo_row;
+
+// Reads row idx of ctx's last decode (this touches the context: one thread at a time).
+int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** err);
+
+// Samples a row with a chain plus an optional grammar kept outside the chain: the chain
+// picks a token; when the grammar rejects it, the grammar is applied to all candidates
+// and the chain picks again (llama.cpp's rejection sampling, cheap for large
+// vocabularies). top_k > 0 says the chain starts with that top-k (or greedy, k = 1), so
+// only those candidates are selected. cur is scratch space for n_vocab candidates. It
+// touches only the samplers and cur: rows of one decode can be sampled in parallel with
+// different samplers. Returns the token, or -1 with *err set.
+llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * grammar, const lgo_row * row,
+                           llama_token_data * cur, int32_t n_vocab, int32_t top_k, char ** err);
 
 // Accepts a token into the grammar (when not NULL) and the chain; a token the grammar
 // forbids is refused (returns 1) instead of reaching llama.cpp's abort.

@@ -32,6 +32,9 @@ type chainBuilder struct {
 	terminal bool // a stage that picks the token was added
 	greedy   bool // ... and it was Greedy
 	n        int  // samplers in the chain
+	// leadingTopK is k when the chain starts with TopK(k), 0 < k < vocabulary size, or
+	// 1 when it starts with Greedy.
+	leadingTopK int
 }
 
 func (b *chainBuilder) push(s *C.struct_llama_sampler) {
@@ -91,6 +94,9 @@ func Greedy() Stage { return greedyStage{} }
 
 func (greedyStage) check(*Model) error { return nil }
 func (greedyStage) add(b *chainBuilder) error {
+	if b.n == 0 {
+		b.leadingTopK = 1 // the same pick, from one candidate
+	}
 	b.push(C.llama_sampler_init_greedy())
 	b.terminal, b.greedy = true, true
 	return nil
@@ -168,6 +174,9 @@ func (s topKStage) check(*Model) error {
 	return nil
 }
 func (s topKStage) add(b *chainBuilder) error {
+	if b.n == 0 && s.K > 0 && s.K < b.m.vocabInfo.NTokens {
+		b.leadingTopK = s.K
+	}
 	b.push(C.llama_sampler_init_top_k(C.int32_t(s.K)))
 	return nil
 }

@@ -60,6 +60,9 @@ if has batched; then
       CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 $kv \
         -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape$kv.txt"
     done
+    log "engine vs llama-batched-bench, $shape (split cache), sampling on the CPU"
+    CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 -device-sampling=false \
+      -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape-cpu.txt"
   done
 fi
 if has multi && [ "$ngpu" -ge 2 ]; then

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,8 +86,9 @@ type Engine struct {
 	slots []*slot
 	batch *llama.Batch
 	outs  []output
-	rr    int    // first prompt slot served in the next step (round robin)
-	clock uint64 // orders slot use, for evicting the least recently used cache
+	picks []llama.RowSample // scratch of sample, parallel to outs
+	rr    int               // first prompt slot served in the next step (round robin)
+	clock uint64            // orders slot use, for evicting the least recently used cache
 }
 
 // output is a batch row whose logits a slot samples.
@@ -348,9 +350,7 @@ func (e *Engine) step() {
 	e.stats.steps++
 	e.stats.decodeTime += elapsed
 	e.mu.Unlock()
-	for _, o := range e.outs {
-		e.sample(o)
-	}
+	e.sample()
 }
 
 // add appends tokens of slot s to the batch at its next positions; logits for the
@@ -401,13 +401,28 @@ func (e *Engine) decodeFailed(err error) {
 	}
 }
 
-// sample picks the next token of a slot from its output row and streams its text.
-func (e *Engine) sample(o output) {
-	s, j := o.s, o.s.job
-	if j == nil {
-		return
+// sample picks the next token of every slot with an output row (their samplers run in
+// parallel) and streams the text.
+func (e *Engine) sample() {
+	e.outs = slices.DeleteFunc(e.outs, func(o output) bool { return o.s.job == nil })
+	e.picks = e.picks[:0]
+	for _, o := range e.outs {
+		e.picks = append(e.picks, llama.RowSample{Sampler: o.s.job.sampler, Row: o.row})
 	}
-	tok, err := j.sampler.Sample(e.ctx, o.row)
+	if err := e.ctx.SampleRows(e.picks); err != nil {
+		for i := range e.picks {
+			e.picks[i].Err = err
+		}
+	}
+	for i, o := range e.outs {
+		e.took(o.s, e.picks[i].Token, e.picks[i].Err)
+		e.picks[i] = llama.RowSample{} // drop the sampler
+	}
+}
+
+// took handles the token sampled for slot s (or the error sampling it).
+func (e *Engine) took(s *slot, tok llama.Token, err error) {
+	j := s.job
 	if err != nil {
 		e.release(s, llama.FinishError, err)
 		return
