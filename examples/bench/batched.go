@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +38,9 @@ type batchedParams struct {
 	upstream       string // llama-batched-bench to run alternately, for ratios
 	rounds         int
 	verbose        bool
+	cpuProfile     string
+	raw            bool      // also time llama-batched-bench's own loop through the binding
+	diag           io.Writer // per-round engine figures
 }
 
 // batchedResult is one row, with llama-batched-bench's JSONL keys.
@@ -79,6 +84,8 @@ func parseBatched(args []string) (*batchedParams, error) {
 	fs.StringVar(&p.upstream, "upstream", "", "path of llama-batched-bench: run it alternately with ours and print both with ratios")
 	fs.IntVar(&p.rounds, "r", 1, "rounds (alternating with -upstream)")
 	fs.BoolVar(&p.verbose, "v", false, "llama.cpp's log")
+	fs.BoolVar(&p.raw, "raw", false, "also run llama-batched-bench's loop through the binding (no engine, no sampling) and print its S_TG")
+	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a Go CPU profile of our rounds to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -120,6 +127,18 @@ func runBatched(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if !p.verbose {
 		llama.SetLogger(nil)
+	}
+	p.diag = stderr
+	if p.cpuProfile != "" {
+		f, err := os.Create(p.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	m, err := llama.LoadModel(ctx, p.model, &llama.ModelParams{GPULayers: p.ngl})
 	if err != nil {
@@ -172,11 +191,72 @@ func (p *batchedParams) measure(ctx context.Context, m *llama.Model) ([]batchedR
 				if err != nil {
 					return nil, err
 				}
+				if p.raw {
+					if err := p.rawLoop(ctx, m, cp, pp, tg, pl); err != nil {
+						return nil, err
+					}
+				}
 				out = append(out, r)
 			}
 		}
 	}
 	return out, nil
+}
+
+// rawLoop is llama-batched-bench's loop written with the binding: pl prompts of pp
+// tokens, then tg steps of one token per sequence, synchronizing after each decode. The
+// gap between its S_TG and the engine's is the engine's own cost.
+func (p *batchedParams) rawLoop(ctx context.Context, m *llama.Model, cp *llama.ContextParams, pp, tg, pl int) error {
+	c := *cp
+	c.NSeqMax, c.KVUnified = slices.Max(p.npl), p.kvUnified
+	lc, err := m.NewContext(&c)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	b, err := llama.NewBatch(lc.NBatch(), 1)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	flush := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		if err := lc.Decode(ctx, b); err != nil {
+			return err
+		}
+		b.Clear()
+		return lc.Synchronize()
+	}
+	for j := range pl {
+		for i := range pp {
+			if b.Len() == b.Cap() {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if err := b.Add(llama.Token(1000+i), llama.Pos(i), i == pp-1, llama.SeqID(j)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	start := time.Now()
+	for i := range tg {
+		for j := range pl {
+			if err := b.Add(llama.Token(2000+j), llama.Pos(pp+i), true, llama.SeqID(j)); err != nil {
+				return err
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(p.diag, "raw loop pp=%d tg=%d pl=%d: S_TG %.2f t/s\n", pp, tg, pl, float64(pl*tg)/time.Since(start).Seconds())
+	return nil
 }
 
 // round runs pl requests of pp random prompt tokens and tg generated tokens at once.
@@ -204,6 +284,7 @@ func (p *batchedParams) round(ctx context.Context, e *engine.Engine, m *llama.Mo
 		}
 	}
 
+	before := e.Metrics()
 	prompts := make([][]llama.Token, pl)
 	for i := range prompts {
 		prompts[i] = prompt(pp)
@@ -252,6 +333,9 @@ func (p *batchedParams) round(ctx context.Context, e *engine.Engine, m *llama.Mo
 			}
 		}
 	}
+	after := e.Metrics()
+	fmt.Fprintf(p.diag, "engine pp=%d tg=%d pl=%d: %d steps in %.3f s, %.3f s of it in Decode calls (on a GPU these return before the device finishes)\n", pp, tg, pl,
+		after.Steps-before.Steps, last.Sub(start).Seconds(), (after.DecodeTime - before.DecodeTime).Seconds())
 	r := batchedResult{PP: pp, TG: tg, PL: pl, NKV: pl * (pp + tg)}
 	r.TPP = firstAll.Sub(start).Seconds()
 	r.TTG = last.Sub(firstAll).Seconds()

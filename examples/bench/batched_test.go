@@ -41,6 +41,14 @@ func TestBatched(t *testing.T) {
 		assert.InDelta(t, r.T, r.TPP+r.TTG, 1e-6)
 	}
 
+	// -raw adds the binding-only loop; -cpuprofile writes a profile.
+	var stdout, stderr bytes.Buffer
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	require.NoError(t, run(t.Context(), []string{"batched", "-m", tinyModel, "-npp", "8", "-ntg", "4", "-npl", "2", "-t", "1", "-raw", "-cpuprofile", prof}, &stdout, &stderr))
+	assert.Regexp(t, `raw loop pp=8 tg=4 pl=2: S_TG [0-9.]+ t/s`, stderr.String())
+	assert.Regexp(t, `engine pp=8 tg=4 pl=2: [0-9]+ steps`, stderr.String())
+	assert.FileExists(t, prof)
+
 	_, err := parseBatched([]string{"-sampling", "nucleus"})
 	assert.ErrorContains(t, err, "greedy or default")
 	_, err = parseBatched([]string{"-npl", "x"})
