@@ -55,14 +55,11 @@ fi
 if has batched; then
   for shape in llama3.2-1b llama3-8b; do
     m=$(cat "$out/model-$shape")
-    for kv in "" -kvu; do
-      log "engine vs llama-batched-bench, $shape ${kv:-(split cache)}, one GPU"
-      CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 $kv \
-        -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape$kv.txt"
+    for variant in "" -kvu -device-sampling; do
+      log "engine vs llama-batched-bench, $shape ${variant:-(split cache, CPU sampling)}, one GPU"
+      CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 $variant -raw \
+        -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape$variant.txt"
     done
-    log "engine vs llama-batched-bench, $shape (split cache), sampling on the CPU"
-    CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 -device-sampling=false \
-      -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape-cpu.txt"
   done
 fi
 if has multi && [ "$ngpu" -ge 2 ]; then

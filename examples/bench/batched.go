@@ -79,7 +79,7 @@ func parseBatched(args []string) (*batchedParams, error) {
 	ints(&p.npl, "npl", "8,32,64", "parallel sequences")
 	fs.BoolVar(&p.kvUnified, "kvu", false, "one KV cache shared by all sequences (ours: the engine's default; without: engine.Config.SplitCache)")
 	fs.StringVar(&p.sampling, "sampling", "greedy", "the requests' sampler: greedy, or default (llama.cpp's default chain)")
-	fs.BoolVar(&p.deviceSampling, "device-sampling", llama.Backend != "cpu", "sample on the device")
+	fs.BoolVar(&p.deviceSampling, "device-sampling", false, "sample on the device (llama.cpp's backend samplers) instead of the CPU")
 	fs.StringVar(&p.output, "o", "md", "output: md or jsonl")
 	fs.StringVar(&p.upstream, "upstream", "", "path of llama-batched-bench: run it alternately with ours and print both with ratios")
 	fs.IntVar(&p.rounds, "r", 1, "rounds (alternating with -upstream)")
