@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
@@ -303,6 +305,24 @@ func TestDecodeCancel(t *testing.T) {
 	// The context is usable again.
 	require.NoError(t, c.MemoryClear(true))
 	require.NoError(t, c.DecodeTokens(t.Context(), prompt[:16], 0, 0))
+}
+
+// The cancellation callback writes into C memory that Close frees: once disarm has
+// returned, that write must have happened (or never will), else it lands in freed memory.
+func TestDisarmWaitsForCancellation(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 64)
+	for range 200 {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // the callback starts on its own goroutine at once
+		c.mu.Lock()
+		disarm := c.arm(ctx)
+		epoch := c.epoch
+		disarm()
+		aborted := atomic.LoadInt32((*int32)(unsafe.Pointer(&c.abort.aborted)))
+		c.mu.Unlock()
+		require.Equal(t, epoch, aborted, "the callback was still pending after disarm")
+	}
 }
 
 func TestContextConcurrency(t *testing.T) {

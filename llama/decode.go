@@ -81,10 +81,19 @@ func (c *Context) arm(ctx context.Context) (disarm func()) {
 	if ctx.Done() == nil {
 		return disarmed
 	}
+	// When ctx ends during or before the call, the callback may be running as disarm
+	// runs: wait for it, so that its store into c.abort (C memory that Close frees once
+	// it holds c.mu) lands before the claim ends. Not waiting corrupted the C heap.
+	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(done)
 		atomic.StoreInt32((*int32)(unsafe.Pointer(&c.abort.aborted)), e)
 	})
-	return func() { stop() }
+	return func() {
+		if !stop() {
+			<-done
+		}
+	}
 }
 
 func disarmed() {}
