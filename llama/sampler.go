@@ -152,7 +152,7 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 		errSlot: (**C.char)(C.calloc(1, C.size_t(unsafe.Sizeof((*C.char)(nil))))),
 		model:   m,
 		nVocab:  n,
-		topK:    b.leadingTopK,
+		topK:    b.preselect(),
 		seed:    uint32(C.llama_sampler_get_seed(b.chain)),
 		stages:  append([]Stage(nil), stages...),
 		// Grammars run on the CPU only.

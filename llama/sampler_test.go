@@ -138,6 +138,18 @@ func TestLeadingTopKMatchesFullChain(t *testing.T) {
 	want := collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, Greedy()), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
 	require.NoError(t, c.MemoryClear(true))
 	assert.Equal(t, want, collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, TopK(1), Seed(3)), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true})))
+	// Greedy alone is a one-candidate selection; followed by a stage that sees every
+	// candidate (Dist re-picks from all of them), it is not.
+	assert.Equal(t, 1, newTestSampler(t, m, Greedy()).topK)
+	greedyThenDist := []Stage{Greedy(), Temp(3), Dist(), Seed(5)}
+	assert.Zero(t, newTestSampler(t, m, greedyThenDist...).topK)
+	var picks [2][]Token
+	for i, st := range [][]Stage{greedyThenDist, append([]Stage{Temp(1)}, greedyThenDist...)} {
+		require.NoError(t, c.MemoryClear(true))
+		picks[i] = collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, st...), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
+	}
+	assert.Equal(t, picks[1], picks[0])
+	assert.NotEqual(t, want, picks[0], "Dist after Greedy samples from every candidate")
 	// Not leading: after a stage that changes logits, or covering the whole vocabulary.
 	assert.Zero(t, newTestSampler(t, m, Penalties(64, 1.1, 0, 0), TopK(40)).topK)
 	assert.Zero(t, newTestSampler(t, m, TopK(n)).topK)

@@ -129,7 +129,6 @@ int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** 
             row->n_cand = row->probs ? llama_get_sampled_probs_count_ith(ctx, idx) : llama_get_sampled_logits_count_ith(ctx, idx);
             return 0;
         }
-        row->ids    = nullptr;
         row->logits = llama_get_logits_ith(ctx, idx);
         if (row->logits == nullptr) {
             set_err(err, "no logits for this batch index");

@@ -32,9 +32,23 @@ type chainBuilder struct {
 	terminal bool // a stage that picks the token was added
 	greedy   bool // ... and it was Greedy
 	n        int  // samplers in the chain
-	// leadingTopK is k when the chain starts with TopK(k), 0 < k < vocabulary size, or
-	// 1 when it starts with Greedy.
-	leadingTopK int
+	// leadingTopK is k when the chain starts with TopK(k), 0 < k < vocabulary size;
+	// leadingGreedy, when it starts with Greedy.
+	leadingTopK   int
+	leadingGreedy bool
+}
+
+// preselect is how many top candidates lgo_sample_row may hand the chain instead of all
+// (0: all): top-k's k, or 1 for a chain that is only Greedy (stages after it would see
+// every candidate).
+func (b *chainBuilder) preselect() int {
+	if b.leadingGreedy {
+		if b.n == 1 {
+			return 1
+		}
+		return 0
+	}
+	return b.leadingTopK
 }
 
 func (b *chainBuilder) push(s *C.struct_llama_sampler) {
@@ -94,9 +108,7 @@ func Greedy() Stage { return greedyStage{} }
 
 func (greedyStage) check(*Model) error { return nil }
 func (greedyStage) add(b *chainBuilder) error {
-	if b.n == 0 {
-		b.leadingTopK = 1 // the same pick, from one candidate
-	}
+	b.leadingGreedy = b.leadingGreedy || b.n == 0
 	b.push(C.llama_sampler_init_greedy())
 	b.terminal, b.greedy = true, true
 	return nil
