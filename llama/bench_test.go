@@ -105,3 +105,41 @@ func BenchmarkSampleDefaultChain(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSampleRows samples 8 rows of one decode with the default chain, in parallel
+// (SampleRows) and one after the other (Sample); ns/op is per step of 8 picks.
+func BenchmarkSampleRows(b *testing.B) {
+	m := loadTiny(b)
+	const rows = 8
+	c, err := m.NewContext(&ContextParams{NCtx: 256, NSeqMax: rows})
+	require.NoError(b, err)
+	b.Cleanup(func() { c.Close() })
+	batch, err := NewBatch(rows, 1)
+	require.NoError(b, err)
+	b.Cleanup(func() { batch.Close() })
+	for seq := range rows {
+		require.NoError(b, batch.Add(Token(100+seq), 0, true, SeqID(seq)))
+	}
+	require.NoError(b, c.Decode(context.Background(), batch))
+	picks := make([]RowSample, rows)
+	for i := range picks {
+		s, err := NewSamplerFromParams(m, &SamplingParams{Seed: uint32(i), Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, TypicalP: 1})
+		require.NoError(b, err)
+		b.Cleanup(func() { s.Close() })
+		picks[i] = RowSample{Sampler: s, Row: i}
+	}
+	b.Run("parallel", func(b *testing.B) {
+		for b.Loop() {
+			require.NoError(b, c.SampleRows(picks))
+		}
+	})
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			for _, p := range picks {
+				if _, err := p.Sampler.Sample(c, p.Row); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

@@ -333,6 +333,11 @@ func (p *batchedParams) round(ctx context.Context, e *engine.Engine, m *llama.Mo
 			}
 		}
 	}
+	if tgTokens == 0 {
+		// The engine merges the deltas a reader has not taken yet: every token arrived
+		// with the last sequence's first one, leaving no generation window to time.
+		return batchedResult{}, fmt.Errorf("pp=%d tg=%d pl=%d: all tokens arrived at once, nothing to time: raise -ntg", pp, tg, pl)
+	}
 	after := e.Metrics()
 	fmt.Fprintf(p.diag, "engine pp=%d tg=%d pl=%d: %d steps in %.3f s, %.3f s of it in Decode calls (on a GPU these return before the device finishes)\n", pp, tg, pl,
 		after.Steps-before.Steps, last.Sub(start).Seconds(), (after.DecodeTime - before.DecodeTime).Seconds())
