@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -107,24 +108,11 @@ func listShapes(w io.Writer) {
 	tw.Flush()
 }
 
-// defaultModelsDir finds llama.cpp's models directory: $LLAMA_CPP_DIR/models,
-// else third_party/llama.cpp/models in the enclosing Go module.
+// defaultModelsDir is llama.cpp's models directory (see package llamacpp).
 func defaultModelsDir() (string, error) {
-	if d := os.Getenv("LLAMA_CPP_DIR"); d != "" {
-		return filepath.Join(d, "models"), nil
-	}
-	dir, err := os.Getwd()
+	dir, err := llamacpp.Dir()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: pass -vocab or -models", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "third_party", "llama.cpp", "models"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("cannot find llama.cpp's models directory: pass -vocab or -models, or set LLAMA_CPP_DIR")
-		}
-		dir = parent
-	}
+	return filepath.Join(dir, "models"), nil
 }

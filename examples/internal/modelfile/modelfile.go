@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -117,25 +118,5 @@ func VocabPath(name string) (string, error) {
 	return p, nil
 }
 
-// LlamaCppDir is LLAMA_CPP_DIR, or third_party/llama.cpp of the repository holding the
-// working directory (materialised by `make deps`).
-func LlamaCppDir() (string, error) {
-	if d := os.Getenv("LLAMA_CPP_DIR"); d != "" {
-		return d, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, "third_party", "llama.cpp")
-		if _, err := os.Stat(filepath.Join(p, "models")); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("llama.cpp tree not found: run `make deps` in the repository or set LLAMA_CPP_DIR")
-		}
-		dir = parent
-	}
-}
+// LlamaCppDir is the fetched llama.cpp tree (see package llamacpp).
+func LlamaCppDir() (string, error) { return llamacpp.Dir() }

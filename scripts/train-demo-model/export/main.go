@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -144,7 +145,11 @@ func run(in, out, typ, vocab string, check, suppressBOS bool, threads int) error
 		return err
 	}
 	if vocab == "" {
-		if vocab, err = llamaCppModel(idx.Data.Vocab); err != nil {
+		name := idx.Data.Vocab
+		if name == "" {
+			name = "ggml-vocab-llama-spm.gguf"
+		}
+		if vocab, err = llamacpp.Model(name); err != nil {
 			return err
 		}
 	}
@@ -662,30 +667,4 @@ func Logits(ctx context.Context, path string, tokens []int32, threads int) ([]fl
 		out = append(out, got...)
 	}
 	return out, nil
-}
-
-// llamaCppModel is models/<name> of the llama.cpp tree: $LLAMA_CPP_DIR, or
-// third_party/llama.cpp above the working directory.
-func llamaCppModel(name string) (string, error) {
-	if name == "" {
-		name = "ggml-vocab-llama-spm.gguf"
-	}
-	if d := os.Getenv("LLAMA_CPP_DIR"); d != "" {
-		return filepath.Join(d, "models", name), nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, "third_party", "llama.cpp", "models", name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("%s not found: run `make deps` or pass -vocab", name)
-		}
-		dir = parent
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 
@@ -94,10 +95,8 @@ func tinyWeights(t *testing.T, nCheck int) (*Index, []byte) {
 // With -suppress-bos the GGUF carries output.weight, token_embd.weight with the BOS row
 // zero: llama.cpp's BOS logit is exactly 0 and every other logit is the tied model's.
 func TestExportSuppressesBOS(t *testing.T) {
-	vocab, err := llamaCppModel("")
-	if err != nil {
-		t.Skip(err)
-	}
+	vocab, err := llamacpp.Model("ggml-vocab-llama-spm.gguf")
+	require.NoError(t, err)
 	idx, data := tinyWeights(t, 4)
 	dir := t.TempDir()
 	export := func(suppress bool) (string, []gguf.KV) {

@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama"
 )
 
@@ -178,7 +179,7 @@ func run(in, vocab, out string, valEvery, snippetVerses int, seed uint64) error 
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	if vocab == "" {
-		if vocab, err = defaultVocab(); err != nil {
+		if vocab, err = llamacpp.Model("ggml-vocab-llama-spm.gguf"); err != nil {
 			return err
 		}
 	}
@@ -333,28 +334,4 @@ func packageVersion() string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// defaultVocab finds llama.cpp's SPM vocab: $LLAMA_CPP_DIR/models, or
-// third_party/llama.cpp/models above the working directory.
-func defaultVocab() (string, error) {
-	const name = "ggml-vocab-llama-spm.gguf"
-	if d := os.Getenv("LLAMA_CPP_DIR"); d != "" {
-		return filepath.Join(d, "models", name), nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, "third_party", "llama.cpp", "models", name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New(name + " not found: run `make deps` or pass -vocab")
-		}
-		dir = parent
-	}
 }
