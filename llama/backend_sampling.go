@@ -5,7 +5,10 @@ package llama
 */
 import "C"
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // SetBackendSampler makes the context sample sequence seq with s on the device that
 // computes the output layer (llama.cpp's experimental backend sampling): only the chosen
@@ -13,7 +16,9 @@ import "sync"
 // token. Keep sampling with s.Sample or Generate as usual; they pick up the device's
 // choice. It reports false, and sampling stays on the CPU, when the chain cannot run
 // there (a grammar, Greedy after other stages, stages without a device implementation,
-// a tensor-split model).
+// a tensor-split model). A sampler that is only Greedy attaches a stage that shares one
+// argmax over all output rows with the other sequences of the context instead of its
+// own chain (one reduction per decode rather than one per sequence).
 // s == nil detaches.
 //
 // Attaching binds s to this context for good (llama.cpp prepares a chain for one
@@ -36,28 +41,55 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 		return false, err
 	}
 	defer c.mu.Unlock()
-	var chain *C.struct_llama_sampler
-	if s != nil && !s.noDevice {
+	var chain, argmax *C.struct_llama_sampler
+	switch {
+	case s == nil || s.noDevice:
+	case s.onlyGreedy:
+		if argmax = c.attached.argmaxChain(); argmax == nil {
+			return false, errors.New("llama: out of memory for a device sampler")
+		}
+		chain = argmax
+	default:
 		chain = s.chain
 	}
 	ok := bool(C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain)) && chain != nil
-	if ok {
-		s.device = c
-		c.attached.set(seq, s)
-	} else {
-		c.attached.set(seq, nil)
+	if !ok {
+		if argmax != nil {
+			C.llama_sampler_free(argmax) // refused: llama.cpp did not keep it
+		}
+		c.attached.set(seq, nil, nil)
+		return false, nil
 	}
-	return ok, nil
+	s.device = c
+	c.attached.set(seq, s, argmax)
+	return true, nil
 }
 
 // attachedSamplers are the samplers a context samples with on the device. The
 // context's cleanup holds them, so a sampler is never freed before the context.
 type attachedSamplers struct {
-	mu  sync.Mutex
-	seq map[SeqID]*Sampler
+	mu     sync.Mutex
+	seq    map[SeqID]*Sampler
+	argmax *C.lgo_argmax_group               // shared by the greedy sequences' chains
+	chains map[SeqID]*C.struct_llama_sampler // the argmax chains attached
 }
 
-func (a *attachedSamplers) set(seq SeqID, s *Sampler) {
+// argmaxChain makes a chain of the context's shared greedy stage (nil: out of memory).
+// A chain is initialised for a device once, so every attachment gets a new one.
+func (a *attachedSamplers) argmaxChain() *C.struct_llama_sampler {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.argmax == nil {
+		if a.argmax = C.lgo_argmax_group_new(); a.argmax == nil {
+			return nil
+		}
+	}
+	return C.lgo_argmax_chain_new(a.argmax)
+}
+
+// set records that seq samples with s (nil: on the CPU) and the argmax chain (or nil)
+// now attached for it; the argmax chain seq had before is no longer attached: freed.
+func (a *attachedSamplers) set(seq SeqID, s *Sampler, argmax *C.struct_llama_sampler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old := a.seq[seq]; old != nil {
@@ -65,12 +97,22 @@ func (a *attachedSamplers) set(seq SeqID, s *Sampler) {
 		old.detach()
 	}
 	delete(a.seq, seq)
+	if old := a.chains[seq]; old != nil {
+		C.llama_sampler_free(old)
+		delete(a.chains, seq)
+	}
 	if s != nil {
 		if a.seq == nil {
 			a.seq = map[SeqID]*Sampler{}
 		}
 		a.seq[seq] = s
 		s.attach()
+	}
+	if argmax != nil {
+		if a.chains == nil {
+			a.chains = map[SeqID]*C.struct_llama_sampler{}
+		}
+		a.chains[seq] = argmax
 	}
 }
 
@@ -81,5 +123,13 @@ func (a *attachedSamplers) releaseAll() {
 	for seq, s := range a.seq {
 		s.detach()
 		delete(a.seq, seq)
+	}
+	for seq, chain := range a.chains {
+		C.llama_sampler_free(chain)
+		delete(a.chains, seq)
+	}
+	if a.argmax != nil {
+		C.lgo_argmax_group_free(a.argmax)
+		a.argmax = nil
 	}
 }

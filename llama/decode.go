@@ -239,9 +239,9 @@ func (c *Context) logitsView(i int) ([]float32, error) {
 	if err := c.outputIndex(i); err != nil {
 		return nil, err
 	}
-	p := C.llama_get_logits_ith(c.ptr, C.int32_t(i))
+	p := C.lgo_logits_ith(c.ptr, C.int32_t(i))
 	if p == nil {
-		return nil, fmt.Errorf("%w: llama.cpp returned no logits for index %d", ErrNoLogits, i)
+		return nil, fmt.Errorf("%w: index %d (sampled on the device, or no logits from llama.cpp)", ErrNoLogits, i)
 	}
 	return unsafe.Slice((*float32)(unsafe.Pointer(p)), c.nVocab), nil
 }

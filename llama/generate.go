@@ -364,7 +364,7 @@ func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
 
 // logprobs reads the log-probabilities of the last output's distribution.
 func (c *Context) logprobs(tok Token, top int) Generated {
-	logits := C.llama_get_logits_ith(c.ptr, -1)
+	logits := C.lgo_logits_ith(c.ptr, -1)
 	g := Generated{Token: tok}
 	if logits == nil {
 		return g

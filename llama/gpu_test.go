@@ -94,6 +94,15 @@ func TestGPUBackendSampling(t *testing.T) {
 	}
 }
 
+// TestGPUDeviceGreedyRows: the shared argmax on the GPU picks what CPU greedy picks from
+// the same GPU logits, sequence by sequence.
+func TestGPUDeviceGreedyRows(t *testing.T) {
+	m, err := LoadModel(t.Context(), synthModel(t, "llama-tiny", gguf.TypeF16), &ModelParams{GPULayers: -1})
+	require.NoError(t, err)
+	defer m.Close()
+	checkDeviceGreedyRows(t, m)
+}
+
 func TestGPUOutOfMemory(t *testing.T) {
 	// A context far beyond the card: an error, not a crash.
 	m, err := LoadModel(t.Context(), synthModel(t, "qwen2-tiny", gguf.TypeF16), &ModelParams{GPULayers: -1})

@@ -47,12 +47,16 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		if r.Err = c.outputIndex(r.Row); r.Err == nil && C.lgo_row_get(c.ptr, C.int32_t(r.Row), &c.rows[n], r.Sampler.errSlot) != 0 {
 			r.Err = r.Sampler.takeError(ErrNoLogits)
 		}
-		if r.Err != nil {
-			r.Sampler.use.Unlock()
+		if r.Err == nil && c.rows[n].token == C.LLAMA_TOKEN_NULL {
+			c.rowOut[n] = r // for the workers below
+			n++
 			continue
 		}
-		c.rowOut[n] = r
-		n++
+		if r.Err == nil {
+			// Picked on the device: accepting it is cheap, no worker needed.
+			r.Token, r.Err = r.Sampler.sampleRow(&c.rows[n])
+		}
+		r.Sampler.use.Unlock()
 	}
 	sample := func(i int) {
 		r := c.rowOut[i]

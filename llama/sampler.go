@@ -40,6 +40,9 @@ type Sampler struct {
 	// noDevice: llama.cpp v0.4.0's on-device Greedy returns an index into the
 	// candidates an earlier stage left instead of a token id, so such chains stay on the CPU.
 	noDevice bool
+	// onlyGreedy: the chain is Greedy alone, so the device may pick with a shared
+	// argmax (see SetBackendSampler).
+	onlyGreedy bool
 
 	use sync.Mutex // held by the call into C in progress (and by a whole generation)
 
@@ -156,11 +159,16 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 		seed:    uint32(C.llama_sampler_get_seed(b.chain)),
 		stages:  append([]Stage(nil), stages...),
 		// Grammars run on the CPU only.
-		noDevice: b.grammar != nil || (b.greedy && b.n > 1),
+		noDevice:   b.grammar != nil || (b.greedy && b.n > 1),
+		onlyGreedy: b.grammar == nil && b.leadingGreedy && b.n == 1,
 	}
 	s.cleanup = runtime.AddCleanup(s, samplerResources.free, s.resources())
 	return s, nil
 }
+
+// IsGreedy reports whether the chain is Greedy alone (no grammar): it then samples on a
+// device with the argmax the context's other greedy sequences share (SetBackendSampler).
+func (s *Sampler) IsGreedy() bool { return s.onlyGreedy }
 
 // Stages returns the stages the sampler was built from.
 func (s *Sampler) Stages() []Stage { return append([]Stage(nil), s.stages...) }

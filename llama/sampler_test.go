@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -643,4 +644,82 @@ func TestSamplerBusy(t *testing.T) {
 	require.NoError(t, s.Close(), "waits for the generation")
 	require.NoError(t, <-done)
 	assert.ErrorIs(t, s.Accept(1), ErrClosed)
+}
+
+// TestDeviceGreedyRows: greedy sequences attached for device sampling share one argmax
+// over the batch's rows; each picks what CPU greedy picks from the same logits, beside a
+// sequence sampled on the CPU, in split and unified caches, with a prompt batch split into
+// several micro-batches. The device-sampled rows' logits never left the device: Logits
+// says so instead of returning stale values.
+func TestDeviceGreedyRows(t *testing.T) { checkDeviceGreedyRows(t, loadTiny(t)) }
+
+func checkDeviceGreedyRows(t *testing.T, m *Model) {
+	const seqs = 4
+	for _, unified := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
+			decode := func(device bool) [][]Token {
+				c, err := m.NewContext(&ContextParams{NCtx: 1024, NSeqMax: seqs, NUBatch: 8, KVUnified: unified})
+				require.NoError(t, err)
+				defer c.Close()
+				rows := make([]RowSample, seqs)
+				for seq := range seqs {
+					rows[seq].Sampler = newTestSampler(t, m, Greedy())
+					if device && seq < seqs-1 { // the last one stays on the CPU
+						ok, err := c.SetBackendSampler(SeqID(seq), rows[seq].Sampler)
+						require.NoError(t, err)
+						require.True(t, ok)
+					}
+				}
+				b, err := NewBatch(64, 1)
+				require.NoError(t, err)
+				defer b.Close()
+				next := make([]Token, seqs)
+				pos := make([]Pos, seqs)
+				for seq := range seqs { // prompts of different lengths: 5, 6, 7, 8 tokens
+					for i := range 5 + seq {
+						require.NoError(t, b.Add(Token(100+7*i+seq), pos[seq], i == 4+seq, SeqID(seq)))
+						pos[seq]++
+						rows[seq].Row = b.Len() - 1
+					}
+				}
+				got := make([][]Token, seqs)
+				for range 6 {
+					require.NoError(t, c.Decode(t.Context(), b))
+					require.NoError(t, c.SampleRows(rows))
+					for seq := range seqs {
+						require.NoError(t, rows[seq].Err)
+						next[seq] = rows[seq].Token
+						got[seq] = append(got[seq], next[seq])
+						_, err := c.Logits(rows[seq].Row)
+						if device && seq < seqs-1 {
+							assert.ErrorIs(t, err, ErrNoLogits, "seq %d was sampled on the device", seq)
+						} else {
+							assert.NoError(t, err)
+						}
+					}
+					b.Clear()
+					for seq := range seqs {
+						require.NoError(t, b.Add(next[seq], pos[seq], true, SeqID(seq)))
+						pos[seq]++
+						rows[seq].Row = seq
+					}
+				}
+				if device {
+					// Detached, sequence 0 gets its logits back.
+					_, err := c.SetBackendSampler(0, nil)
+					require.NoError(t, err)
+					require.NoError(t, c.Decode(t.Context(), b))
+					_, err = c.Logits(0)
+					assert.NoError(t, err)
+					assert.Len(t, c.attached.chains, seqs-2)
+				}
+				return got
+			}
+			cpu, dev := decode(false), decode(true)
+			assert.Equal(t, cpu, dev)
+			for seq := range seqs {
+				assert.Len(t, dev[seq], 6)
+			}
+		})
+	}
 }

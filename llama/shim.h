@@ -46,8 +46,21 @@ typedef struct {
     size_t              n_cand;
 } lgo_row;
 
+// Greedy on the device for every sequence of a context with one argmax over all output
+// rows (device_argmax.cpp). A group per context; a chain per attached sequence, attached
+// with llama_set_sampler and freed (llama_sampler_free) only once detached. The group
+// outlives its chains.
+typedef struct lgo_argmax_group lgo_argmax_group;
+lgo_argmax_group *     lgo_argmax_group_new(void);
+void                   lgo_argmax_group_free(lgo_argmax_group * g);
+struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
+
 // Reads row idx of ctx's last decode (this touches the context: one thread at a time).
 int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** err);
+
+// The logits of row idx of ctx's last decode: NULL when a backend sampler picked the
+// row's token or kept only candidates on the device (the buffer then holds stale values).
+const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx);
 
 // Samples a row with a chain plus an optional grammar kept outside the chain: the chain
 // picks a token; when the grammar rejects it, the grammar is applied to all candidates

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -79,7 +80,7 @@ func parseBatched(args []string) (*batchedParams, error) {
 	ints(&p.npl, "npl", "8,32,64", "parallel sequences")
 	fs.BoolVar(&p.kvUnified, "kvu", false, "one KV cache shared by all sequences (ours: the engine's default; without: engine.Config.SplitCache)")
 	fs.StringVar(&p.sampling, "sampling", "greedy", "the requests' sampler: greedy, or default (llama.cpp's default chain)")
-	fs.BoolVar(&p.deviceSampling, "device-sampling", false, "sample on the device (llama.cpp's backend samplers) instead of the CPU")
+	fs.BoolVar(&p.deviceSampling, "device-sampling", false, "greedy requests pick on the device (one argmax over the step's rows) instead of the CPU")
 	fs.StringVar(&p.output, "o", "md", "output: md or jsonl")
 	fs.StringVar(&p.upstream, "upstream", "", "path of llama-batched-bench: run it alternately with ours and print both with ratios")
 	fs.IntVar(&p.rounds, "r", 1, "rounds (alternating with -upstream)")
@@ -205,8 +206,22 @@ func (p *batchedParams) measure(ctx context.Context, m *llama.Model) ([]batchedR
 
 // rawLoop is llama-batched-bench's loop written with the binding: pl prompts of pp
 // tokens, then tg steps of one token per sequence, synchronizing after each decode. The
-// gap between its S_TG and the engine's is the engine's own cost.
+// gap between its S_TG and the engine's is the engine's own cost. It runs three times:
+// without sampling (as llama-batched-bench), sampling every row on the CPU
+// (Context.SampleRows) and on the device (greedy backend samplers), each feeding the
+// picks back, and prints where the time of a step went.
 func (p *batchedParams) rawLoop(ctx context.Context, m *llama.Model, cp *llama.ContextParams, pp, tg, pl int) error {
+	for _, mode := range []string{"none", "cpu", "device"} {
+		if err := p.rawLoopMode(ctx, m, cp, pp, tg, pl, mode); err != nil {
+			return fmt.Errorf("raw loop, sampling %s: %w", mode, err)
+		}
+	}
+	return nil
+}
+
+func (p *batchedParams) rawLoopMode(ctx context.Context, m *llama.Model, cp *llama.ContextParams, pp, tg, pl int, mode string) error {
+	runtime.LockOSThread() // as the engine's loop
+	defer runtime.UnlockOSThread()
 	c := *cp
 	c.NSeqMax, c.KVUnified = slices.Max(p.npl), p.kvUnified
 	lc, err := m.NewContext(&c)
@@ -219,15 +234,43 @@ func (p *batchedParams) rawLoop(ctx context.Context, m *llama.Model, cp *llama.C
 		return err
 	}
 	defer b.Close()
+	rows := make([]llama.RowSample, pl)
+	if mode != "none" {
+		for j := range rows {
+			s, err := llama.NewSampler(m, llama.Greedy())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rows[j].Sampler = s
+			if mode == "device" {
+				on, err := lc.SetBackendSampler(llama.SeqID(j), s)
+				if err != nil {
+					return err
+				}
+				if !on {
+					return errors.New("the greedy sampler cannot run on this device")
+				}
+			}
+		}
+	}
+	var tDecode, tSync, tSample time.Duration
+	decodes := 0
 	flush := func() error {
 		if b.Len() == 0 {
 			return nil
 		}
+		t0 := time.Now()
 		if err := lc.Decode(ctx, b); err != nil {
 			return err
 		}
-		b.Clear()
-		return lc.Synchronize()
+		t1 := time.Now()
+		err := lc.Synchronize()
+		t2 := time.Now()
+		tDecode += t1.Sub(t0)
+		tSync += t2.Sub(t1)
+		decodes++
+		return err
 	}
 	for j := range pl {
 		for i := range pp {
@@ -235,6 +278,7 @@ func (p *batchedParams) rawLoop(ctx context.Context, m *llama.Model, cp *llama.C
 				if err := flush(); err != nil {
 					return err
 				}
+				b.Clear()
 			}
 			if err := b.Add(llama.Token(1000+i), llama.Pos(i), i == pp-1, llama.SeqID(j)); err != nil {
 				return err
@@ -244,18 +288,46 @@ func (p *batchedParams) rawLoop(ctx context.Context, m *llama.Model, cp *llama.C
 	if err := flush(); err != nil {
 		return err
 	}
+	next := make([]llama.Token, pl)
+	for j := range next {
+		next[j] = llama.Token(2000 + j)
+		rows[j].Row = j
+	}
+	tDecode, tSync = 0, 0
 	start := time.Now()
 	for i := range tg {
+		b.Clear()
 		for j := range pl {
-			if err := b.Add(llama.Token(2000+j), llama.Pos(pp+i), true, llama.SeqID(j)); err != nil {
+			if err := b.Add(next[j], llama.Pos(pp+i), true, llama.SeqID(j)); err != nil {
 				return err
 			}
 		}
 		if err := flush(); err != nil {
 			return err
 		}
+		if mode == "none" {
+			continue
+		}
+		t0 := time.Now()
+		if err := lc.SampleRows(rows); err != nil {
+			return err
+		}
+		tSample += time.Since(t0)
+		for j := range rows {
+			if rows[j].Err != nil {
+				return rows[j].Err
+			}
+			next[j] = rows[j].Token
+		}
 	}
-	fmt.Fprintf(p.diag, "raw loop pp=%d tg=%d pl=%d: S_TG %.2f t/s\n", pp, tg, pl, float64(pl*tg)/time.Since(start).Seconds())
+	el := time.Since(start)
+	perf, err := lc.Perf()
+	if err != nil {
+		return err
+	}
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(tg) }
+	fmt.Fprintf(p.diag, "raw loop pp=%d tg=%d pl=%d sampling=%s: S_TG %.2f t/s; per step %.3f ms: decode call %.3f, sync %.3f, sampling %.3f; %d graph reuses in %d decodes\n",
+		pp, tg, pl, mode, float64(pl*tg)/el.Seconds(), ms(el), ms(tDecode), ms(tSync), ms(tSample), perf.GraphReuses, decodes)
 	return nil
 }
 
@@ -339,8 +411,9 @@ func (p *batchedParams) round(ctx context.Context, e *engine.Engine, m *llama.Mo
 		return batchedResult{}, fmt.Errorf("pp=%d tg=%d pl=%d: all tokens arrived at once, nothing to time: raise -ntg", pp, tg, pl)
 	}
 	after := e.Metrics()
-	fmt.Fprintf(p.diag, "engine pp=%d tg=%d pl=%d: %d steps in %.3f s, %.3f s of it in Decode calls (on a GPU these return before the device finishes)\n", pp, tg, pl,
-		after.Steps-before.Steps, last.Sub(start).Seconds(), (after.DecodeTime - before.DecodeTime).Seconds())
+	fmt.Fprintf(p.diag, "engine pp=%d tg=%d pl=%d: %d steps in %.3f s: %.3f s in Decode calls (a prompt step waits for all but its last micro-batch), %.3f s sampling (with the wait for the device); %d graph reuses\n",
+		pp, tg, pl, after.Steps-before.Steps, last.Sub(start).Seconds(), (after.DecodeTime - before.DecodeTime).Seconds(),
+		(after.SampleTime - before.SampleTime).Seconds(), after.GraphReuses-before.GraphReuses)
 	r := batchedResult{PP: pp, TG: tg, PL: pl, NKV: pl * (pp + tg)}
 	r.TPP = firstAll.Sub(start).Seconds()
 	r.TTG = last.Sub(firstAll).Seconds()

@@ -47,7 +47,9 @@ func TestBatched(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	prof := filepath.Join(t.TempDir(), "cpu.prof")
 	require.NoError(t, run(t.Context(), []string{"batched", "-m", tinyModel, "-npp", "8", "-ntg", "16", "-npl", "2", "-t", "1", "-raw", "-cpuprofile", prof}, &stdout, &stderr))
-	assert.Regexp(t, `raw loop pp=8 tg=16 pl=2: S_TG [0-9.]+ t/s`, stderr.String())
+	for _, mode := range []string{"none", "cpu", "device"} {
+		assert.Regexp(t, `raw loop pp=8 tg=16 pl=2 sampling=`+mode+`: S_TG [0-9.]+ t/s; per step [0-9.]+ ms`, stderr.String())
+	}
 	assert.Regexp(t, `engine pp=8 tg=16 pl=2: [0-9]+ steps`, stderr.String())
 	assert.FileExists(t, prof)
 

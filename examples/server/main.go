@@ -66,7 +66,7 @@ func main() {
 	flag.DurationVar(&cfg.grace, "shutdown-grace", 30*time.Second, "how long in-flight requests may finish on shutdown")
 	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings (mean-pooled, from an extra context of the model)")
 	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
-	flag.StringVar(&cfg.deviceSampling, "device-sampling", "off", "sample on the GPU: on, off, auto (on when layers are on a GPU); off by default: the CPU samples a batch's rows in parallel, faster on an H100 (README, Performance)")
+	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU): on, off, auto (on when layers are on a GPU)")
 	verbose := flag.Bool("v", false, "log llama.cpp and every request")
 	flag.Parse()
 

@@ -34,5 +34,6 @@ func newMetricsHandler(e *engine.Engine) http.Handler {
 	counter("generated_tokens_total", "Tokens generated.", func(m engine.Metrics) float64 { return float64(m.GeneratedTokens) })
 	counter("decode_steps_total", "Decode calls.", func(m engine.Metrics) float64 { return float64(m.Steps) })
 	counter("decode_seconds_total", "Time spent decoding.", func(m engine.Metrics) float64 { return m.DecodeTime.Seconds() })
+	counter("sample_seconds_total", "Time spent sampling, with the wait for the device.", func(m engine.Metrics) float64 { return m.SampleTime.Seconds() })
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,10 +55,12 @@ type Config struct {
 	// with many slots and long caches), but a request may use only its part, and a
 	// cached prefix is reused only by the slot that computed it.
 	SplitCache bool
-	// DeviceSampling samples on the device where a request's chain allows it
-	// (llama.Context.SetBackendSampler): on GPUs only the chosen token leaves the device.
-	// Off, the rows of each step are sampled on the CPU in parallel (llama.Context.SampleRows),
-	// which measured faster on an H100 from 32 sequences on (README, Performance).
+	// DeviceSampling picks the tokens of greedy requests on the device, with one argmax
+	// over every row of a step (llama.Context.SetBackendSampler): on a GPU only the
+	// tokens leave it, not the logits. Other chains, and every request when it is off,
+	// are sampled on the CPU, the rows of a step in parallel (llama.Context.SampleRows):
+	// llama.cpp's per-sequence device chains measured slower than that on an H100 from
+	// 32 sequences on (README, Performance). Leave it off on CPU-only builds.
 	DeviceSampling bool
 	// Logger receives the engine's own events; nil: silent.
 	Logger *slog.Logger
@@ -228,6 +231,11 @@ func (e *Engine) submit(j *job) error {
 // loop is the goroutine that owns the context: it admits queued requests into free
 // slots and decodes one step of all active slots at a time.
 func (e *Engine) loop() {
+	// One OS thread for every call into llama.cpp: a goroutine that wakes up on another
+	// thread after each step made the CUDA calls of the next decode measurably slower
+	// (README, Performance).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer close(e.done)
 	defer e.failAll(ErrClosed)
 	for {
@@ -348,9 +356,11 @@ func (e *Engine) step() {
 	e.commitBatch()
 	elapsed := time.Since(start)
 
+	perf, _ := e.ctx.Perf()
 	e.mu.Lock()
 	e.stats.steps++
 	e.stats.decodeTime += elapsed
+	e.stats.graphReuses = uint64(perf.GraphReuses)
 	e.mu.Unlock()
 	e.sample()
 }
@@ -411,7 +421,13 @@ func (e *Engine) sample() {
 	for _, o := range e.outs {
 		e.picks = append(e.picks, llama.RowSample{Sampler: o.s.job.sampler, Row: o.row})
 	}
-	if err := e.ctx.SampleRows(e.picks); err != nil {
+	start := time.Now()
+	err := e.ctx.SampleRows(e.picks)
+	elapsed := time.Since(start)
+	e.mu.Lock()
+	e.stats.sampleTime += elapsed
+	e.mu.Unlock()
+	if err != nil {
 		for i := range e.picks {
 			e.picks[i].Err = err
 		}

@@ -14,6 +14,8 @@ type counters struct {
 	generated    uint64
 	steps        uint64
 	decodeTime   time.Duration
+	sampleTime   time.Duration
+	graphReuses  uint64
 }
 
 // Metrics is a snapshot of the engine's state and totals since New.
@@ -29,7 +31,9 @@ type Metrics struct {
 	PromptTokens    uint64 // prompt tokens decoded
 	GeneratedTokens uint64
 	Steps           uint64        // decode calls
-	DecodeTime      time.Duration // time spent in them
+	DecodeTime      time.Duration // time spent in them (on a GPU they return before the device is done)
+	SampleTime      time.Duration // time spent sampling, including the wait for the device to finish the step
+	GraphReuses     uint64        // steps that reused the previous step's compute graph
 	Uptime          time.Duration
 	CacheCells      int // estimated KV cache cells in use (reservations of active requests included)
 	NCtx            int // KV cache size in cells
@@ -60,6 +64,8 @@ func (e *Engine) Metrics() Metrics {
 		GeneratedTokens: st.generated,
 		Steps:           st.steps,
 		DecodeTime:      st.decodeTime,
+		SampleTime:      st.sampleTime,
+		GraphReuses:     st.graphReuses,
 		Uptime:          time.Since(st.started),
 		CacheCells:      int(e.cells.Load()),
 		NCtx:            e.ctx.NCtx(),

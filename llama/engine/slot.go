@@ -77,7 +77,7 @@ func (e *Engine) admit() {
 		j.admittedAt = time.Now()
 		s.job = j
 		s.pending = j.req.Prompt[len(s.cached):]
-		if e.cfg.DeviceSampling {
+		if e.cfg.DeviceSampling && j.sampler.IsGreedy() {
 			on, err := e.ctx.SetBackendSampler(s.seq, j.sampler)
 			if err != nil {
 				e.release(s, llama.FinishError, err)
