@@ -16,14 +16,19 @@ import (
 // token. Keep sampling with s.Sample or Generate as usual; they pick up the device's
 // choice. It reports false, and sampling stays on the CPU, when the chain cannot run
 // there (a grammar, Greedy after other stages, stages without a device implementation,
-// a tensor-split model). A sampler that is only Greedy attaches a stage that shares one
-// argmax over all output rows with the other sequences of the context instead of its
-// own chain (one reduction per decode rather than one per sequence).
-// s == nil detaches.
+// a tensor-split model). s == nil detaches.
 //
-// Attaching binds s to this context for good (llama.cpp prepares a chain for one
-// device once): s then samples only this context, Apply refuses it, and after it is
-// detached it can only be closed. The context keeps s alive while attached.
+// A sampler that is only Greedy (IsGreedy) is not attached itself: the sequence picks
+// greedily on the device, with one argmax over all output rows that the context's
+// greedy sequences share, until it is detached or given another sampler. Attaching a
+// greedy sampler to a sequence that picks greedily already costs nothing (other changes
+// make llama.cpp re-plan its graphs at the next decode). Sample the sequence's rows with
+// any greedy sampler; other samplers get ErrInvalidParams there. The rows' logits stay
+// on the device (Logits returns ErrNoLogits).
+//
+// Attaching any other sampler binds s to this context for good (llama.cpp prepares a
+// chain for one device once): s then samples only this context, Apply refuses it, and
+// after it is detached it can only be closed. The context keeps s alive while attached.
 func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err error) {
 	if err := c.checkSeq(seq); err != nil {
 		return false, err
@@ -41,28 +46,46 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 		return false, err
 	}
 	defer c.mu.Unlock()
-	var chain, argmax *C.struct_llama_sampler
-	switch {
-	case s == nil || s.noDevice:
-	case s.onlyGreedy:
-		if argmax = c.attached.argmaxChain(); argmax == nil {
-			return false, errors.New("llama: out of memory for a device sampler")
-		}
-		chain = argmax
-	default:
+	if s != nil && s.onlyGreedy {
+		return c.attachArgmax(seq)
+	}
+	var chain *C.struct_llama_sampler
+	if s != nil && !s.noDevice {
 		chain = s.chain
 	}
-	ok := bool(C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain)) && chain != nil
-	if !ok {
-		if argmax != nil {
-			C.llama_sampler_free(argmax) // refused: llama.cpp did not keep it
-		}
+	if !bool(C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain)) || chain == nil {
 		c.attached.set(seq, nil, nil)
 		return false, nil
 	}
 	s.device = c
-	c.attached.set(seq, s, argmax)
+	c.attached.set(seq, s, nil)
 	return true, nil
+}
+
+// attachArgmax makes seq pick greedily with the shared argmax; the context is claimed.
+func (c *Context) attachArgmax(seq SeqID) (bool, error) {
+	if c.attached.hasArgmax(seq) {
+		return true, nil
+	}
+	chain := c.attached.argmaxChain()
+	if chain == nil {
+		return false, errors.New("llama: out of memory for a device sampler")
+	}
+	if !C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain) {
+		C.llama_sampler_free(chain) // refused: llama.cpp did not keep it
+		c.attached.set(seq, nil, nil)
+		return false, nil
+	}
+	c.attached.set(seq, nil, chain)
+	return true, nil
+}
+
+// takesDevicePick reports why s may not take the token the device picked for a row.
+func (s *Sampler) takesDevicePick(c *Context, row *C.lgo_row) error {
+	if row.token != C.LLAMA_TOKEN_NULL && s.device != c && !s.onlyGreedy {
+		return invalidParam("the row was picked greedily on the device (SetBackendSampler): sample it with a greedy sampler or detach the sequence")
+	}
+	return nil
 }
 
 // attachedSamplers are the samplers a context samples with on the device. The
@@ -87,8 +110,16 @@ func (a *attachedSamplers) argmaxChain() *C.struct_llama_sampler {
 	return C.lgo_argmax_chain_new(a.argmax)
 }
 
-// set records that seq samples with s (nil: on the CPU) and the argmax chain (or nil)
-// now attached for it; the argmax chain seq had before is no longer attached: freed.
+// hasArgmax reports whether seq picks greedily with the shared argmax.
+func (a *attachedSamplers) hasArgmax(seq SeqID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.chains[seq] != nil
+}
+
+// set records what llama.cpp now samples seq with: the bound sampler s, the argmax
+// chain, or neither (nil, nil: the CPU); the argmax chain seq had before is no longer
+// attached: freed.
 func (a *attachedSamplers) set(seq SeqID, s *Sampler, argmax *C.struct_llama_sampler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

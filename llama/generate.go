@@ -263,7 +263,10 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 		}
 		g := Generated{Token: tok}
 		if o.Logprobs > 0 {
-			g = c.logprobs(tok, o.Logprobs)
+			if g, err = c.logprobs(tok, o.Logprobs); err != nil {
+				failed(err)
+				return
+			}
 			res.Logprobs = append(res.Logprobs, g)
 		}
 		res.GeneratedTokens++
@@ -363,11 +366,11 @@ func (c *Context) seqRange(seq SeqID) (lo, hi Pos, err error) {
 func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
 
 // logprobs reads the log-probabilities of the last output's distribution.
-func (c *Context) logprobs(tok Token, top int) Generated {
+func (c *Context) logprobs(tok Token, top int) (Generated, error) {
 	logits := C.lgo_logits_ith(c.ptr, -1)
 	g := Generated{Token: tok}
 	if logits == nil {
-		return g
+		return g, fmt.Errorf("%w: log-probabilities need the logits, and they stayed on the device (SetBackendSampler)", ErrNoLogits)
 	}
 	g.Logprob = float32(C.lgo_logprob(logits, C.int32_t(c.nVocab), C.llama_token(tok)))
 	ids := make([]C.llama_token, top)
@@ -377,7 +380,7 @@ func (c *Context) logprobs(tok Token, top int) Generated {
 	for i := range top {
 		g.Top[i] = TokenLogprob{Token(ids[i]), float32(lps[i])}
 	}
-	return g
+	return g, nil
 }
 
 // stopMatcher finds stop strings in generated text and tells how much of it cannot

@@ -47,6 +47,9 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		if r.Err = c.outputIndex(r.Row); r.Err == nil && C.lgo_row_get(c.ptr, C.int32_t(r.Row), &c.rows[n], r.Sampler.errSlot) != 0 {
 			r.Err = r.Sampler.takeError(ErrNoLogits)
 		}
+		if r.Err == nil {
+			r.Err = r.Sampler.takesDevicePick(c, &c.rows[n])
+		}
 		if r.Err == nil && c.rows[n].token == C.LLAMA_TOKEN_NULL {
 			c.rowOut[n] = r // for the workers below
 			n++

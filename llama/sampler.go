@@ -166,8 +166,8 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 	return s, nil
 }
 
-// IsGreedy reports whether the chain is Greedy alone (no grammar): it then samples on a
-// device with the argmax the context's other greedy sequences share (SetBackendSampler).
+// IsGreedy reports whether the chain is Greedy alone (no grammar): on a device it picks
+// with the argmax the context's greedy sequences share (SetBackendSampler).
 func (s *Sampler) IsGreedy() bool { return s.onlyGreedy }
 
 // Stages returns the stages the sampler was built from.
@@ -198,6 +198,9 @@ func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 	row := &c.rows[0]
 	if C.lgo_row_get(c.ptr, C.int32_t(idx), row, s.errSlot) != 0 {
 		return 0, s.takeError(ErrNoLogits)
+	}
+	if err := s.takesDevicePick(c, row); err != nil {
+		return 0, err
 	}
 	return s.sampleRow(row)
 }

@@ -230,9 +230,10 @@ func TestBackendSampler(t *testing.T) {
 	ok, err := c.SetBackendSampler(0, g)
 	require.NoError(t, err)
 	assert.False(t, ok)
-	s, err := NewSampler(m, Greedy())
+	// A chain other than Greedy alone is attached itself, and bound.
+	s, err := NewSampler(m, TopK(40), Temp(0.8), Seed(1))
 	require.NoError(t, err)
-	if ok, _ := c.SetBackendSampler(0, s); ok {
+	if ok, _ := c.SetBackendSampler(0, s); assert.True(t, ok) {
 		// Bound to c: not usable elsewhere, not attachable twice.
 		other := newTestContext(t, m, 256)
 		require.NoError(t, other.DecodeTokens(t.Context(), []Token{1, 2}, 0, 0))
@@ -248,8 +249,8 @@ func TestBackendSampler(t *testing.T) {
 		require.NoError(t, err)
 		assert.Nil(t, s.chain, "freed once detached")
 	}
-	detached := newTestSampler(t, m, Greedy())
-	if ok, _ := c.SetBackendSampler(0, detached); ok {
+	detached := newTestSampler(t, m, TopK(40), Temp(0.8), Seed(1))
+	if ok, _ := c.SetBackendSampler(0, detached); assert.True(t, ok) {
 		_, err := c.SetBackendSampler(0, nil)
 		require.NoError(t, err)
 		for _, err := range c.Generate(t.Context(), []Token{1}, detached, &GenerateOptions{MaxTokens: 1}) {

@@ -705,8 +705,21 @@ func checkDeviceGreedyRows(t *testing.T, m *Model) {
 					}
 				}
 				if device {
+					// Attaching greedy again is free: the same chain stays.
+					chain := c.attached.chains[0]
+					ok, err := c.SetBackendSampler(0, newTestSampler(t, m, Greedy()))
+					require.NoError(t, err)
+					assert.True(t, ok)
+					assert.Equal(t, chain, c.attached.chains[0])
+					// A greedy sampler is not bound to the context; other samplers may not
+					// take a greedy device pick.
+					assert.Nil(t, rows[0].Sampler.device)
+					_, err = newTestSampler(t, m, Temp(0.7), Seed(1)).Sample(c, rows[0].Row)
+					assert.ErrorIs(t, err, ErrInvalidParams)
+					_, err = newTestSampler(t, m, Temp(0.7), Seed(1)).Sample(c, rows[seqs-1].Row)
+					assert.NoError(t, err, "the CPU sequence")
 					// Detached, sequence 0 gets its logits back.
-					_, err := c.SetBackendSampler(0, nil)
+					_, err = c.SetBackendSampler(0, nil)
 					require.NoError(t, err)
 					require.NoError(t, c.Decode(t.Context(), b))
 					_, err = c.Logits(0)
@@ -722,4 +735,20 @@ func checkDeviceGreedyRows(t *testing.T, m *Model) {
 			}
 		})
 	}
+}
+
+// Log-probabilities need logits that device-greedy rows keep on the device: an error,
+// not made-up numbers.
+func TestDeviceGreedyLogprobs(t *testing.T) {
+	m := loadTiny(t)
+	c := newTestContext(t, m, 256)
+	s := newTestSampler(t, m, Greedy())
+	ok, err := c.SetBackendSampler(0, s)
+	require.NoError(t, err)
+	require.True(t, ok)
+	var last error
+	for _, err := range c.Generate(t.Context(), []Token{1, 2}, s, &GenerateOptions{MaxTokens: 2, Logprobs: 3}) {
+		last = err
+	}
+	assert.ErrorIs(t, last, ErrNoLogits)
 }

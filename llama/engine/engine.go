@@ -475,12 +475,6 @@ func (e *Engine) took(s *slot, tok llama.Token, err error) {
 // release ends the request of slot s; the slot keeps its cache for later prefix reuse.
 func (e *Engine) release(s *slot, reason llama.FinishReason, err error) {
 	j := s.job
-	if j.onDevice {
-		// Detaching marks the sampler unusable; it is closed with the request.
-		if _, derr := e.ctx.SetBackendSampler(s.seq, nil); derr != nil {
-			e.log.Warn("engine: detaching a device sampler", "err", derr)
-		}
-	}
 	if reason != llama.FinishError && reason != llama.FinishCancelled {
 		j.send(Delta{Text: j.text.Flush()})
 	}

@@ -15,7 +15,10 @@ type slot struct {
 	pending []llama.Token // prompt tokens still to decode
 	next    llama.Token   // sampled, to decode in the next step
 	inBatch int           // tokens of this slot in the batch being decoded
-	used    uint64        // when it last served a request (Engine.clock)
+	// deviceGreedy: the sequence picks greedily on the device. It stays so between
+	// requests: attaching and detaching each make llama.cpp re-plan its graphs.
+	deviceGreedy bool
+	used         uint64 // when it last served a request (Engine.clock)
 }
 
 // reserve is how many cache cells an active slot is counted for when admitting:
@@ -77,16 +80,31 @@ func (e *Engine) admit() {
 		j.admittedAt = time.Now()
 		s.job = j
 		s.pending = j.req.Prompt[len(s.cached):]
-		if e.cfg.DeviceSampling && j.sampler.IsGreedy() {
-			on, err := e.ctx.SetBackendSampler(s.seq, j.sampler)
-			if err != nil {
-				e.release(s, llama.FinishError, err)
-				continue
-			}
-			j.onDevice = on
+		if err := e.placeSampling(s, j); err != nil {
+			e.release(s, llama.FinishError, err)
+			continue
 		}
 		e.log.Debug("engine: admitted", "seq", s.seq, "prompt", len(j.req.Prompt), "reused", reused, "device_sampling", j.onDevice)
 	}
+}
+
+// placeSampling attaches the shared device argmax to the slot's sequence for a greedy
+// request (with DeviceSampling), and detaches it for any other.
+func (e *Engine) placeSampling(s *slot, j *job) error {
+	device := e.cfg.DeviceSampling && j.sampler.IsGreedy()
+	if device || s.deviceGreedy {
+		var attach *llama.Sampler
+		if device {
+			attach = j.sampler
+		}
+		on, err := e.ctx.SetBackendSampler(s.seq, attach)
+		if err != nil {
+			return err
+		}
+		s.deviceGreedy = on
+	}
+	j.onDevice = s.deviceGreedy
+	return nil
 }
 
 // idleSlot picks the idle slot for a prompt: the one whose cache shares the longest
