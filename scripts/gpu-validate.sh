@@ -55,10 +55,11 @@ fi
 if has batched; then
   for shape in llama3.2-1b llama3-8b; do
     m=$(cat "$out/model-$shape")
-    for variant in "" -kvu -device-sampling; do
+    for variant in -device-sampling "-device-sampling -kvu" ""; do
       log "engine vs llama-batched-bench, $shape ${variant:-(split cache, CPU sampling)}, one GPU"
+      # shellcheck disable=SC2086
       CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 $variant -raw \
-        -r "${ROUNDS:-2}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape$variant.txt"
+        -r "${ROUNDS:-3}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape${variant// /}.txt"
     done
   done
 fi

@@ -92,6 +92,7 @@ type Engine struct {
 	batch *llama.Batch
 	outs  []output
 	picks []llama.RowSample // scratch of sample, parallel to outs
+	emits []emission        // tokens sampled in the last step, delivered during the next
 	rr    int               // first prompt slot served in the next step (round robin)
 	clock uint64            // orders slot use, for evicting the least recently used cache
 }
@@ -100,6 +101,13 @@ type Engine struct {
 type output struct {
 	s   *slot
 	row int
+}
+
+// emission is a token sampled for a request, to stream to it.
+type emission struct {
+	s   *slot
+	j   *job
+	tok llama.Token
 }
 
 // New creates an engine for m with its own context. The model must outlive it.
@@ -311,13 +319,14 @@ func (e *Engine) reapCancelled() {
 
 // step decodes one batch: the next token of every generating slot, then prompt
 // chunks of the slots still reading their prompts, round robin, as far as n_batch
-// allows; then samples every slot that produced logits.
+// allows; streams the tokens of the previous step while the device computes (a GPU
+// returns from Decode at once); then samples every slot that produced logits.
 func (e *Engine) step() {
 	b := e.batch
 	b.Clear()
 	e.outs = e.outs[:0]
 	for _, s := range e.slots {
-		if s.job != nil && len(s.pending) == 0 {
+		if s.job != nil && len(s.pending) == 0 && !s.finishing {
 			e.add(s, []llama.Token{s.next}, true)
 		}
 	}
@@ -336,11 +345,17 @@ func (e *Engine) step() {
 	}
 	e.rr = (e.rr + 1) % n
 	if b.Len() == 0 {
+		e.emit()
 		return
 	}
 
 	start := time.Now()
 	err := e.ctx.Decode(context.Background(), b)
+	elapsed := time.Since(start)
+	if err == nil {
+		e.commitBatch()
+	}
+	e.emit()
 	if errors.Is(err, llama.ErrContextFull) && e.makeRoom() {
 		// llama.cpp finds cells for the whole batch before computing any of it: nothing
 		// was stored. Build the batch again with the room made.
@@ -353,8 +368,6 @@ func (e *Engine) step() {
 		e.decodeFailed(err)
 		return
 	}
-	e.commitBatch()
-	elapsed := time.Since(start)
 
 	perf, _ := e.ctx.Perf()
 	e.mu.Lock()
@@ -408,7 +421,9 @@ func (e *Engine) decodeFailed(err error) {
 			continue
 		}
 		s.inBatch = 0
-		e.release(s, llama.FinishError, err)
+		if s.job != nil {
+			e.release(s, llama.FinishError, err)
+		}
 		e.forget(s)
 	}
 }
@@ -433,13 +448,15 @@ func (e *Engine) sample() {
 		}
 	}
 	for i, o := range e.outs {
-		e.took(o.s, e.picks[i].Token, e.picks[i].Err)
+		e.picked(o.s, e.picks[i].Token, e.picks[i].Err)
 		e.picks[i] = llama.RowSample{} // drop the sampler
 	}
 }
 
-// took handles the token sampled for slot s (or the error sampling it).
-func (e *Engine) took(s *slot, tok llama.Token, err error) {
+// picked handles the token sampled for slot s (or the error sampling it): what decides
+// the next batch happens now, the streaming in emit during the next step. Every token
+// sampled before was streamed already.
+func (e *Engine) picked(s *slot, tok llama.Token, err error) {
 	j := s.job
 	if err != nil {
 		e.release(s, llama.FinishError, err)
@@ -456,20 +473,37 @@ func (e *Engine) took(s *slot, tok llama.Token, err error) {
 	e.mu.Lock() // counted before the request can end: Metrics agree with its Result
 	e.stats.generated++
 	e.mu.Unlock()
-	text, stopped, err := j.text.Push(tok)
-	if err != nil {
-		e.release(s, llama.FinishError, err)
-		return
+	e.emits = append(e.emits, emission{s, j, tok})
+	// The last token: streamed, then the request ends (emit). Until then the slot
+	// decodes nothing more.
+	s.finishing = j.generated >= j.maxTokens || len(s.cached)+1 >= e.nCtx
+	s.next = tok
+}
+
+// emit streams the tokens sampled in the last step and ends the requests that a stop
+// string or their length ends. A request that a stop string ends may have its next
+// token in the batch being decoded: it lands in the slot's cache, unseen.
+func (e *Engine) emit() {
+	for i, em := range e.emits {
+		e.emits[i] = emission{}
+		s, j := em.s, em.j
+		if s.job != j {
+			continue // ended meanwhile: cancelled, failed, closed
+		}
+		text, stopped, err := j.text.Push(em.tok)
+		if err != nil {
+			e.release(s, llama.FinishError, err)
+			continue
+		}
+		j.send(Delta{Text: text, Tokens: []llama.Token{em.tok}})
+		switch {
+		case stopped:
+			e.release(s, llama.FinishStop, nil)
+		case s.finishing:
+			e.release(s, llama.FinishLength, nil)
+		}
 	}
-	j.send(Delta{Text: text, Tokens: []llama.Token{tok}})
-	switch {
-	case stopped:
-		e.release(s, llama.FinishStop, nil)
-	case j.generated >= j.maxTokens || len(s.cached)+1 >= e.nCtx:
-		e.release(s, llama.FinishLength, nil)
-	default:
-		s.next = tok
-	}
+	e.emits = e.emits[:0]
 }
 
 // release ends the request of slot s; the slot keeps its cache for later prefix reuse.
@@ -478,7 +512,7 @@ func (e *Engine) release(s *slot, reason llama.FinishReason, err error) {
 	if reason != llama.FinishError && reason != llama.FinishCancelled {
 		j.send(Delta{Text: j.text.Flush()})
 	}
-	s.job, s.pending, s.inBatch = nil, nil, 0
+	s.job, s.pending, s.inBatch, s.finishing = nil, nil, 0, false
 	e.active.Add(-1)
 	e.clock++
 	s.used = e.clock

@@ -299,7 +299,7 @@ func TestStopStrings(t *testing.T) {
 	require.Greater(t, len(full), 8)
 	stop := full[len(full)/2 : len(full)/2+3]
 	var res engine.Result
-	_, text, err := collect(t.Context(), e, &engine.Request{Prompt: p, Sampling: greedy(), MaxTokens: 24, IgnoreEOG: true, Stop: []string{stop}, Result: &res})
+	toks, text, err := collect(t.Context(), e, &engine.Request{Prompt: p, Sampling: greedy(), MaxTokens: 24, IgnoreEOG: true, Stop: []string{stop}, Result: &res})
 	require.NoError(t, err)
 	want := full[:len(full)/2]
 	if i := indexOf(full, stop); i < len(want) {
@@ -307,6 +307,16 @@ func TestStopStrings(t *testing.T) {
 	}
 	assert.Equal(t, want, text)
 	assert.Equal(t, llama.FinishStop, res.FinishReason)
+
+	// The stopped request's next token was being decoded when the stop string ended it:
+	// a request continuing its text reuses that slot's cache and still generates what
+	// it generates alone.
+	cont := append(append([]llama.Token(nil), p...), toks...)
+	res = engine.Result{}
+	got, _, err := collect(t.Context(), e, &engine.Request{Prompt: cont, Sampling: greedy(), MaxTokens: 8, IgnoreEOG: true, Result: &res})
+	require.NoError(t, err)
+	assert.Equal(t, alone(t, m, cont, 8), got)
+	assert.Equal(t, len(cont)-1, res.CachedTokens, "the whole prompt but its last token came from the cache")
 }
 
 func indexOf(s, sub string) int {

@@ -14,7 +14,9 @@ type slot struct {
 	cached  []llama.Token // tokens in the KV cache of seq, positions 0..len-1
 	pending []llama.Token // prompt tokens still to decode
 	next    llama.Token   // sampled, to decode in the next step
-	inBatch int           // tokens of this slot in the batch being decoded
+	// finishing: the request's last token was sampled; it ends once that is streamed.
+	finishing bool
+	inBatch   int // tokens of this slot in the batch being decoded
 	// deviceGreedy: the sequence picks greedily on the device. It stays so between
 	// requests: attaching and detaching each make llama.cpp re-plan its graphs.
 	deviceGreedy bool
