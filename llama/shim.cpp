@@ -139,15 +139,17 @@ int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** 
 }
 
 const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx) {
-    const uint32_t n_vocab = (uint32_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
-    if (llama_get_sampled_token_ith(ctx, idx) != LLAMA_TOKEN_NULL) {
-        return nullptr;
-    }
-    const uint32_t n = llama_get_sampled_logits_count_ith(ctx, idx);
-    if (n > 0 && n < n_vocab) {
-        return nullptr;
-    }
-    return llama_get_logits_ith(ctx, idx);
+    return catch_all(nullptr, (const float *) nullptr, [&]() -> const float * {
+        const uint32_t n_vocab = (uint32_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+        if (llama_get_sampled_token_ith(ctx, idx) != LLAMA_TOKEN_NULL) {
+            return nullptr;
+        }
+        const uint32_t n = llama_get_sampled_logits_count_ith(ctx, idx);
+        if (n > 0 && n < n_vocab) {
+            return nullptr;
+        }
+        return llama_get_logits_ith(ctx, idx);
+    });
 }
 
 llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * grammar, const lgo_row * row,
