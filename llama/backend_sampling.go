@@ -110,6 +110,13 @@ func (a *attachedSamplers) argmaxChain() *C.struct_llama_sampler {
 	return C.lgo_argmax_chain_new(a.argmax)
 }
 
+// any reports whether some sequence samples on the device.
+func (a *attachedSamplers) any() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.seq) > 0 || len(a.chains) > 0
+}
+
 // hasArgmax reports whether seq picks greedily with the shared argmax.
 func (a *attachedSamplers) hasArgmax(seq SeqID) bool {
 	a.mu.Lock()

@@ -33,6 +33,7 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		c.rows = make([]C.lgo_row, len(rows))
 		c.rowOut = make([]*RowSample, len(rows))
 	}
+	device := C.bool(c.attached.any())
 	n := 0 // rows claimed and read, packed at the front of c.rows and c.rowOut
 	for i := range rows {
 		r := &rows[i]
@@ -44,7 +45,7 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		if r.Err = r.Sampler.claim(c); r.Err != nil {
 			continue
 		}
-		if r.Err = c.outputIndex(r.Row); r.Err == nil && C.lgo_row_get(c.ptr, C.int32_t(r.Row), &c.rows[n], r.Sampler.errSlot) != 0 {
+		if r.Err = c.outputIndex(r.Row); r.Err == nil && C.lgo_row_get(c.ptr, C.int32_t(r.Row), device, &c.rows[n], r.Sampler.errSlot) != 0 {
 			r.Err = r.Sampler.takeError(ErrNoLogits)
 		}
 		if r.Err == nil {

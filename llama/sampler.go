@@ -196,7 +196,7 @@ func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 		return 0, err
 	}
 	row := &c.rows[0]
-	if C.lgo_row_get(c.ptr, C.int32_t(idx), row, s.errSlot) != 0 {
+	if C.lgo_row_get(c.ptr, C.int32_t(idx), C.bool(c.attached.any()), row, s.errSlot) != 0 {
 		return 0, s.takeError(ErrNoLogits)
 	}
 	if err := s.takesDevicePick(c, row); err != nil {

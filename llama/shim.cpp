@@ -112,9 +112,19 @@ float log_sum_exp(const float * logits, int32_t n_vocab) noexcept {
 
 extern "C" {
 
-int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** err) {
+int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err) {
     return catch_all(err, -1, [&]() -> int {
         *row = lgo_row{};
+        row->token = LLAMA_TOKEN_NULL;
+        // Every getter waits for the device (a stream synchronize each): ask only what can be there.
+        if (!device) {
+            row->logits = llama_get_logits_ith(ctx, idx);
+            if (row->logits == nullptr) {
+                set_err(err, "no logits for this batch index");
+                return -1;
+            }
+            return 0;
+        }
         // A backend (on-device) sampler may already have picked the token.
         row->token = llama_get_sampled_token_ith(ctx, idx);
         if (row->token != LLAMA_TOKEN_NULL) {

@@ -56,7 +56,8 @@ void                   lgo_argmax_group_free(lgo_argmax_group * g);
 struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
 
 // Reads row idx of ctx's last decode (this touches the context: one thread at a time).
-int lgo_row_get(struct llama_context * ctx, int32_t idx, lgo_row * row, char ** err);
+// device: a backend sampler is attached to some sequence of ctx (else only the logits are read).
+int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err);
 
 // The logits of row idx of ctx's last decode: NULL when a backend sampler picked the
 // row's token or kept only candidates on the device (the buffer then holds stale values).
