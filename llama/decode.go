@@ -239,7 +239,7 @@ func (c *Context) logitsView(i int) ([]float32, error) {
 	if err := c.outputIndex(i); err != nil {
 		return nil, err
 	}
-	p := C.lgo_logits_ith(c.ptr, C.int32_t(i))
+	p := C.lgo_logits_ith(c.ptr, C.int32_t(i), C.bool(c.attached.any()))
 	if p == nil {
 		return nil, fmt.Errorf("%w: index %d (sampled on the device, or no logits from llama.cpp)", ErrNoLogits, i)
 	}

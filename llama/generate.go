@@ -367,7 +367,7 @@ func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
 
 // logprobs reads the log-probabilities of the last output's distribution.
 func (c *Context) logprobs(tok Token, top int) (Generated, error) {
-	logits := C.lgo_logits_ith(c.ptr, -1)
+	logits := C.lgo_logits_ith(c.ptr, -1, C.bool(c.attached.any()))
 	g := Generated{Token: tok}
 	if logits == nil {
 		return g, fmt.Errorf("%w: log-probabilities need the logits, and they stayed on the device (SetBackendSampler)", ErrNoLogits)

@@ -148,8 +148,11 @@ int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * 
     });
 }
 
-const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx) {
+const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool device) {
     return catch_all(nullptr, (const float *) nullptr, [&]() -> const float * {
+        if (!device) {
+            return llama_get_logits_ith(ctx, idx);
+        }
         const uint32_t n_vocab = (uint32_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
         if (llama_get_sampled_token_ith(ctx, idx) != LLAMA_TOKEN_NULL) {
             return nullptr;

@@ -61,7 +61,8 @@ int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * 
 
 // The logits of row idx of ctx's last decode: NULL when a backend sampler picked the
 // row's token or kept only candidates on the device (the buffer then holds stale values).
-const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx);
+// device as for lgo_row_get.
+const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool device);
 
 // Samples a row with a chain plus an optional grammar kept outside the chain: the chain
 // picks a token; when the grammar rejects it, the grammar is applied to all candidates
