@@ -35,10 +35,15 @@ RPC_LIB := third_party/build/$(BACKEND)/lib/libggml-rpc.a
 $(RPC_LIB): | $(LIBS)
 	bash scripts/build-llama.sh $(BACKEND)
 
-build: $(LIBS)
+# llama.cpp's internal headers (llama/sampled_tokens.cpp); builds made before they were copied lack them.
+INTERNAL_H := third_party/build/include/llama-internal/llama-context.h
+$(INTERNAL_H): | $(LIBS)
+	bash scripts/build-llama.sh $(BACKEND)
+
+build: $(LIBS) $(INTERNAL_H)
 	$(GO) build $(GOFLAGS_TAGS) ./...
 
-vet: $(LIBS) $(RPC_LIB)
+vet: $(LIBS) $(RPC_LIB) $(INTERNAL_H)
 	$(GO) vet ./...
 	$(GO) vet -tags cuda ./...
 	$(GO) vet -tags vulkan ./...
@@ -54,21 +59,21 @@ test: vet
 	GOEXPERIMENT=cgocheck2 $(GO) test -timeout 45m $(GOFLAGS_TAGS) ./...
 	$(GO) test -race -timeout 20m -tags "$(strip $(TAGS) rpc)" -run RPC ./llama/ ./examples/rpc-server/
 
-run: $(LIBS)
+run: $(LIBS) $(INTERNAL_H)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
-chat: $(LIBS)
+chat: $(LIBS) $(INTERNAL_H)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/chat $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
-serve: $(LIBS)
+serve: $(LIBS) $(INTERNAL_H)
 	$(GO) run $(GOFLAGS_TAGS) ./examples/server $(if $(MODEL),-model $(MODEL)) $(ARGS)
 
 # Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
-bench: $(LIBS)
+bench: $(LIBS) $(INTERNAL_H)
 	BACKEND=$(BACKEND) bash scripts/bench-compare.sh $(MODEL) $(ARGS)
 
 # examples/perplexity against upstream llama-perplexity of the same build.
-perplexity-compare: $(LIBS)
+perplexity-compare: $(LIBS) $(INTERNAL_H)
 	bash scripts/perplexity-compare.sh $(MODEL) $(ARGS)
 
 # Packs toolchain, modules and llama.cpp into .device/ for an offline GPU machine (README, "GPU").

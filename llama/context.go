@@ -154,8 +154,9 @@ type Context struct {
 	epoch    int32  // of the last armed call, see lgo_abort
 
 	attached *attachedSamplers // see SetBackendSampler
-	rows     []C.lgo_row       // sampling scratch (at least one), C pointers only: passed to C
-	rowOut   []*RowSample      // the requests of SampleRows, parallel to rows
+	rowOut   []*RowSample      // SampleRows' scratch: the requests, then those sampled on the CPU
+	pickIdx  []C.int32_t       // SampleRows' scratch: rows and the device's picks
+	picked   []C.llama_token
 }
 
 // contextResources is what the cleanup of an unclosed Context frees; it holds the
@@ -220,7 +221,6 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 		c.maxPos = Pos(m.info.NCtxTrain)
 	}
 	c.attached = &attachedSamplers{}
-	c.rows = make([]C.lgo_row, 1)
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
 	return c, nil
 }

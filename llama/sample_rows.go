@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -30,11 +31,9 @@ func (c *Context) SampleRows(rows []RowSample) error {
 	}
 	defer c.mu.Unlock()
 	if len(c.rowOut) < len(rows) {
-		c.rows = make([]C.lgo_row, len(rows))
 		c.rowOut = make([]*RowSample, len(rows))
 	}
-	device := C.bool(c.attached.any())
-	n := 0 // rows claimed and read, packed at the front of c.rows and c.rowOut
+	claimed := c.rowOut[:0] // the rows to sample, each with its sampler claimed
 	for i := range rows {
 		r := &rows[i]
 		r.Token, r.Err = 0, nil
@@ -45,26 +44,50 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		if r.Err = r.Sampler.claim(c); r.Err != nil {
 			continue
 		}
-		if r.Err = c.outputIndex(r.Row); r.Err == nil && C.lgo_row_get(c.ptr, C.int32_t(r.Row), device, &c.rows[n], r.Sampler.errSlot) != 0 {
-			r.Err = r.Sampler.takeError(ErrNoLogits)
+		if r.Err = c.outputIndex(r.Row); r.Err != nil {
+			r.Sampler.use.Unlock()
+			continue
+		}
+		claimed = append(claimed, r)
+	}
+	device := c.attached.any()
+	if device {
+		// The device's picks of every row after one wait, not one per row.
+		c.pickIdx, c.picked = c.pickIdx[:0], slices.Grow(c.picked[:0], len(claimed))[:len(claimed)]
+		for _, r := range claimed {
+			c.pickIdx = append(c.pickIdx, C.int32_t(r.Row))
+		}
+		if len(claimed) > 0 && C.lgo_sampled_tokens(c.ptr, &c.pickIdx[0], C.int32_t(len(claimed)), &c.picked[0]) != 0 {
+			for i := range c.picked {
+				c.picked[i] = C.LLAMA_TOKEN_NULL // read them one by one below
+			}
+		}
+	}
+	n := 0 // rows whose chains run on the CPU, packed at the front of c.rowOut
+	for i, r := range claimed {
+		s := r.Sampler
+		if device && c.picked[i] != C.LLAMA_TOKEN_NULL {
+			*s.row = C.lgo_row{token: c.picked[i]}
+		} else if C.lgo_row_get(c.ptr, C.int32_t(r.Row), C.bool(device), s.row, s.errSlot) != 0 {
+			r.Err = s.takeError(ErrNoLogits)
 		}
 		if r.Err == nil {
-			r.Err = r.Sampler.takesDevicePick(c, &c.rows[n])
+			r.Err = s.takesDevicePick(c, s.row)
 		}
-		if r.Err == nil && c.rows[n].token == C.LLAMA_TOKEN_NULL {
-			c.rowOut[n] = r // for the workers below
+		if r.Err == nil && s.row.token == C.LLAMA_TOKEN_NULL {
+			c.rowOut[n] = r // for the workers below; claimed[j] for j > i is still ahead
 			n++
 			continue
 		}
 		if r.Err == nil {
 			// Picked on the device: accepting it is cheap, no worker needed.
-			r.Token, r.Err = r.Sampler.sampleRow(&c.rows[n])
+			r.Token, r.Err = s.sampleRow(s.row)
 		}
-		r.Sampler.use.Unlock()
+		s.use.Unlock()
 	}
 	sample := func(i int) {
 		r := c.rowOut[i]
-		r.Token, r.Err = r.Sampler.sampleRow(&c.rows[i])
+		r.Token, r.Err = r.Sampler.sampleRow(r.Sampler.row)
 		r.Sampler.use.Unlock()
 		c.rowOut[i] = nil
 	}

@@ -31,6 +31,7 @@ type Sampler struct {
 	grammar *C.struct_llama_sampler // outside the chain: see lgo_sample_row
 	cur     *C.llama_token_data     // n_vocab candidates of scratch space
 	errSlot **C.char                // C memory for error messages: no Go allocation per call
+	row     *C.lgo_row              // the row being sampled, in C memory (see sampleLocked)
 	model   *Model
 	nVocab  int
 	topK    int // > 0: the chain starts with top-k (or greedy: 1), see lgo_sample_row
@@ -90,6 +91,7 @@ type samplerResources struct {
 	chain, grammar *C.struct_llama_sampler
 	cur            *C.llama_token_data
 	errSlot        **C.char
+	row            *C.lgo_row
 	model          *Model
 }
 
@@ -100,11 +102,12 @@ func (r samplerResources) free() {
 	}
 	C.free(unsafe.Pointer(r.cur))
 	C.free(unsafe.Pointer(r.errSlot))
+	C.free(unsafe.Pointer(r.row))
 	r.model.release()
 }
 
 func (s *Sampler) resources() samplerResources {
-	return samplerResources{s.chain, s.grammar, s.cur, s.errSlot, s.model}
+	return samplerResources{s.chain, s.grammar, s.cur, s.errSlot, s.row, s.model}
 }
 
 // NewSampler builds a sampler chain from stages, applied in order. Seed and MinKeep
@@ -153,6 +156,7 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 		grammar: b.grammar,
 		cur:     (*C.llama_token_data)(C.malloc(C.size_t(n) * C.sizeof_llama_token_data)),
 		errSlot: (**C.char)(C.calloc(1, C.size_t(unsafe.Sizeof((*C.char)(nil))))),
+		row:     (*C.lgo_row)(C.calloc(1, C.sizeof_lgo_row)),
 		model:   m,
 		nVocab:  n,
 		topK:    b.preselect(),
@@ -195,7 +199,9 @@ func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 	if err := c.outputIndex(idx); err != nil {
 		return 0, err
 	}
-	row := &c.rows[0]
+	// The row lives in C memory: cgo's pointer check walks a Go object passed to C
+	// whole, which for a slice of rows costs as much as the read itself.
+	row := s.row
 	if C.lgo_row_get(c.ptr, C.int32_t(idx), C.bool(c.attached.any()), row, s.errSlot) != 0 {
 		return 0, s.takeError(ErrNoLogits)
 	}
@@ -314,7 +320,7 @@ func (s *Sampler) freeIfUnusedLocked() {
 	if s.closed.Load() && s.attached == 0 && s.chain != nil {
 		s.cleanup.Stop()
 		s.resources().free()
-		s.chain, s.grammar, s.cur, s.errSlot = nil, nil, nil, nil
+		s.chain, s.grammar, s.cur, s.errSlot, s.row = nil, nil, nil, nil, nil
 	}
 }
 

@@ -59,6 +59,11 @@ struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
 // device: a backend sampler is attached to some sequence of ctx (else only the logits are read).
 int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err);
 
+// The tokens on-device samplers picked for rows idx[0..n) of ctx's last decode, after one
+// wait for the device (sampled_tokens.cpp): LLAMA_TOKEN_NULL where none was picked. The
+// indices must be valid output rows. Returns 0, or -1 when llama.cpp failed.
+int lgo_sampled_tokens(struct llama_context * ctx, const int32_t * idx, int32_t n, llama_token * out);
+
 // The logits of row idx of ctx's last decode: NULL when a backend sampler picked the
 // row's token or kept only candidates on the device (the buffer then holds stale values).
 // device as for lgo_row_get.

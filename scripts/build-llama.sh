@@ -6,7 +6,8 @@
 # Output, which the cgo files in llama/ link against:
 #   third_party/build/<backend>/lib/*.a     the archives of this backend
 #   third_party/build/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
-#   third_party/build/include/              the public headers (the same for every backend)
+#   third_party/build/include/              the public headers (the same for every backend),
+#                                           llama-internal/: llama.cpp's src/*.h
 # Environment:
 #   LLAMA_CPP_DIR        source tree (default third_party/llama.cpp, see fetch-llama.sh)
 #   CUDA_ARCHITECTURES   CMake CUDA architectures (default: native, the GPUs of this machine)
@@ -93,6 +94,8 @@ cp "$src"/include/*.h "$src"/ggml/include/*.h "$inc/"
 # The shim reaches common/ (chat templates, JSON schema) through a few JSON-in/JSON-out calls.
 cp "$src"/common/*.h "$inc/common/"
 cp "$src"/common/jinja/*.h "$inc/common/jinja/"
+# llama.cpp's internal headers, for the one shim file that reads many rows with one wait.
+rm -rf "$inc/llama-internal" && mkdir -p "$inc/llama-internal" && cp "$src"/src/*.h "$inc/llama-internal/"
 for t in ${LLAMA_TOOLS:-}; do cp "$cmake_dir/bin/$t" "$out/bin/"; done
 
 # The CUDA libraries depend on the toolkit's location and on whether CMake found NCCL:

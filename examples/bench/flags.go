@@ -57,6 +57,8 @@ type params struct {
 	// run it: GenerateText with the default sampler chain, sampling on the CPU
 	// ("cpu") and/or on the device ("device").
 	app []string
+	// appBreakdown prints, after each app test, where the time of a token went (stderr).
+	appBreakdown bool
 }
 
 // The defaults are llama-bench's, except the model: a synthetic Qwen2-0.5B-shape Q8_0
@@ -428,6 +430,9 @@ var optionList = []*option{
 		flag: func(p *params) error { p.app = appendUnique(p.app, "cpu"); return nil }},
 	{names: []string{"-app-device", "--app-device"}, help: "the same with the sampler chain on the device (SetBackendSampler), \"tgN (app, device)\"",
 		flag: func(p *params) error { p.app = appendUnique(p.app, "device"); return nil }},
+	{names: []string{"-app-breakdown", "--app-breakdown"}, help: "after each app test, print on stderr where the time of a token went\n" +
+		"(decode call, wait for the device, pick, text, loop), from the same loop written out",
+		flag: func(p *params) error { p.appBreakdown = true; return nil }},
 	{names: []string{"--list-devices"}, help: "list the devices and exit", flag: func(*params) error { return errListDevices }},
 	{names: []string{"-h", "--help"}, help: "this help", flag: func(*params) error { return errHelp }},
 }

@@ -132,7 +132,7 @@ func bench(ctx context.Context, p *params, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		r, err := runTest(ctx, p, model, t, e, prompt, promptToks, progress)
+		r, err := runTest(ctx, p, model, t, e, prompt, promptToks, progress, stderr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name(), err)
 		}
@@ -148,7 +148,7 @@ func bench(ctx context.Context, p *params, stdout, stderr io.Writer) error {
 
 // runTest creates the test's context and measures it.
 func runTest(ctx context.Context, p *params, m *llama.Model, t *instance, e *env, prompt string, promptToks int,
-	progress func(string, ...any)) (*result, error) {
+	progress func(string, ...any), stderr io.Writer) (*result, error) {
 	cp, err := t.contextParams()
 	if err != nil {
 		return nil, err
@@ -182,7 +182,11 @@ func runTest(ctx context.Context, p *params, m *llama.Model, t *instance, e *env
 			res.sampling = "none"
 		}
 	} else {
-		res.samplesNs, res.sampling, err = measureApp(ctx, m, c, r, t, prompt, p.reps, !p.noWarmup, progress)
+		var breakdown io.Writer
+		if p.appBreakdown {
+			breakdown = stderr
+		}
+		res.samplesNs, res.sampling, err = measureApp(ctx, m, c, r, t, prompt, p.reps, !p.noWarmup, progress, breakdown)
 	}
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -298,6 +299,28 @@ func TestAppRows(t *testing.T) {
 	md := string(runOurs(t, append(quick, "-app", "-app-device")...))
 	assert.Contains(t, md, "tg4 (app) |")
 	assert.Contains(t, md, "tg4 (app, device) |")
+
+	// The breakdown goes to stderr, one line per app test, its parts adding up.
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(t.Context(), append([]string{"-m", tinyModel}, append(quick, "-app", "-app-device", "-app-breakdown")...), &out, &errOut))
+	lines := regexp.MustCompile(`app loop tg4 \(sampling (cpu|device)\): [\d.]+ t/s; per token ([\d.]+) µs: decode call ([\d.]+), wait ([\d.]+), pick ([\d.]+), text ([\d.]+), loop (-?[\d.]+)`).FindAllStringSubmatch(errOut.String(), -1)
+	require.Len(t, lines, 2, errOut.String())
+	for i, l := range lines {
+		assert.Equal(t, []string{"cpu", "device"}[i], l[1])
+		var total, parts float64
+		for j, f := range l[2:] {
+			v, err := strconv.ParseFloat(f, 64)
+			require.NoError(t, err)
+			if j == 0 {
+				total = v
+			} else {
+				parts += v
+			}
+		}
+		assert.Positive(t, total)
+		assert.InDelta(t, total, parts, 0.35, "the parts add up to the time per token (6 roundings to 0.1)")
+	}
+	assert.NotContains(t, out.String(), "app loop", "the table stays clean")
 }
 
 func TestCompare(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/llamago/llamago/llama"
@@ -186,9 +187,10 @@ func appPrompt(m *llama.Model) (string, int, error) {
 // from a one-token prompt, the default sampler chain choosing each token (on the
 // device with app "device", when the chain can run there). Per repetition the cache
 // is cleared and filled to the depth untimed; the time covers the whole stream, so
-// t/s = N / time compares with llama-bench's tgN. It reports where sampling ran.
+// t/s = N / time compares with llama-bench's tgN. It reports where sampling ran. With a
+// breakdown writer it then runs appBreakdown.
 func measureApp(ctx context.Context, m *llama.Model, c *llama.Context, r *runner, t *instance, prompt string,
-	reps int, warmup bool, progress func(format string, a ...any)) (samples []uint64, sampling string, err error) {
+	reps int, warmup bool, progress func(format string, a ...any), breakdown io.Writer) (samples []uint64, sampling string, err error) {
 	s, err := llama.NewSamplerFromParams(m, nil)
 	if err != nil {
 		return nil, "", err
@@ -248,6 +250,11 @@ func measureApp(ctx context.Context, m *llama.Model, c *llama.Context, r *runner
 			return nil, "", err
 		}
 		samples = append(samples, uint64(time.Since(start)))
+	}
+	if breakdown != nil {
+		if err := appBreakdown(ctx, m, c, r, t, s, prompt, reps, sampling, breakdown); err != nil {
+			return nil, "", fmt.Errorf("breakdown: %w", err)
+		}
 	}
 	return samples, sampling, nil
 }
