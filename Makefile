@@ -35,7 +35,7 @@ RPC_LIB := third_party/build/$(BACKEND)/lib/libggml-rpc.a
 $(RPC_LIB): | $(LIBS)
 	bash scripts/build-llama.sh $(BACKEND)
 
-# llama.cpp's internal headers (llama/sampled_tokens.cpp); builds made before they were copied lack them.
+# llama.cpp's internal headers (llama/device_rows.cpp); builds made before they were copied lack them.
 INTERNAL_H := third_party/build/include/llama-internal/llama-context.h
 $(INTERNAL_H): | $(LIBS)
 	bash scripts/build-llama.sh $(BACKEND)

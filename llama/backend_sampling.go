@@ -26,6 +26,15 @@ import (
 // any greedy sampler; other samplers get ErrInvalidParams there. The rows' logits stay
 // on the device (Logits returns ErrNoLogits).
 //
+// A sampler whose chain starts with TopK(k) (and has no grammar) is not attached
+// itself either: the device narrows the sequence's rows to the groups of tokens that
+// hold the top k (device_topk.cpp; a few thousand logits leave the device instead of the
+// whole row) and the CPU runs the whole chain on them, with the same result and the same
+// random draws as from every logit. Sample such rows with a chain that starts with
+// TopK(j), j <= k (others get ErrInvalidParams); Logits returns ErrNoLogits. When k is
+// too large for narrowing to pay (more than a quarter of min(1024, vocabulary/8)),
+// the sequence samples on the CPU (false). See LeadingTopK.
+//
 // Attaching any other sampler binds s to this context for good (llama.cpp prepares a
 // chain for one device once): s then samples only this context, Apply refuses it, and
 // after it is detached it can only be closed. The context keeps s alive while attached.
@@ -46,44 +55,58 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 		return false, err
 	}
 	defer c.mu.Unlock()
-	if s != nil && s.onlyGreedy {
-		return c.attachArgmax(seq)
+	if s != nil && s.LeadingTopK() > 0 {
+		on, err := c.attachOwn(seq, s.LeadingTopK())
+		if !on && err == nil {
+			c.attached.set(seq, nil, deviceChain{}) // the CPU
+		}
+		return on, err
 	}
 	var chain *C.struct_llama_sampler
 	if s != nil && !s.noDevice {
 		chain = s.chain
 	}
 	if !bool(C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain)) || chain == nil {
-		c.attached.set(seq, nil, nil)
+		c.attached.set(seq, nil, deviceChain{})
 		return false, nil
 	}
 	s.device = c
-	c.attached.set(seq, s, nil)
+	c.attached.set(seq, s, deviceChain{})
 	return true, nil
 }
 
-// attachArgmax makes seq pick greedily with the shared argmax; the context is claimed.
-func (c *Context) attachArgmax(seq SeqID) (bool, error) {
-	if c.attached.hasArgmax(seq) {
+// attachOwn attaches one of our device stages to seq: the shared greedy argmax (topK
+// 1) or the top-k narrowing. It reports false when the stage cannot run there (or, for
+// narrowing, does not pay); the context is claimed.
+func (c *Context) attachOwn(seq SeqID, topK int) (bool, error) {
+	if c.attached.has(seq, topK) {
 		return true, nil
 	}
-	chain := c.attached.argmaxChain()
-	if chain == nil {
-		return false, errors.New("llama: out of memory for a device sampler")
+	var chain *C.struct_llama_sampler
+	if topK == 1 {
+		if chain = c.attached.argmaxChain(); chain == nil {
+			return false, errors.New("llama: out of memory for a device sampler")
+		}
+	} else if chain = C.lgo_topk_chain_new(C.int32_t(topK), C.int32_t(c.nVocab)); chain == nil {
+		return false, nil
 	}
 	if !C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain) {
 		C.llama_sampler_free(chain) // refused: llama.cpp did not keep it
-		c.attached.set(seq, nil, nil)
+		c.attached.set(seq, nil, deviceChain{})
 		return false, nil
 	}
-	c.attached.set(seq, nil, chain)
+	c.attached.set(seq, nil, deviceChain{chain, topK})
 	return true, nil
 }
 
-// takesDevicePick reports why s may not take the token the device picked for a row.
+// takesDevicePick reports why s may not sample a row that the device picked greedily or
+// narrowed to the groups of its top k tokens.
 func (s *Sampler) takesDevicePick(c *Context, row *C.lgo_row) error {
 	if row.token != C.LLAMA_TOKEN_NULL && s.device != c && !s.onlyGreedy {
 		return invalidParam("the row was picked greedily on the device (SetBackendSampler): sample it with a greedy sampler or detach the sequence")
+	}
+	if row.token == C.LLAMA_TOKEN_NULL && row.logits == nil && row.n_ids != row.n_cand && (s.topK < 1 || s.topK > int(row.n_ids)) {
+		return invalidParam("the row was narrowed to its top %d tokens on the device (SetBackendSampler): sample it with a chain that starts with TopK(k), k <= %d, or detach the sequence", row.n_ids, row.n_ids)
 	}
 	return nil
 }
@@ -93,8 +116,14 @@ func (s *Sampler) takesDevicePick(c *Context, row *C.lgo_row) error {
 type attachedSamplers struct {
 	mu     sync.Mutex
 	seq    map[SeqID]*Sampler
-	argmax *C.lgo_argmax_group               // shared by the greedy sequences' chains
-	chains map[SeqID]*C.struct_llama_sampler // the argmax chains attached
+	argmax *C.lgo_argmax_group   // shared by the greedy sequences' chains
+	chains map[SeqID]deviceChain // our stages attached (see attachOwn)
+}
+
+// deviceChain is a chain of one of our device stages, attached to a sequence.
+type deviceChain struct {
+	ptr  *C.struct_llama_sampler
+	topK int // 1: the shared greedy argmax; more: top-k narrowing
 }
 
 // argmaxChain makes a chain of the context's shared greedy stage (nil: out of memory).
@@ -117,17 +146,17 @@ func (a *attachedSamplers) any() bool {
 	return len(a.seq) > 0 || len(a.chains) > 0
 }
 
-// hasArgmax reports whether seq picks greedily with the shared argmax.
-func (a *attachedSamplers) hasArgmax(seq SeqID) bool {
+// has reports whether seq has our stage for topK attached (see deviceChain).
+func (a *attachedSamplers) has(seq SeqID, topK int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.chains[seq] != nil
+	return a.chains[seq].topK == topK
 }
 
-// set records what llama.cpp now samples seq with: the bound sampler s, the argmax
-// chain, or neither (nil, nil: the CPU); the argmax chain seq had before is no longer
+// set records what llama.cpp now samples seq with: the bound sampler s, our chain, or
+// neither (nil, deviceChain{}: the CPU); our chain seq had before is no longer
 // attached: freed.
-func (a *attachedSamplers) set(seq SeqID, s *Sampler, argmax *C.struct_llama_sampler) {
+func (a *attachedSamplers) set(seq SeqID, s *Sampler, own deviceChain) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old := a.seq[seq]; old != nil {
@@ -135,8 +164,8 @@ func (a *attachedSamplers) set(seq SeqID, s *Sampler, argmax *C.struct_llama_sam
 		old.detach()
 	}
 	delete(a.seq, seq)
-	if old := a.chains[seq]; old != nil {
-		C.llama_sampler_free(old)
+	if old, ok := a.chains[seq]; ok {
+		C.llama_sampler_free(old.ptr)
 		delete(a.chains, seq)
 	}
 	if s != nil {
@@ -146,11 +175,11 @@ func (a *attachedSamplers) set(seq SeqID, s *Sampler, argmax *C.struct_llama_sam
 		a.seq[seq] = s
 		s.attach()
 	}
-	if argmax != nil {
+	if own.ptr != nil {
 		if a.chains == nil {
-			a.chains = map[SeqID]*C.struct_llama_sampler{}
+			a.chains = map[SeqID]deviceChain{}
 		}
-		a.chains[seq] = argmax
+		a.chains[seq] = own
 	}
 }
 
@@ -163,7 +192,7 @@ func (a *attachedSamplers) releaseAll() {
 		delete(a.seq, seq)
 	}
 	for seq, chain := range a.chains {
-		C.llama_sampler_free(chain)
+		C.llama_sampler_free(chain.ptr)
 		delete(a.chains, seq)
 	}
 	if a.argmax != nil {

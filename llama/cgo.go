@@ -1,7 +1,7 @@
 package llama
 
 // Headers are the same for every backend; scripts/build-llama.sh copies them here
-// (llama-internal: llama.cpp's own, for sampled_tokens.cpp only).
+// (llama-internal: llama.cpp's own, for device_rows.cpp only).
 // The archives to link come from the one cgo_<backend>.go file that the build tags select.
 
 /*

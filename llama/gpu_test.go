@@ -103,6 +103,15 @@ func TestGPUDeviceGreedyRows(t *testing.T) {
 	checkDeviceGreedyRows(t, m)
 }
 
+// TestGPUDeviceTopK: top-k narrowing on the GPU draws what the CPU draws from all the
+// GPU's logits, same seed.
+func TestGPUDeviceTopK(t *testing.T) {
+	m, err := LoadModel(t.Context(), synthModel(t, "llama-tiny", gguf.TypeF16), &ModelParams{GPULayers: -1})
+	require.NoError(t, err)
+	defer m.Close()
+	checkDeviceTopK(t, m)
+}
+
 func TestGPUOutOfMemory(t *testing.T) {
 	// A context far beyond the card: an error, not a crash.
 	m, err := LoadModel(t.Context(), synthModel(t, "qwen2-tiny", gguf.TypeF16), &ModelParams{GPULayers: -1})

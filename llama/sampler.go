@@ -174,6 +174,16 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 // with the argmax the context's greedy sequences share (SetBackendSampler).
 func (s *Sampler) IsGreedy() bool { return s.onlyGreedy }
 
+// LeadingTopK is k when the chain starts with TopK(k) and has no grammar, 1 when it is
+// Greedy alone, else 0. SetBackendSampler runs such chains with this package's device
+// stages (the shared argmax, top-k narrowing) and never binds them to the context.
+func (s *Sampler) LeadingTopK() int {
+	if s.grammar != nil {
+		return 0
+	}
+	return s.topK
+}
+
 // Stages returns the stages the sampler was built from.
 func (s *Sampler) Stages() []Stage { return append([]Stage(nil), s.stages...) }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -230,8 +231,8 @@ func TestBackendSampler(t *testing.T) {
 	ok, err := c.SetBackendSampler(0, g)
 	require.NoError(t, err)
 	assert.False(t, ok)
-	// A chain other than Greedy alone is attached itself, and bound.
-	s, err := NewSampler(m, TopK(40), Temp(0.8), Seed(1))
+	// A chain other than Greedy alone or one led by TopK is attached itself, and bound.
+	s, err := NewSampler(m, MinP(0.05), Temp(0.8), Seed(1))
 	require.NoError(t, err)
 	if ok, _ := c.SetBackendSampler(0, s); assert.True(t, ok) {
 		// Bound to c: not usable elsewhere, not attachable twice.
@@ -249,7 +250,7 @@ func TestBackendSampler(t *testing.T) {
 		require.NoError(t, err)
 		assert.Nil(t, s.chain, "freed once detached")
 	}
-	detached := newTestSampler(t, m, TopK(40), Temp(0.8), Seed(1))
+	detached := newTestSampler(t, m, MinP(0.05), Temp(0.8), Seed(1))
 	if ok, _ := c.SetBackendSampler(0, detached); assert.True(t, ok) {
 		_, err := c.SetBackendSampler(0, nil)
 		require.NoError(t, err)
@@ -259,6 +260,96 @@ func TestBackendSampler(t *testing.T) {
 	}
 	_, err = c.SetBackendSampler(5, s)
 	assert.ErrorIs(t, err, ErrInvalidParams)
+}
+
+// checkDeviceTopK generates with a chain led by TopK(40) narrowed on m's output device
+// and on the CPU alone, same seed: the same tokens. It returns the prompt.
+func checkDeviceTopK(t *testing.T, m *Model) []Token {
+	prompt, err := m.Tokenize("Narrowed on the device", AddSpecial)
+	require.NoError(t, err)
+	params := SamplingParams{Seed: 7, Temperature: 1.5, TopK: 40, TopP: 0.99, MinP: 0.001, TypicalP: 1}
+	run := func(narrow bool) []Token {
+		c := newTestContext(t, m, 256)
+		s, err := NewSamplerFromParams(m, &params)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		if narrow {
+			ok, err := c.SetBackendSampler(0, s)
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Nil(t, s.device, "not bound: the chain runs on the CPU")
+			assert.Equal(t, 40, c.attached.chains[0].topK)
+		}
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 32, IgnoreEOG: true}))
+	}
+	cpu, dev := run(false), run(true)
+	require.Len(t, cpu, 32)
+	assert.Equal(t, cpu, dev)
+	assert.Greater(t, len(slices.Compact(slices.Sorted(slices.Values(cpu)))), 8, "the draws vary: a wrong candidate would show")
+	return prompt
+}
+
+// TestDeviceTopKRows: a chain led by TopK attached for on-device sampling narrows the
+// rows to the groups holding the top k tokens (here on the CPU backend).
+func TestDeviceTopKRows(t *testing.T) {
+	m := loadTiny(t)
+	prompt := checkDeviceTopK(t, m)
+
+	// Who may sample a narrowed row: chains led by TopK(k <= 40); Greedy picks the
+	// row's largest logit.
+	plain := newTestContext(t, m, 256)
+	require.NoError(t, plain.DecodeTokens(t.Context(), prompt, 0, 0))
+	logits, err := plain.Logits(-1)
+	require.NoError(t, err)
+	best := Token(0)
+	for i, l := range logits {
+		if l > logits[best] {
+			best = Token(i)
+		}
+	}
+	c := newTestContext(t, m, 256)
+	ok, err := c.SetBackendSampler(0, newTestSampler(t, m, TopK(40), Temp(0.8), Seed(1)))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, c.DecodeTokens(t.Context(), prompt, 0, 0))
+	_, err = c.Logits(-1)
+	assert.ErrorIs(t, err, ErrNoLogits, "the logits stayed on the device")
+	rows := []RowSample{
+		{Sampler: newTestSampler(t, m, Greedy()), Row: len(prompt) - 1},
+		{Sampler: newTestSampler(t, m, TopK(10), Temp(0.8), Seed(1)), Row: len(prompt) - 1},
+		{Sampler: newTestSampler(t, m, TopK(41), Temp(0.8), Seed(1)), Row: len(prompt) - 1},
+		{Sampler: newTestSampler(t, m, Temp(0.8), Seed(1)), Row: len(prompt) - 1},
+	}
+	require.NoError(t, c.SampleRows(rows))
+	require.NoError(t, rows[0].Err)
+	assert.Equal(t, best, rows[0].Token)
+	assert.NoError(t, rows[1].Err)
+	assert.ErrorIs(t, rows[2].Err, ErrInvalidParams)
+	assert.ErrorIs(t, rows[3].Err, ErrInvalidParams)
+
+	// Attaching the same narrowing again keeps the chain; detached, the logits return.
+	chain := c.attached.chains[0]
+	ok, err = c.SetBackendSampler(0, newTestSampler(t, m, TopK(40), MinP(0.1), Seed(2)))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, chain, c.attached.chains[0])
+	_, err = c.SetBackendSampler(0, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.DecodeTokens(t.Context(), []Token{best}, Pos(len(prompt)), 0))
+	_, err = c.Logits(-1)
+	assert.NoError(t, err)
+
+	// A k too large for narrowing to pay: the CPU, and the sampler stays unbound.
+	big := newTestSampler(t, m, TopK(5000), Temp(0.8), Seed(1))
+	assert.Equal(t, 5000, big.LeadingTopK())
+	ok, err = c.SetBackendSampler(0, big)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	assert.Nil(t, big.device)
+	assert.Empty(t, c.attached.chains)
+	assert.Zero(t, newTestSampler(t, m, Grammar(`root ::= "a"`), TopK(40)).LeadingTopK())
+	assert.Zero(t, newTestSampler(t, m, Temp(0.8), TopK(40)).LeadingTopK())
+	assert.Equal(t, 1, newTestSampler(t, m, Greedy()).LeadingTopK())
 }
 
 func TestGenerateNoAllocsPerToken(t *testing.T) {

@@ -89,6 +89,32 @@ size_t top_k_candidates(const float * logits, int32_t n_vocab, int32_t k, llama_
     return (size_t) k;
 }
 
+// expand_groups turns a row narrowed on the device (device_topk.cpp) into its top_k
+// candidates in cur, sorted by logit descending, and returns how many; 0 when the row
+// does not have the shape that narrowing gives.
+size_t expand_groups(const lgo_row * row, int32_t n_vocab, int32_t top_k, llama_token_data * cur) {
+    int32_t groups, size;
+    lgo_topk_geometry(n_vocab, &groups, &size);
+    const size_t in_groups = row->n_ids * size;
+    if (top_k < 1 || row->cand_logits == nullptr || in_groups + n_vocab - (size_t) groups * size != row->n_cand) {
+        return 0;
+    }
+    for (size_t i = 0; i < row->n_ids; i++) {
+        if (row->ids[i] < 0 || row->ids[i] >= groups) {
+            return 0;
+        }
+    }
+    // The best top_k of the narrowed logits, then their token ids: the j-th logit of the
+    // i-th group is token ids[i]*size + j; the tail's follow the groups.
+    const size_t k = top_k_candidates(row->cand_logits, (int32_t) row->n_cand, top_k, cur);
+    for (size_t i = 0; i < k; i++) {
+        const size_t at = (size_t) cur[i].id;
+        cur[i].id = at < in_groups ? row->ids[at / size] * size + (llama_token) (at % size)
+                                   : groups * size + (llama_token) (at - in_groups);
+    }
+    return k;
+}
+
 bool grammar_allows(struct llama_sampler * grammar, llama_token token) {
     llama_token_data       one = {token, 1.0f, 0.0f};
     llama_token_data_array arr = {&one, 1, -1, false};
@@ -112,59 +138,6 @@ float log_sum_exp(const float * logits, int32_t n_vocab) noexcept {
 
 extern "C" {
 
-int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err) {
-    return catch_all(err, -1, [&]() -> int {
-        *row = lgo_row{};
-        row->token = LLAMA_TOKEN_NULL;
-        // Every getter waits for the device (a stream synchronize each): ask only what can be there.
-        if (!device) {
-            row->logits = llama_get_logits_ith(ctx, idx);
-            if (row->logits == nullptr) {
-                set_err(err, "no logits for this batch index");
-                return -1;
-            }
-            return 0;
-        }
-        // A backend (on-device) sampler may already have picked the token.
-        row->token = llama_get_sampled_token_ith(ctx, idx);
-        if (row->token != LLAMA_TOKEN_NULL) {
-            return 0;
-        }
-        // A chain whose leading stages ran on the device leaves their candidates (with
-        // probabilities or logits); the chain then skips those stages on the CPU.
-        row->ids          = llama_get_sampled_candidates_ith(ctx, idx);
-        row->probs        = llama_get_sampled_probs_ith(ctx, idx);
-        row->cand_logits  = llama_get_sampled_logits_ith(ctx, idx);
-        if (row->ids != nullptr && (row->probs != nullptr || row->cand_logits != nullptr)) {
-            row->n_cand = row->probs ? llama_get_sampled_probs_count_ith(ctx, idx) : llama_get_sampled_logits_count_ith(ctx, idx);
-            return 0;
-        }
-        row->logits = llama_get_logits_ith(ctx, idx);
-        if (row->logits == nullptr) {
-            set_err(err, "no logits for this batch index");
-            return -1;
-        }
-        return 0;
-    });
-}
-
-const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool device) {
-    return catch_all(nullptr, (const float *) nullptr, [&]() -> const float * {
-        if (!device) {
-            return llama_get_logits_ith(ctx, idx);
-        }
-        const uint32_t n_vocab = (uint32_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
-        if (llama_get_sampled_token_ith(ctx, idx) != LLAMA_TOKEN_NULL) {
-            return nullptr;
-        }
-        const uint32_t n = llama_get_sampled_logits_count_ith(ctx, idx);
-        if (n > 0 && n < n_vocab) {
-            return nullptr;
-        }
-        return llama_get_logits_ith(ctx, idx);
-    });
-}
-
 llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * grammar, const lgo_row * row,
                            llama_token_data * cur, int32_t n_vocab, int32_t top_k, char ** err) {
     return catch_all(err, (llama_token) -1, [&]() -> llama_token {
@@ -174,7 +147,13 @@ llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * 
         }
         const float * logits = row->logits;
         size_t        n      = (size_t) n_vocab;
-        if (logits == nullptr) {
+        if (logits == nullptr && row->n_ids != row->n_cand) {
+            n = expand_groups(row, n_vocab, top_k, cur);
+            if (n == 0) {
+                set_err(err, "the row's candidates do not match the device's top-k narrowing");
+                return -1;
+            }
+        } else if (logits == nullptr) {
             n = std::min(row->n_cand, n);
             for (size_t i = 0; i < n; i++) {
                 cur[i] = llama_token_data{row->ids[i], row->cand_logits ? row->cand_logits[i] : 0.0f,
@@ -186,7 +165,7 @@ llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * 
         } else {
             fill_candidates(logits, cur, n_vocab);
         }
-        llama_token_data_array arr = {cur, n, -1, top_k > 0 && logits != nullptr};
+        llama_token_data_array arr = {cur, n, -1, top_k > 0 && (logits != nullptr || row->n_ids != row->n_cand)};
         llama_sampler_apply(chain, &arr);
         if (grammar != nullptr && logits != nullptr &&
             (arr.selected < 0 || !grammar_allows(grammar, arr.data[arr.selected].id))) {

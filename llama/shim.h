@@ -44,6 +44,7 @@ typedef struct {
     const float *       probs;
     const float *       cand_logits;
     size_t              n_cand;
+    size_t              n_ids;  // != n_cand: ids are the groups of a top-k narrowing (device_topk.cpp)
 } lgo_row;
 
 // Greedy on the device for every sequence of a context with one argmax over all output
@@ -55,12 +56,20 @@ lgo_argmax_group *     lgo_argmax_group_new(void);
 void                   lgo_argmax_group_free(lgo_argmax_group * g);
 struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
 
+// Top-k narrowing on the device (device_topk.cpp) for a chain that starts with top-k k:
+// a chain to attach with llama_set_sampler (freed once detached), NULL when narrowing
+// does not pay for this k and vocabulary. The row then holds the k chosen groups of
+// `size` consecutive tokens (n_ids) and their logits followed by those of the tokens
+// past groups*size (cand_logits, n_cand); lgo_sample_row expands them.
+void                   lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size);
+struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab);
+
 // Reads row idx of ctx's last decode (this touches the context: one thread at a time).
 // device: a backend sampler is attached to some sequence of ctx (else only the logits are read).
 int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err);
 
 // The tokens on-device samplers picked for rows idx[0..n) of ctx's last decode, after one
-// wait for the device (sampled_tokens.cpp): LLAMA_TOKEN_NULL where none was picked. The
+// wait for the device (device_rows.cpp): LLAMA_TOKEN_NULL where none was picked. The
 // indices must be valid output rows. Returns 0, or -1 when llama.cpp failed.
 int lgo_sampled_tokens(struct llama_context * ctx, const int32_t * idx, int32_t n, llama_token * out);
 

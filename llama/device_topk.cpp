@@ -1,0 +1,138 @@
+// Top-k narrowing on the device for a chain that starts with top-k: the CPU receives a
+// few thousand candidates instead of every logit.
+//
+// Reading a 128k-token row of logits that the GPU just wrote costs the CPU ~80 µs per
+// token (the memory is cold), more than the rest of sampling; llama.cpp's own on-device
+// top-k sorts the whole row (no CUB top-k with CUDA 13.0), which costs more again. Here
+// the row is cut into G groups of S consecutive tokens (G <= 1024, the tail past G*S
+// kept whole); the device finds each group's largest logit (one argmax over a [S, G]
+// matrix, then a batched get_rows for the values), the K groups with the largest of
+// those (top-k over G values: one shared-memory sort), and gathers their S*K logits.
+// The top K tokens of the row lie in those groups or the tail: a group holding one of
+// them has a maximum at least as large as it, and only groups whose maximum is larger --
+// each such maximum is itself one of the top K -- can rank above it. The CPU then runs
+// the whole chain, top-k included, on S*K + tail candidates (lgo_sample_row): the same
+// tokens as from all logits, with the same random draws.
+#include <new>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+#include "shim.h"
+
+namespace {
+
+struct topk_stage {
+    int32_t k;
+    int32_t n_vocab;
+};
+
+const char * topk_name(const llama_sampler *) { return "lgo-topk-groups"; }
+
+// apply: the candidates are narrowed on the device only; on the CPU keep them all.
+void topk_apply(llama_sampler *, llama_token_data_array *) {}
+
+void topk_free(llama_sampler * smpl) { delete (topk_stage *) smpl->ctx; }
+
+// topk_graph adds the narrowing of row (n_vocab logits) to ctx; candidates gets the K
+// chosen group indices, the result is their S*K logits followed by the tail's.
+ggml_tensor * topk_graph(ggml_context * ctx, ggml_tensor * row, int32_t k, int32_t n_vocab, ggml_tensor ** candidates) {
+    int32_t groups, size;
+    lgo_topk_geometry(n_vocab, &groups, &size);
+    const int64_t tail = n_vocab - (int64_t) groups * size;
+    ggml_tensor * main = ggml_view_2d(ctx, row, size, groups, size * sizeof(float), 0);
+    ggml_tensor * at   = ggml_argmax(ctx, main);  // [groups]: where each group peaks
+    ggml_tensor * maxs = ggml_get_rows(ctx, ggml_reshape_3d(ctx, main, 1, size, groups), ggml_reshape_2d(ctx, at, 1, groups));
+    ggml_tensor * best = ggml_top_k(ctx, ggml_reshape_1d(ctx, maxs, groups), k);
+    ggml_set_name(best, "lgo_topk_groups");
+    ggml_tensor * out = ggml_reshape_1d(ctx, ggml_get_rows(ctx, main, best), (int64_t) size * k);
+    if (tail > 0) {
+        out = ggml_concat(ctx, out, ggml_view_1d(ctx, row, tail, (size_t) groups * size * sizeof(float)), 0);
+    }
+    ggml_set_name(out, "lgo_topk_logits");
+    *candidates = best;
+    return out;
+}
+
+bool topk_backend_init(llama_sampler * smpl, ggml_backend_buffer_type_t buft, uint32_t) {
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+    if (dev == nullptr) {
+        return true;  // the CPU
+    }
+    auto *           st     = (topk_stage *) smpl->ctx;
+    constexpr size_t nodes  = 64;
+    ggml_init_params params = {nodes * ggml_tensor_overhead() + ggml_graph_overhead_custom(nodes, false), nullptr, true};
+    ggml_context *   ctx    = ggml_init(params);
+    if (ctx == nullptr) {
+        return false;
+    }
+    ggml_tensor * row = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, st->n_vocab);
+    ggml_tensor * candidates;
+    ggml_tensor * out = topk_graph(ctx, row, st->k, st->n_vocab, &candidates);
+    ggml_cgraph * gf  = ggml_new_graph_custom(ctx, nodes, false);
+    ggml_build_forward_expand(gf, out);
+    bool ok = true;
+    for (int i = 0; i < ggml_graph_n_nodes(gf) && ok; i++) {
+        ggml_tensor * node = ggml_graph_node(gf, i);
+        const bool view = node->op == GGML_OP_NONE || node->op == GGML_OP_VIEW || node->op == GGML_OP_RESHAPE;
+        ok              = view || ggml_backend_dev_supports_op(dev, node);
+    }
+    ggml_free(ctx);
+    return ok;
+}
+
+void topk_backend_apply(llama_sampler * smpl, ggml_context * ctx, ggml_cgraph *, llama_sampler_data * data) {
+    auto * st    = (topk_stage *) smpl->ctx;
+    data->logits = topk_graph(ctx, data->logits, st->k, st->n_vocab, &data->candidates);
+}
+
+llama_sampler_i topk_iface = {
+    /* .name              = */ topk_name,
+    /* .accept            = */ nullptr,
+    /* .apply             = */ topk_apply,
+    /* .reset             = */ nullptr,
+    /* .clone             = */ nullptr,
+    /* .free              = */ topk_free,
+    /* .backend_init      = */ topk_backend_init,
+    /* .backend_accept    = */ nullptr,
+    /* .backend_apply     = */ topk_backend_apply,
+    /* .backend_set_input = */ nullptr,
+    /* .backend_reset     = */ nullptr,
+    /* .copy_state        = */ nullptr,
+};
+
+}  // namespace
+
+extern "C" {
+
+void lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size) {
+    *groups = n_vocab >= 8 * 1024 ? 1024 : n_vocab / 8;
+    *size   = *groups > 0 ? n_vocab / *groups : 0;
+}
+
+struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab) {
+    int32_t groups, size;
+    lgo_topk_geometry(n_vocab, &groups, &size);
+    if (k < 1 || groups < 8 || k > groups / 4) {
+        return nullptr;  // narrowing would keep most of the row
+    }
+    auto * st = new (std::nothrow) topk_stage{k, n_vocab};
+    if (st == nullptr) {
+        return nullptr;
+    }
+    llama_sampler * stage = llama_sampler_init(&topk_iface, st);
+    if (stage == nullptr) {
+        delete st;
+        return nullptr;
+    }
+    llama_sampler_chain_params params = llama_sampler_chain_default_params();
+    params.no_perf                    = true;
+    llama_sampler * chain             = llama_sampler_chain_init(params);
+    if (chain == nullptr) {
+        llama_sampler_free(stage);
+        return nullptr;
+    }
+    llama_sampler_chain_add(chain, stage);
+    return chain;
+}
+
+}  // extern "C"
