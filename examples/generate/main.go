@@ -70,7 +70,8 @@ func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuL
 	}
 	defer s.Close()
 	if gpuLayers != 0 && llama.SupportsGPUOffload() {
-		// Sampling on the GPU saves copying the logits and sorting them on the CPU per token.
+		// The GPU does the heavy part of sampling: for the default chain it narrows each row
+		// to the few thousand logits that hold the top k, so the CPU does not read 128k.
 		if _, err := c.SetBackendSampler(0, s); err != nil {
 			return err
 		}
