@@ -7,7 +7,9 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"sync"
+	"unsafe"
 )
 
 // SetBackendSampler makes the context sample sequence seq with s on the device that
@@ -118,6 +120,7 @@ type attachedSamplers struct {
 	seq    map[SeqID]*Sampler
 	argmax *C.lgo_argmax_group   // shared by the greedy sequences' chains
 	chains map[SeqID]deviceChain // our stages attached (see attachOwn)
+	seen   map[SeqID]bool        // checkOutputs' scratch
 }
 
 // deviceChain is a chain of one of our device stages, attached to a sequence.
@@ -137,6 +140,37 @@ func (a *attachedSamplers) argmaxChain() *C.struct_llama_sampler {
 		}
 	}
 	return C.lgo_argmax_chain_new(a.argmax)
+}
+
+// checkOutputs refuses a batch that asks a sequence sampling on the device for more
+// than one output row: llama.cpp's device samplers take one row per sequence and decode
+// (n_outputs_max_per_seq), and its refusal says only "invalid input batch".
+func (a *attachedSamplers) checkOutputs(b *Batch) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.seq) == 0 && len(a.chains) == 0 {
+		return nil
+	}
+	if a.seen == nil {
+		a.seen = map[SeqID]bool{}
+	}
+	seen := a.seen
+	clear(seen)
+	for i := range b.Len() {
+		if b.output[i] == 0 {
+			continue
+		}
+		for _, s := range unsafe.Slice((*SeqID)(unsafe.Pointer(b.seqIDs[i])), b.nSeq[i]) {
+			if a.seq[s] == nil && a.chains[s].ptr == nil {
+				continue
+			}
+			if seen[s] {
+				return fmt.Errorf("%w: sequence %d samples on the device (SetBackendSampler) and takes one output row per decode; batch index %d asks for another", ErrInvalidBatch, s, i)
+			}
+			seen[s] = true
+		}
+	}
+	return nil
 }
 
 // any reports whether some sequence samples on the device.

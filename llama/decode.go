@@ -126,6 +126,9 @@ func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 	if err := b.validate(c.nVocab, c.nBatch, c.nSeqMax); err != nil {
 		return err
 	}
+	if err := c.attached.checkOutputs(b); err != nil {
+		return err
+	}
 	if c.noMemory && b.Len() > c.nUBatch {
 		return fmt.Errorf("%w: %d tokens: a model without KV cache takes at most NUBatch (%d) per call", ErrInvalidBatch, b.Len(), c.nUBatch)
 	}

@@ -327,6 +327,18 @@ func TestDeviceTopKRows(t *testing.T) {
 	assert.ErrorIs(t, rows[2].Err, ErrInvalidParams)
 	assert.ErrorIs(t, rows[3].Err, ErrInvalidParams)
 
+	// A sequence sampling on the device takes one output row per decode: a clear error
+	// before llama.cpp's bare refusal.
+	b, err := NewBatch(4, 1)
+	require.NoError(t, err)
+	defer b.Close()
+	for i := range 2 {
+		require.NoError(t, b.Add(Token(100+i), Pos(len(prompt)+i), true, 0))
+	}
+	err = c.Decode(t.Context(), b)
+	assert.ErrorIs(t, err, ErrInvalidBatch)
+	assert.ErrorContains(t, err, "one output row per decode")
+
 	// Attaching the same narrowing again keeps the chain; detached, the logits return.
 	chain := c.attached.chains[0]
 	ok, err = c.SetBackendSampler(0, newTestSampler(t, m, TopK(40), MinP(0.1), Seed(2)))
