@@ -36,11 +36,13 @@ int lgo_sampled_tokens(struct llama_context * ctx, const int32_t * idx, int32_t 
     }
 }
 
-int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err) {
+int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait, lgo_row * row, char ** err) {
     try {
         *row       = lgo_row{};
         row->token = LLAMA_TOKEN_NULL;
-        ctx->synchronize();
+        if (wait) {
+            ctx->synchronize();
+        }
         if (device) {
             // A backend (on-device) sampler may already have picked the token.
             row->token = ctx->get_sampled_token_ith(idx);

@@ -51,7 +51,9 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		claimed = append(claimed, r)
 	}
 	device := c.attached.any()
-	if device {
+	if !device {
+		C.llama_synchronize(c.ptr) // one wait for every row below
+	} else {
 		// The device's picks of every row after one wait, not one per row.
 		c.pickIdx, c.picked = c.pickIdx[:0], slices.Grow(c.picked[:0], len(claimed))[:len(claimed)]
 		for _, r := range claimed {
@@ -68,7 +70,7 @@ func (c *Context) SampleRows(rows []RowSample) error {
 		s := r.Sampler
 		if device && c.picked[i] != C.LLAMA_TOKEN_NULL {
 			*s.row = C.lgo_row{token: c.picked[i]}
-		} else if C.lgo_row_get(c.ptr, C.int32_t(r.Row), C.bool(device), s.row, s.errSlot) != 0 {
+		} else if C.lgo_row_get(c.ptr, C.int32_t(r.Row), C.bool(device), false, s.row, s.errSlot) != 0 {
 			r.Err = s.takeError(ErrNoLogits)
 		}
 		if r.Err == nil {

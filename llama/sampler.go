@@ -212,7 +212,7 @@ func (s *Sampler) sampleLocked(c *Context, idx int) (Token, error) {
 	// The row lives in C memory: cgo's pointer check walks a Go object passed to C
 	// whole, which for a slice of rows costs as much as the read itself.
 	row := s.row
-	if C.lgo_row_get(c.ptr, C.int32_t(idx), C.bool(c.attached.any()), row, s.errSlot) != 0 {
+	if C.lgo_row_get(c.ptr, C.int32_t(idx), C.bool(c.attached.any()), true, row, s.errSlot) != 0 {
 		return 0, s.takeError(ErrNoLogits)
 	}
 	if err := s.takesDevicePick(c, row); err != nil {

@@ -65,8 +65,9 @@ void                   lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int3
 struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab);
 
 // Reads row idx of ctx's last decode (this touches the context: one thread at a time).
-// device: a backend sampler is attached to some sequence of ctx (else only the logits are read).
-int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, lgo_row * row, char ** err);
+// device: a backend sampler is attached to some sequence of ctx (else only the logits are
+// read). wait: wait for the device first (false: the caller did since the decode).
+int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait, lgo_row * row, char ** err);
 
 // The tokens on-device samplers picked for rows idx[0..n) of ctx's last decode, after one
 // wait for the device (device_rows.cpp): LLAMA_TOKEN_NULL where none was picked. The
