@@ -114,13 +114,7 @@ func BenchmarkSampleRows(b *testing.B) {
 	c, err := m.NewContext(&ContextParams{NCtx: 256, NSeqMax: rows})
 	require.NoError(b, err)
 	b.Cleanup(func() { c.Close() })
-	batch, err := NewBatch(rows, 1)
-	require.NoError(b, err)
-	b.Cleanup(func() { batch.Close() })
-	for seq := range rows {
-		require.NoError(b, batch.Add(Token(100+seq), 0, true, SeqID(seq)))
-	}
-	require.NoError(b, c.Decode(context.Background(), batch))
+	decodeOneTokenPerSeq(b, c, rows)
 	picks := make([]RowSample, rows)
 	for i := range picks {
 		s, err := NewSamplerFromParams(m, &SamplingParams{Seed: uint32(i), Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, TypicalP: 1})
@@ -163,15 +157,21 @@ func BenchmarkSampleRowsDeviceGreedy(b *testing.B) {
 		require.True(b, on)
 		picks[i] = RowSample{Sampler: s, Row: i}
 	}
-	batch, err := NewBatch(rows, 1)
-	require.NoError(b, err)
-	b.Cleanup(func() { batch.Close() })
-	for seq := range rows {
-		require.NoError(b, batch.Add(Token(100+seq), 0, true, SeqID(seq)))
-	}
-	require.NoError(b, c.Decode(context.Background(), batch))
+	decodeOneTokenPerSeq(b, c, rows)
 	require.NoError(b, c.Synchronize())
 	for b.Loop() {
 		require.NoError(b, c.SampleRows(picks))
 	}
+}
+
+// decodeOneTokenPerSeq decodes one token in each of sequences 0..n-1, each with an
+// output row (row i: sequence i).
+func decodeOneTokenPerSeq(b *testing.B, c *Context, n int) {
+	batch, err := NewBatch(n, 1)
+	require.NoError(b, err)
+	defer batch.Close()
+	for seq := range n {
+		require.NoError(b, batch.Add(Token(100+seq), 0, true, SeqID(seq)))
+	}
+	require.NoError(b, c.Decode(context.Background(), batch))
 }

@@ -108,8 +108,7 @@ lgo_argmax_group * lgo_argmax_group_new(void) { return new (std::nothrow) lgo_ar
 
 void lgo_argmax_group_free(lgo_argmax_group * g) { delete g; }
 
-struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g) {
-    llama_sampler * stage = llama_sampler_init(&argmax_iface, g);
+struct llama_sampler * lgo_chain_of(struct llama_sampler * stage) {
     if (stage == nullptr) {
         return nullptr;
     }
@@ -122,6 +121,10 @@ struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g) {
     }
     llama_sampler_chain_add(chain, stage);
     return chain;
+}
+
+struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g) {
+    return lgo_chain_of(llama_sampler_init(&argmax_iface, g));
 }
 
 }  // extern "C"

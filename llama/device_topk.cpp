@@ -124,15 +124,7 @@ struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab) {
         delete st;
         return nullptr;
     }
-    llama_sampler_chain_params params = llama_sampler_chain_default_params();
-    params.no_perf                    = true;
-    llama_sampler * chain             = llama_sampler_chain_init(params);
-    if (chain == nullptr) {
-        llama_sampler_free(stage);
-        return nullptr;
-    }
-    llama_sampler_chain_add(chain, stage);
-    return chain;
+    return lgo_chain_of(stage);
 }
 
 }  // extern "C"

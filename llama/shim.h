@@ -52,6 +52,9 @@ typedef struct {
 // with llama_set_sampler and freed (llama_sampler_free) only once detached. The group
 // outlives its chains.
 typedef struct lgo_argmax_group lgo_argmax_group;
+// A chain holding only stage (which it then owns), with timings off, as llama_set_sampler
+// wants; NULL (stage freed) when out of memory, NULL for a NULL stage.
+struct llama_sampler * lgo_chain_of(struct llama_sampler * stage);
 lgo_argmax_group *     lgo_argmax_group_new(void);
 void                   lgo_argmax_group_free(lgo_argmax_group * g);
 struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
