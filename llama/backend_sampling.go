@@ -57,8 +57,12 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 		return false, err
 	}
 	defer c.mu.Unlock()
-	if s != nil && s.LeadingTopK() > 0 {
-		on, err := c.attachOwn(seq, s.LeadingTopK())
+	if s != nil && (s.onlyGreedy || s.LeadingTopK() > 0) {
+		narrow := s.LeadingTopK()
+		if s.onlyGreedy {
+			narrow = 0
+		}
+		on, err := c.attachOwn(seq, narrow)
 		if !on && err == nil {
 			c.attached.set(seq, nil, deviceChain{}) // the CPU
 		}
@@ -77,19 +81,19 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 	return true, nil
 }
 
-// attachOwn attaches one of our device stages to seq: the shared greedy argmax (topK
-// 1) or the top-k narrowing. It reports false when the stage cannot run there (or, for
-// narrowing, does not pay); the context is claimed.
-func (c *Context) attachOwn(seq SeqID, topK int) (bool, error) {
-	if c.attached.has(seq, topK) {
+// attachOwn attaches one of our device stages to seq: the shared greedy argmax (narrow
+// 0) or top-k narrowing to narrow. It reports false when the stage cannot run there
+// (or, for narrowing, does not pay); the context is claimed.
+func (c *Context) attachOwn(seq SeqID, narrow int) (bool, error) {
+	if c.attached.has(seq, narrow) {
 		return true, nil
 	}
 	var chain *C.struct_llama_sampler
-	if topK == 1 {
+	if narrow == 0 {
 		if chain = c.attached.argmaxChain(); chain == nil {
 			return false, errors.New("llama: out of memory for a device sampler")
 		}
-	} else if chain = C.lgo_topk_chain_new(C.int32_t(topK), C.int32_t(c.nVocab)); chain == nil {
+	} else if chain = C.lgo_topk_chain_new(C.int32_t(narrow), C.int32_t(c.nVocab)); chain == nil {
 		return false, nil
 	}
 	if !C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain) {
@@ -97,7 +101,7 @@ func (c *Context) attachOwn(seq SeqID, topK int) (bool, error) {
 		c.attached.set(seq, nil, deviceChain{})
 		return false, nil
 	}
-	c.attached.set(seq, nil, deviceChain{chain, topK})
+	c.attached.set(seq, nil, deviceChain{chain, narrow})
 	return true, nil
 }
 
@@ -125,8 +129,8 @@ type attachedSamplers struct {
 
 // deviceChain is a chain of one of our device stages, attached to a sequence.
 type deviceChain struct {
-	ptr  *C.struct_llama_sampler
-	topK int // 1: the shared greedy argmax; more: top-k narrowing
+	ptr    *C.struct_llama_sampler
+	narrow int // 0: the shared greedy argmax; k: top-k narrowing to k
 }
 
 // argmaxChain makes a chain of the context's shared greedy stage (nil: out of memory).
@@ -180,11 +184,12 @@ func (a *attachedSamplers) any() bool {
 	return len(a.seq) > 0 || len(a.chains) > 0
 }
 
-// has reports whether seq has our stage for topK attached (see deviceChain).
-func (a *attachedSamplers) has(seq SeqID, topK int) bool {
+// has reports whether seq has our stage for narrow attached (see deviceChain).
+func (a *attachedSamplers) has(seq SeqID, narrow int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.chains[seq].topK == topK
+	ch, ok := a.chains[seq]
+	return ok && ch.narrow == narrow
 }
 
 // set records what llama.cpp now samples seq with: the bound sampler s, our chain, or

@@ -278,7 +278,7 @@ func checkDeviceTopK(t *testing.T, m *Model) []Token {
 			require.NoError(t, err)
 			require.True(t, ok)
 			assert.Nil(t, s.device, "not bound: the chain runs on the CPU")
-			assert.Equal(t, 40, c.attached.chains[0].topK)
+			assert.Equal(t, 40, c.attached.chains[0].narrow)
 		}
 		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 32, IgnoreEOG: true}))
 	}
@@ -362,6 +362,23 @@ func TestDeviceTopKRows(t *testing.T) {
 	assert.Zero(t, newTestSampler(t, m, Grammar(`root ::= "a"`), TopK(40)).LeadingTopK())
 	assert.Zero(t, newTestSampler(t, m, Temp(0.8), TopK(40)).LeadingTopK())
 	assert.Equal(t, 1, newTestSampler(t, m, Greedy()).LeadingTopK())
+
+	// TopK(1) leading a chain is narrowing to one token, not the greedy argmax (whose
+	// picks only greedy samplers take): it samples what the CPU samples.
+	top1 := func(narrow bool) []Token {
+		c := newTestContext(t, m, 256)
+		s := newTestSampler(t, m, TopK(1), Temp(0.8), Seed(1))
+		if narrow {
+			ok, err := c.SetBackendSampler(0, s)
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Equal(t, 1, c.attached.chains[0].narrow)
+		}
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 6, IgnoreEOG: true}))
+	}
+	cpu := top1(false)
+	assert.Len(t, cpu, 6)
+	assert.Equal(t, cpu, top1(true))
 }
 
 func TestGenerateNoAllocsPerToken(t *testing.T) {
