@@ -3,9 +3,11 @@
 package llama
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cpu/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-cpu -lggml-base -lstdc++ -lm
-#cgo linux LDFLAGS: -fopenmp -lpthread -ldl
-#cgo darwin LDFLAGS: -framework Accelerate -framework Foundation
+#cgo CPPFLAGS: -DLLAMAGO_TAG_CPU -I${SRCDIR}/../third_party/build/cpu -I${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/cpu
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cpu/lib -L${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/cpu/lib
+#cgo LDFLAGS: -lllama-common -lllama-common-base -lllama -lggml -lggml-cpu -lggml-base -lm
+#cgo linux LDFLAGS: -lstdc++ -fopenmp -lpthread -ldl
+#cgo darwin LDFLAGS: -lc++ -framework Accelerate -framework Foundation
 */
 import "C"
 

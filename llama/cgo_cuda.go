@@ -6,8 +6,10 @@ package llama
 // CUDA libraries (and NCCL when CMake found it) with their search paths for this build.
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cuda/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-cuda -lggml-cpu -lggml-base -lllamago-cuda-deps -lstdc++ -lm
-#cgo linux LDFLAGS: -fopenmp -lpthread -ldl
+#cgo CPPFLAGS: -DLLAMAGO_TAG_CUDA -I${SRCDIR}/../third_party/build/cuda -I${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/cuda
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cuda/lib -L${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/cuda/lib
+#cgo LDFLAGS: -lllama-common -lllama-common-base -lllama -lggml -lggml-cuda -lggml-cpu -lggml-base -lllamago-cuda-deps -lm
+#cgo linux LDFLAGS: -lstdc++ -fopenmp -lpthread -ldl
 */
 import "C"
 

@@ -3,10 +3,12 @@
 package llama
 
 // The Metal shader library is embedded in libggml-metal.a (GGML_METAL_EMBED_LIBRARY=ON),
-// so binaries need no .metallib file next to them.
+// so binaries need no .metallib file next to them. macOS ships libc++, not libstdc++.
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/metal/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-metal -lggml-cpu -lggml-base -lstdc++ -lm
+#cgo CPPFLAGS: -DLLAMAGO_TAG_METAL -I${SRCDIR}/../third_party/build/metal -I${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/metal
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/metal/lib -L${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/metal/lib
+#cgo LDFLAGS: -lllama-common -lllama-common-base -lllama -lggml -lggml-metal -lggml-cpu -lggml-base -lc++ -lm
 #cgo LDFLAGS: -framework Metal -framework MetalKit -framework Foundation -framework Accelerate
 */
 import "C"

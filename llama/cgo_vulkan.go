@@ -3,8 +3,11 @@
 package llama
 
 /*
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/vulkan/lib -lllama-common -lllama-common-base -lllama -lggml -lggml-vulkan -lggml-cpu -lggml-base -lvulkan -lstdc++ -lm
-#cgo linux LDFLAGS: -fopenmp -lpthread -ldl
+#cgo CPPFLAGS: -DLLAMAGO_TAG_VULKAN -I${SRCDIR}/../third_party/build/vulkan -I${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/vulkan
+#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/vulkan/lib -L${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/vulkan/lib
+#cgo LDFLAGS: -lllama-common -lllama-common-base -lllama -lggml -lggml-vulkan -lggml-cpu -lggml-base -lvulkan -lm
+#cgo linux LDFLAGS: -lstdc++ -fopenmp -lpthread -ldl
+#cgo darwin LDFLAGS: -lc++ -framework Foundation
 */
 import "C"
 

@@ -7,6 +7,7 @@
 // stage takes its row's element as the sampled token. A graph whose logits are not a
 // view of that matrix (llama.cpp's probe graph, a future layout) gets the per-row
 // argmax instead: slower, never wrong.
+#include "native.h"
 #include "shim.h"
 
 #include <cstring>

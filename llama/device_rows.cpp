@@ -6,6 +6,7 @@
 // to read, and 64 sequences picking on the GPU take 64. These functions call
 // llama_context's own members instead (llama.cpp's internal header, pinned with the rest
 // of llama.cpp; scripts/build-llama.sh copies it): the same lookups after one wait.
+#include "native.h"
 #include <cstring>
 #include <exception>
 

@@ -13,6 +13,7 @@
 // each such maximum is itself one of the top K -- can rank above it. The CPU then runs
 // the whole chain, top-k included, on S*K + tail candidates (lgo_sample_row): the same
 // tokens as from all logits, with the same random draws.
+#include "native.h"
 #include <new>
 
 #include "ggml-backend.h"

@@ -3,6 +3,7 @@
 package llama
 
 /*
+#include "native.h"
 #include <stdlib.h>
 #include "ggml-backend.h"
 #include "ggml-rpc.h"

@@ -10,6 +10,7 @@ package llama
 // Commands are strictly sequential on one connection.
 
 /*
+#include "native.h"
 #include "ggml.h"
 #include "ggml-rpc.h"
 */

@@ -8,6 +8,7 @@ package llama
 // stand-in resolves without linking libggml-rpc.a: a NULL registry, which ggml skips.
 
 /*
+#include "native.h"
 #include "ggml-backend.h"
 
 ggml_backend_reg_t ggml_backend_rpc_reg(void) { return NULL; }

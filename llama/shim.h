@@ -4,6 +4,8 @@
 #ifndef LLAMAGO_SHIM_H
 #define LLAMAGO_SHIM_H
 
+#include "native.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -3,15 +3,19 @@
 #   scripts/build-llama.sh [cpu|cuda|metal|vulkan]     (default: $BACKEND or cpu)
 # Every backend is built with llama.cpp's RPC backend (libggml-rpc.a, small): binaries link it
 # only with the Go build tag rpc (llama/cgo_rpc.go); without it llama/rpc_stub.go stands in.
-# Output, which the cgo files in llama/ link against:
-#   third_party/build/<backend>/lib/*.a     the archives of this backend
-#   third_party/build/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
-#   third_party/build/include/              the public headers (the same for every backend),
-#                                           llama-internal/: llama.cpp's src/*.h
+# Output, which the cgo files in llama/ link against (llama/native.h checks it is there):
+#   <dir>/<backend>/lib/*.a     the archives of this backend
+#   <dir>/<backend>/llamago-backend.h   written last: this backend's build is complete
+#   <dir>/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
+#   <dir>/include/              the public headers (the same for every backend),
+#                               llama-internal/: llama.cpp's src/*.h
 # Environment:
+#   LLAMAGO_BUILD_DIR    <dir> above (default third_party/build; cmd/llamago install: the user cache)
 #   LLAMA_CPP_DIR        source tree (default third_party/llama.cpp, see fetch-llama.sh)
+#   LLAMAGO_CPU          native (default): tuned for this machine's CPU (-march=native);
+#                        portable: a baseline that runs on other machines (x86-64-v3 on x86-64:
+#                        AVX2, FMA, F16C, BMI2, no AVX-512; armv8.2-a+dotprod+fp16 on arm64)
 #   CUDA_ARCHITECTURES   CMake CUDA architectures (default: native, the GPUs of this machine)
-#   GGML_NATIVE          ON/OFF: tune the CPU code for this machine (default ON)
 #   LLAMA_TOOLS          upstream tools to build too, e.g. "llama-bench llama-perplexity"
 #   CMAKE_EXTRA_ARGS     anything else for the CMake configure step
 set -euo pipefail
@@ -19,7 +23,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 backend=${1:-${BACKEND:-cpu}}
 src=${LLAMA_CPP_DIR:-$root/third_party/llama.cpp}
-out=$root/third_party/build/$backend
+build_dir=${LLAMAGO_BUILD_DIR:-$root/third_party/build}
+out=$build_dir/$backend
+cpu=${LLAMAGO_CPU:-native}
 cmake_dir=$out/cmake
 
 say() { echo "build-llama: $*" >&2; }
@@ -48,13 +54,28 @@ args=(
   -DLLAMA_BUILD_TOOLS=ON
   -DLLAMA_BUILD_COMMON=ON
   -DLLAMA_OPENSSL=OFF
-  -DGGML_NATIVE="${GGML_NATIVE:-ON}"
   -DGGML_BLAS=OFF
   # RPC over plain TCP: llamago's relay (llama/rpc_relay.go) forwards the byte stream, so the
   # RDMA transport, which moves traffic off that stream, stays off.
   -DGGML_RPC=ON
   -DGGML_RPC_RDMA=OFF
 )
+case "$cpu" in
+  native) args+=(-DGGML_NATIVE=ON) ;;
+  portable)
+    # Named explicitly rather than left to ggml's defaults, which drop to SSE when
+    # SOURCE_DATE_EPOCH is set or when cross-compiling.
+    args+=(-DGGML_NATIVE=OFF)
+    case "$(uname -m)" in
+      x86_64|amd64) args+=(-DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON
+                           -DGGML_F16C=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF) ;;
+      aarch64|arm64) args+=(-DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16) ;;
+      *) die "LLAMAGO_CPU=portable: no baseline named for $(uname -m)" ;;
+    esac ;;
+  *) die "LLAMAGO_CPU=$cpu: want native or portable" ;;
+esac
+# ggml turns Metal on by default on macOS; only the metal backend links it.
+[ "$backend" = metal ] || args+=(-DGGML_METAL=OFF)
 case "$backend" in
   cpu) ;;
   cuda)
@@ -75,7 +96,7 @@ args+=(${CMAKE_EXTRA_ARGS:-})
 generator=()
 if command -v ninja >/dev/null && [ ! -f "$cmake_dir/Makefile" ]; then generator=(-G Ninja); fi
 
-say "configuring $backend in ${cmake_dir#"$root"/}"
+say "configuring $backend ($cpu CPU code) in ${cmake_dir#"$root"/}"
 mkdir -p "$out"
 cmake -S "$src" -B "$cmake_dir" "${generator[@]}" "${args[@]}" >"$out/configure.log" 2>&1 ||
   { tail -30 "$out/configure.log" >&2; die "CMake configure failed (log: $out/configure.log)"; }
@@ -87,7 +108,8 @@ say "building ${targets[*]} with $jobs jobs"
 cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
 
 # Collect what the cgo build needs at fixed paths: the archives of this backend and the headers.
-inc=$root/third_party/build/include
+inc=$build_dir/include
+rm -f "$out/llamago-backend.h"
 rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$inc/common/jinja"
 find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
 cp "$src"/include/*.h "$src"/ggml/include/*.h "$inc/"
@@ -118,5 +140,14 @@ if [ "$backend" = cuda ]; then
   } >"$out/lib/libllamago-cuda-deps.so"
   say "CUDA link dependencies: $(tail -1 "$out/lib/libllamago-cuda-deps.so")"
 fi
-if [ -e "$src/.git" ]; then git -C "$src" rev-parse "HEAD^{tree}"; else echo unknown; fi >"$out/source-tree"
+tree=unknown
+if [ -e "$src/.git" ]; then tree=$(git -C "$src" rev-parse "HEAD^{tree}"); fi
+echo "$tree" >"$out/source-tree"
+# llama/cgo_<backend>.go checks for this file: the archives of this backend are complete.
+{
+  echo "/* Written by scripts/build-llama.sh after the archives of this backend. */"
+  echo "#define LLAMAGO_BACKEND \"$backend\""
+  echo "#define LLAMAGO_CPU \"$cpu\""
+  echo "#define LLAMAGO_LLAMA_CPP_TREE \"$tree\""
+} >"$out/llamago-backend.h"
 say "done: $(ls "$out/lib" | tr '\n' ' ')"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Materialises the llama.cpp release pinned in third_party/llama.cpp.lock into third_party/llama.cpp.
+# Materialises the llama.cpp release pinned in third_party/llama.cpp.lock into third_party/llama.cpp
+# (or LLAMA_CPP_DEST: cmd/llamago install keeps its trees in the per-user cache).
 #
 # Where the source comes from, first match wins:
 #   LLAMA_CPP_DIR=<checkout>   your own tree, used in place (a warning if it is not the pinned tree)
@@ -12,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../third_party/llama.cpp.lock
 . "$root/third_party/llama.cpp.lock"
-dest=$root/third_party/llama.cpp
+dest=${LLAMA_CPP_DEST:-$root/third_party/llama.cpp}
 cache=${LLAMAGO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llamago}
 tarball=$cache/${NPM_PACKAGE/@/-}.tgz
 
@@ -78,5 +79,6 @@ git -C "$work/llama.cpp" -c advice.detachedHead=false checkout --quiet "$LLAMA_C
 tree=$(git -C "$work/llama.cpp" rev-parse 'HEAD^{tree}')
 [ "$tree" = "$LLAMA_CPP_TREE" ] || die "tree hash mismatch: got $tree, want $LLAMA_CPP_TREE"
 rm -rf "$dest"
+mkdir -p "$(dirname "$dest")"
 mv "$work/llama.cpp" "$dest"
 say "llama.cpp $LLAMA_CPP_RELEASE ready in ${dest#"$root"/}"

@@ -60,7 +60,7 @@ type Config struct {
 	// tokens leave it, not the logits. Other chains, and every request when it is off,
 	// are sampled on the CPU, the rows of a step in parallel (llama.Context.SampleRows):
 	// llama.cpp's per-sequence device chains measured slower than that on an H100 from
-	// 32 sequences on (README, Performance). Leave it off on CPU-only builds.
+	// 32 sequences on (docs/performance.md). Leave it off on CPU-only builds.
 	DeviceSampling bool
 	// Logger receives the engine's own events; nil: silent.
 	Logger *slog.Logger
@@ -241,7 +241,7 @@ func (e *Engine) submit(j *job) error {
 func (e *Engine) loop() {
 	// One OS thread for every call into llama.cpp: a goroutine that wakes up on another
 	// thread after each step made the CUDA calls of the next decode measurably slower
-	// (README, Performance).
+	// (docs/performance.md).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer close(e.done)
