@@ -478,34 +478,93 @@ func prefillGrammar(m *Model, s *Sampler, generationPrompt string) error {
 
 func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
 
-// sessionFile is the JSON form of a saved session.
+// sessionFile is the JSON part of a saved session. Version 2 is followed by a newline
+// and StateBytes bytes of SeqState: the KV cache of the session's sequence, which holds
+// Cached, the tokens it was decoded from.
 type sessionFile struct {
-	Version  int       `json:"version"`
-	Messages []Message `json:"messages"`
+	Version    int       `json:"version"`
+	Messages   []Message `json:"messages"`
+	Cached     []Token   `json:"cached,omitempty"`
+	StateBytes int       `json:"state_bytes,omitempty"`
 }
 
-// Save writes the conversation (system prompt included) as JSON: {"version": 1,
-// "messages": [...]} with messages in OpenAI's chat format. The KV cache is not saved;
-// after Load the next turn decodes what the cache does not hold.
+// Save writes the conversation (system prompt included) and the KV cache of its sequence:
+// a line of JSON, {"version": 2, "messages": [...], "cached": [tokens], "state_bytes": n},
+// with messages in OpenAI's chat format, then n bytes of the cache (Context.SeqState).
+// After Load into a context of the same model the next turn decodes only its new
+// message, not the conversation again.
 func (s *ChatSession) Save(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(sessionFile{Version: 1, Messages: s.history})
+	f := sessionFile{Version: 2, Messages: s.history}
+	var state []byte
+	if len(s.cached) > 0 {
+		var err error
+		if state, err = s.c.SeqState(s.p.Seq); err != nil {
+			return fmt.Errorf("%w: save session: %w", ErrChat, err)
+		}
+		f.Cached, f.StateBytes = s.cached, len(state)
+	}
+	head, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(append(head, '\n')); err != nil {
+		return err
+	}
+	_, err = w.Write(state)
+	return err
 }
 
-// Load replaces the conversation with one written by Save. Invalid files or messages
-// are errors and leave the session unchanged.
+// Load replaces the conversation with one written by Save. A saved KV cache is restored
+// into the session's sequence; without one (version 1 files: messages only) the next turn
+// decodes what the cache does not hold. Invalid files, messages or caches (another model, too small a
+// context: ErrInvalidState) are errors and leave the conversation unchanged; the
+// sequence's cache is then empty.
 func (s *ChatSession) Load(r io.Reader) error {
+	dec := json.NewDecoder(r)
 	var f sessionFile
-	if err := json.NewDecoder(r).Decode(&f); err != nil {
+	if err := dec.Decode(&f); err != nil {
 		return fmt.Errorf("%w: load session: %v", ErrChat, err)
 	}
-	if f.Version != 1 {
+	if f.Version != 1 && f.Version != 2 {
 		return fmt.Errorf("%w: load session: unknown version %d", ErrChat, f.Version)
 	}
 	req := ChatRequest{Messages: f.Messages}
 	if err := req.check(); err != nil {
 		return err
+	}
+	if f.StateBytes < 0 || f.StateBytes > 0 && len(f.Cached) == 0 || len(f.Cached) > s.c.NCtx() {
+		return fmt.Errorf("%w: load session: %d cached tokens with %d bytes of cache", ErrChat, len(f.Cached), f.StateBytes)
+	}
+	var state []byte
+	if f.StateBytes > 0 {
+		// The cache follows the JSON line; the decoder may have read into it already.
+		rest := io.MultiReader(dec.Buffered(), r)
+		var nl [1]byte
+		if _, err := io.ReadFull(rest, nl[:]); err != nil || nl[0] != '\n' {
+			return fmt.Errorf("%w: load session: no newline after the JSON line", ErrChat)
+		}
+		state = make([]byte, f.StateBytes)
+		if _, err := io.ReadFull(rest, state); err != nil {
+			return fmt.Errorf("%w: load session: cache: %w", ErrChat, err)
+		}
+		if _, err := s.model.stateData(stateSeq, state); err != nil {
+			return fmt.Errorf("%w: load session: %w", ErrChat, err)
+		}
+	}
+	if err := s.model.checkTokens(f.Cached); err != nil {
+		return fmt.Errorf("%w: load session: %w", ErrChat, err)
+	}
+	if state != nil {
+		s.cached = nil
+		err := s.c.SetSeqState(s.p.Seq, state)
+		if _, hi, perr := s.c.MemorySeqPosRange(s.p.Seq); err == nil && (perr != nil || int(hi)+1 != len(f.Cached)) {
+			err = fmt.Errorf("the cache does not hold the %d cached tokens", len(f.Cached))
+		}
+		if err != nil {
+			s.c.MemorySeqRemove(s.p.Seq, -1, -1)
+			return fmt.Errorf("%w: load session: %w", ErrChat, err)
+		}
+		s.cached = f.Cached
 	}
 	s.history = f.Messages
 	s.last = TurnResult{}

@@ -115,6 +115,67 @@ func TestChatSessionSaveLoad(t *testing.T) {
 	assert.Len(t, s2.Messages(), 5, "a failed load leaves the session unchanged")
 }
 
+// A saved session carries its KV cache: after Load the next turn decodes only its new
+// message, and replies as the original session would.
+func TestChatSessionSaveLoadRestoresCache(t *testing.T) {
+	m := loadQwenTiny(t)
+	p := &ChatSessionParams{System: "sys", Sampling: greedyParams(), MaxTokens: 4}
+	_, s := newTestSession(t, m, 512, p)
+	_, err := drain(t, s.Say(t.Context(), "one"))
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, s.Save(&buf))
+	head, _, _ := bytes.Cut(buf.Bytes(), []byte("\n"))
+	var f sessionFile
+	require.NoError(t, json.Unmarshal(head, &f))
+	assert.Equal(t, 2, f.Version)
+	assert.NotEmpty(t, f.Cached)
+	assert.Equal(t, len(head)+1+f.StateBytes, buf.Len())
+
+	_, restored := newTestSession(t, m, 512, p)
+	require.NoError(t, restored.Load(bytes.NewReader(buf.Bytes())))
+	want, err := drain(t, s.Say(t.Context(), "two"))
+	require.NoError(t, err)
+	got, err := drain(t, restored.Say(t.Context(), "two"))
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, s.LastTurn().PromptTokensReused, restored.LastTurn().PromptTokensReused)
+	assert.Positive(t, restored.LastTurn().PromptTokensReused, "the restored cache was reused")
+
+	// A cache of another model, damaged or cut short: an error, the conversation as it was.
+	other := loadTiny(t)
+	_, foreign := newTestSession(t, other, 512, &ChatSessionParams{Template: mustTemplate(t, other)})
+	damagedHeader, damagedCells := bytes.Clone(buf.Bytes()), bytes.Clone(buf.Bytes())
+	damagedHeader[len(head)+1] = 'X'                // our magic
+	damagedCells[len(head)+1+stateHeaderSize] = 'X' // llama.cpp's
+	for name, data := range map[string][]byte{
+		"damaged header": damagedHeader,
+		"cut short":      buf.Bytes()[:buf.Len()-10],
+		"no newline":     bytes.Replace(buf.Bytes(), []byte("}\n"), []byte("} "), 1),
+	} {
+		assert.ErrorIs(t, restored.Load(bytes.NewReader(data)), ErrChat, name)
+		assert.Len(t, restored.Messages(), 5, name)
+	}
+	assert.ErrorIs(t, restored.Load(bytes.NewReader(damagedCells)), ErrInvalidState)
+	assert.Len(t, restored.Messages(), 5)
+	_, hi, err := restored.c.MemorySeqPosRange(0)
+	require.NoError(t, err)
+	assert.Equal(t, Pos(-1), hi, "a cache llama.cpp refused leaves the sequence empty")
+	err = foreign.Load(bytes.NewReader(buf.Bytes()))
+	assert.ErrorIs(t, err, ErrInvalidState)
+	assert.ErrorContains(t, err, "another model")
+	assert.Empty(t, foreign.Messages())
+	_, err = drain(t, restored.Say(t.Context(), "three"))
+	assert.NoError(t, err, "the session still works")
+}
+
+func mustTemplate(t *testing.T, m *Model) *ChatTemplate {
+	tmpl, err := NewChatTemplate(m, &ChatTemplateOptions{Source: "{% for m in messages %}{{ m.content }}{% endfor %}"})
+	require.NoError(t, err)
+	t.Cleanup(func() { tmpl.Close() })
+	return tmpl
+}
+
 func TestChatSessionOverflow(t *testing.T) {
 	m := loadQwenTiny(t)
 	long := bytes.Repeat([]byte("llamas graze on the high plains. "), 12)

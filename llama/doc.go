@@ -1,7 +1,8 @@
 // Package llama is a Go binding of llama.cpp: load GGUF models, tokenize, decode
 // batches and read logits, on the CPU or a GPU chosen by build tag
-// (none: CPU, cuda, metal, vulkan). llama.cpp is built by the repository's Makefile
-// (make BACKEND=cpu|cuda|metal) into static archives that this package links.
+// (none: CPU, cuda, metal, vulkan). llama.cpp is built into static archives that this
+// package links: by `make` in a llamago checkout, and in a module that requires llamago
+// by `go run github.com/llamago/llamago/cmd/llamago install [-backend cuda]` (README).
 //
 // Concurrency: a Model is safe for concurrent use: share one Model among many goroutines,
 // each decoding through its own Context. A Context, Sampler and Batch serve one goroutine

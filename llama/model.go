@@ -99,6 +99,7 @@ type Model struct {
 	vocabOnly    bool
 	loadDuration time.Duration
 	info         ModelInfo
+	fingerprint  uint64 // of saved state, see state.go
 	vocabInfo    VocabInfo
 	rpc          *rpcUse // the RPC workers holding layers (rpc.go); nil: none
 }
@@ -187,6 +188,7 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, facts: facts,
 		vocabOnly: params != nil && params.VocabOnly, loadDuration: time.Since(start), rpc: rpc}
 	m.info = readModelInfo(m)
+	m.fingerprint = modelFingerprint(m.info)
 	m.vocabInfo = readVocabInfo(m.vocab)
 	m.cleanup = runtime.AddCleanup(m, func(p *C.struct_llama_model) { C.llama_model_free(p) }, ptr)
 	return m, nil

@@ -17,7 +17,10 @@
 #ifndef LLAMAGO_NATIVE_H
 #define LLAMAGO_NATIVE_H
 
-#if !__has_include("llama.h") || (!__has_include("llamago-backend.h") && !defined(LLAMAGO_TYPECHECK_ONLY))
+// Without a LLAMAGO_TAG_ the build tags select no backend (metal off macOS, two GPU tags):
+// the Go files of buildtags_*.go say so.
+#if (defined(LLAMAGO_TAG_CPU) || defined(LLAMAGO_TAG_CUDA) || defined(LLAMAGO_TAG_METAL) || defined(LLAMAGO_TAG_VULKAN)) && \
+    (!__has_include("llama.h") || (!__has_include("llamago-backend.h") && !defined(LLAMAGO_TYPECHECK_ONLY)))
 #if defined(LLAMAGO_TAG_CUDA)
 #error "llamago: llama.cpp is not built for this llamago version and the cuda backend. In a module that requires llamago run: go run github.com/llamago/llamago/cmd/llamago install -backend cuda (in a llamago checkout: make BACKEND=cuda)"
 #elif defined(LLAMAGO_TAG_METAL)

@@ -107,6 +107,15 @@ func (m *Model) checkToken(t Token) error {
 	return nil
 }
 
+func (m *Model) checkTokens(tokens []Token) error {
+	for _, t := range tokens {
+		if err := m.checkToken(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // TokenizeFlags modify Tokenize.
 type TokenizeFlags uint8
 

@@ -79,6 +79,12 @@ func TestDownstreamModuleFollowsREADME(t *testing.T) {
 	}
 	assert.Contains(t, last, "The LORD is my shepherd; I shall not want.", "the program's output")
 
+	status := exec.CommandContext(t.Context(), "go", "run", modulePath+"/cmd/llamago", "status")
+	status.Dir, status.Env = work, env
+	out, err := status.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Regexp(t, `(?m)^  cpu +\S+/cpu-native/cpu \(complete\)$`, string(out))
+
 	// The module landed read-only and the build came from the install's link, not the checkout.
 	dir := filepath.Join(modcache, modulePath+"@v0.1.0")
 	fi, err := os.Stat(filepath.Join(dir, "llama", "cgo.go"))
