@@ -1,9 +1,14 @@
 package llama
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os"
+	"strings"
 	"testing"
 
+	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/require"
 )
 
@@ -174,4 +179,57 @@ func decodeOneTokenPerSeq(b *testing.B, c *Context, n int) {
 		require.NoError(b, batch.Add(Token(100+seq), 0, true, SeqID(seq)))
 	}
 	require.NoError(b, c.Decode(context.Background(), batch))
+}
+
+// BenchmarkChatSessionResume is the time to the first token of a new turn in a resumed
+// conversation of about 2,000 tokens: "restore" loads a session saved with its KV cache
+// (Load included), "reread" loads the messages only and decodes the conversation again.
+// The model is $LLAMAGO_BENCH_MODEL, or a synthetic Qwen2-0.5B-shape Q8_0.
+//
+//	go test -run '^$' -bench ChatSessionResume -benchtime 3x ./llama/
+func BenchmarkChatSessionResume(b *testing.B) {
+	path := os.Getenv("LLAMAGO_BENCH_MODEL")
+	if path == "" {
+		path = synthModel(b, "qwen2-0.5b", gguf.TypeQ8_0)
+	}
+	m, err := LoadModel(context.Background(), path, &ModelParams{GPULayers: -1})
+	require.NoError(b, err)
+	defer m.Close()
+	params := &ChatSessionParams{
+		System:   strings.Repeat("The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures. ", 90),
+		Sampling: greedyParams(), MaxTokens: 1,
+	}
+	session := func() *ChatSession {
+		c, err := m.NewContext(&ContextParams{NCtx: 4096})
+		require.NoError(b, err)
+		b.Cleanup(func() { c.Close() })
+		s, err := NewChatSession(c, params)
+		require.NoError(b, err)
+		return s
+	}
+	s := session()
+	_, err = drain(b, s.Say(b.Context(), "Who is my shepherd?"))
+	require.NoError(b, err)
+	b.Logf("conversation: %d tokens", s.LastTurn().PromptTokens)
+	var withCache, messagesOnly bytes.Buffer
+	require.NoError(b, s.Save(&withCache))
+	require.NoError(b, json.NewEncoder(&messagesOnly).Encode(sessionFile{Version: 1, Messages: s.Messages()}))
+
+	for name, saved := range map[string][]byte{"restore": withCache.Bytes(), "reread": messagesOnly.Bytes()} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				r := session()
+				b.StartTimer()
+				require.NoError(b, r.Load(bytes.NewReader(saved)))
+				_, err := drain(b, r.Say(b.Context(), "And then?"))
+				require.NoError(b, err)
+				b.StopTimer()
+				r.Close()
+				r.c.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/first-token")
+		})
+	}
 }

@@ -39,7 +39,7 @@ func newTestSession(t *testing.T, m *Model, nCtx int, p *ChatSessionParams) (*Co
 	return c, s
 }
 
-func drain(t *testing.T, seq func(func(ChatDelta, error) bool)) (string, error) {
+func drain(t testing.TB, seq func(func(ChatDelta, error) bool)) (string, error) {
 	t.Helper()
 	var text string
 	for d, err := range seq {

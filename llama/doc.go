@@ -44,6 +44,11 @@
 //	out-of-range n_ctx, n_batch, n_ubatch, n_seq_max, threads, sampler,
 //	batch, quantize parameters; mean pooling with n_ubatch not a
 //	multiple of n_seq_max                                                 ErrInvalidParams
+//	saved state (SetState, SetSeqState, Load*StateFile, ChatSession.Load)
+//	that is empty, truncated, damaged, of another model or cache type, a
+//	whole state for a sequence or the reverse, more cells than the
+//	context has, a missing file or a directory                            ErrInvalidState (the memory it
+//	                                                                      replaced is left empty)
 //	use of anything after Close                                           ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                              ErrContextBusy
 //	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy

@@ -137,12 +137,12 @@ func TestInteractiveWithoutTerminal(t *testing.T) {
 	assert.Contains(t, saved, `"line one \nline two"`)
 	assert.Contains(t, saved, `"pasted\ntext"`)
 
-	// /load restores it in a new process (whose cache is empty) and the chat goes on.
+	// /load restores it, KV cache included, in a new process and the chat goes on from the cache.
 	out, errOut, code = runPiped(t, "/load "+save+"\nAgain\n", chatArgs(model, "-i")...)
 	require.Equal(t, 0, code, errOut)
 	assert.NotEmpty(t, out, "the reply after /load")
 	assert.Contains(t, errOut, "[loaded "+save+": 7 messages]")
-	assert.Contains(t, errOut, "0 reused")
+	assert.Regexp(t, `prompt \d+ tokens, [1-9]\d* reused`, errOut, "the conversation came from the saved cache")
 	_, errOut, _ = runPiped(t, "/load "+filepath.Join(t.TempDir(), "missing.json")+"\n", chatArgs(model, "-i")...)
 	assert.Contains(t, errOut, "/load:")
 }

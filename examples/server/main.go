@@ -44,6 +44,7 @@ type config struct {
 	timeout, grace            time.Duration
 	embeddings, flashAttn     bool
 	deviceSampling            string
+	slotDir                   string
 }
 
 func main() {
@@ -67,6 +68,7 @@ func main() {
 	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings (mean-pooled, from an extra context of the model)")
 	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
 	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU): on, off, auto (on when layers are on a GPU)")
+	flag.StringVar(&cfg.slotDir, "slot-save-path", "", "directory for POST /slots/{id}?action=save|restore (llama-server's; empty: off)")
 	verbose := flag.Bool("v", false, "log llama.cpp and every request")
 	flag.Parse()
 
@@ -127,6 +129,14 @@ func run(cfg config, log *slog.Logger) error {
 	s := &server{
 		model: m, name: cfg.name, engine: eng, template: tmpl, apiKey: cfg.apiKey,
 		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(),
+	}
+	if cfg.slotDir != "" {
+		if s.slotDir, err = filepath.Abs(cfg.slotDir); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(s.slotDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("-slot-save-path %s: not a directory", cfg.slotDir)
+		}
 	}
 	if cfg.embeddings {
 		if s.embedder, err = newEmbedder(m, min(cfg.nCtx, 4096)); err != nil {

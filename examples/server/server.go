@@ -26,6 +26,7 @@ type server struct {
 	engine   *engine.Engine
 	template *llama.ChatTemplate
 	embedder *embedder // nil: /v1/embeddings is off
+	slotDir  string    // -slot-save-path; "": /slots actions are off
 	apiKey   string
 	maxBody  int64
 	timeout  time.Duration // per request, generation included
@@ -45,6 +46,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/chat/completions", s.api(s.chatCompletions))
 	mux.Handle("POST /v1/completions", s.api(s.completions))
 	mux.Handle("POST /v1/embeddings", s.api(s.embeddings))
+	mux.Handle("POST /slots/{id}", s.api(s.slotAction))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Type: "invalid_request_error"})
 	})
@@ -98,6 +100,9 @@ func decode(r *http.Request, v any) error {
 // toAPIError maps errors to OpenAI error responses.
 func toAPIError(err error) *apiError {
 	if e, ok := errors.AsType[*apiError](err); ok {
+		return e
+	}
+	if e := slotError(err); e != nil {
 		return e
 	}
 	switch {

@@ -76,7 +76,8 @@ type Engine struct {
 	log   *slog.Logger
 
 	mu       sync.Mutex
-	queue    []*job // admitted in order
+	queue    []*job     // admitted in order
+	controls []*control // slot saves and restores for the loop, see slot_state.go
 	closed   bool
 	draining bool // Shutdown: no new requests
 	stats    counters
@@ -253,6 +254,7 @@ func (e *Engine) loop() {
 		default:
 		}
 		e.reapCancelled()
+		e.runControls()
 		e.admit()
 		e.cells.Store(int64(e.cellsInUse()))
 		if !e.anyActive() {

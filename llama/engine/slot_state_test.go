@@ -1,0 +1,88 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/engine"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A slot's cache saved to a file and restored into another engine serves the same prompt
+// from the cache, with the same output.
+func TestSaveRestoreSlot(t *testing.T) {
+	m := loadModel(t)
+	ps := prompts(t, m, 1)
+	dir := t.TempDir()
+
+	src := newEngine(t, m, &engine.Config{Slots: 2})
+	_, _, err := collect(t.Context(), src, &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 4})
+	require.NoError(t, err)
+	var path string
+	saved := 0
+	for id := range src.Slots() { // the request ran in one of them
+		p := filepath.Join(dir, fmt.Sprintf("slot%d.bin", id))
+		n, err := src.SaveSlot(t.Context(), id, p)
+		require.NoError(t, err)
+		if n > saved {
+			saved, path = n, p
+		}
+	}
+	assert.GreaterOrEqual(t, saved, len(ps[0]), "the prompt and generated tokens are in the slot")
+
+	dst := newEngine(t, m, &engine.Config{Slots: 2})
+	n, err := dst.RestoreSlot(t.Context(), 1, path)
+	require.NoError(t, err)
+	assert.Equal(t, saved, n)
+	var res engine.Result
+	toks, _, err := collect(t.Context(), dst, &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 8, IgnoreEOG: true, Result: &res})
+	require.NoError(t, err)
+	assert.Equal(t, len(ps[0])-1, res.CachedTokens, "the restored cache served the prompt")
+	assert.Equal(t, alone(t, m, ps[0], 8), toks)
+
+	n, err = dst.EraseSlot(t.Context(), 1)
+	require.NoError(t, err)
+	assert.Positive(t, n)
+	n, err = dst.EraseSlot(t.Context(), 1)
+	require.NoError(t, err)
+	assert.Zero(t, n, "erased")
+
+	_, err = dst.RestoreSlot(t.Context(), 0, filepath.Join(t.TempDir(), "missing.bin"))
+	assert.ErrorIs(t, err, llama.ErrInvalidState)
+	_, err = dst.SaveSlot(t.Context(), 2, path)
+	assert.ErrorIs(t, err, llama.ErrInvalidParams)
+	_, err = dst.EraseSlot(t.Context(), -1)
+	assert.ErrorIs(t, err, llama.ErrInvalidParams)
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = dst.EraseSlot(cancelled, 0)
+	if err != nil { // a cancelled wait: the erase was done, or not started
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+	require.NoError(t, dst.Close())
+	_, err = dst.SaveSlot(t.Context(), 0, path)
+	assert.ErrorIs(t, err, engine.ErrClosed)
+}
+
+// A slot serving a request is not saved, restored or erased under it.
+func TestSlotBusy(t *testing.T) {
+	m := loadModel(t)
+	e := newEngine(t, m, &engine.Config{Slots: 1, Context: &llama.ContextParams{NCtx: 512}})
+	ps := prompts(t, m, 1)
+	checked := false
+	for _, err := range e.Generate(t.Context(), &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 400, IgnoreEOG: true}) {
+		require.NoError(t, err)
+		if !checked {
+			_, err := e.SaveSlot(t.Context(), 0, filepath.Join(t.TempDir(), "x"))
+			assert.ErrorIs(t, err, engine.ErrSlotBusy)
+			_, err = e.EraseSlot(t.Context(), 0)
+			assert.ErrorIs(t, err, engine.ErrSlotBusy)
+			checked = true
+		}
+	}
+	assert.True(t, checked)
+}
