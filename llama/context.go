@@ -154,6 +154,7 @@ type Context struct {
 	epoch    int32  // of the last armed call, see lgo_abort
 
 	attached *attachedSamplers // see SetBackendSampler
+	lora     *appliedLoRA      // see SetLoRA
 	rowOut   []*RowSample      // SampleRows' scratch: the requests, then those sampled on the CPU
 	pickIdx  []C.int32_t       // SampleRows' scratch: rows and the device's picks
 	picked   []C.llama_token
@@ -166,12 +167,14 @@ type contextResources struct {
 	abort    *C.lgo_abort
 	model    *Model
 	attached *attachedSamplers
+	lora     *appliedLoRA
 }
 
 func (r contextResources) free() {
 	C.llama_free(r.ptr)
 	C.free(unsafe.Pointer(r.abort))
 	r.attached.releaseAll()
+	r.lora.releaseAll() // after the context: it held the adapters
 	r.model.release()
 }
 
@@ -220,7 +223,7 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 	if m.facts.learnedPositions {
 		c.maxPos = Pos(m.info.NCtxTrain)
 	}
-	c.attached = &attachedSamplers{}
+	c.attached, c.lora = &attachedSamplers{}, &appliedLoRA{}
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
 	return c, nil
 }
@@ -331,7 +334,7 @@ func poolingFromC(t C.enum_llama_pooling_type) PoolingType {
 }
 
 func (c *Context) resources() contextResources {
-	return contextResources{c.ptr, c.abort, c.model, c.attached}
+	return contextResources{c.ptr, c.abort, c.model, c.attached, c.lora}
 }
 
 // enter claims the context for one call; the caller must c.mu.Unlock() when it returns nil.

@@ -49,6 +49,10 @@
 //	whole state for a sequence or the reverse, more cells than the
 //	context has, a missing file or a directory                            ErrInvalidState (the memory it
 //	                                                                      replaced is left empty)
+//	LoRA adapter files: missing, a directory, malformed GGUF, not an
+//	adapter, another architecture, tensors that do not match the model    *LoadError
+//	SetLoRA with a nil adapter, one of another model, listed twice, a
+//	non-finite scale                                                      ErrInvalidParams; a closed adapter: ErrClosed
 //	use of anything after Close                                           ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                              ErrContextBusy
 //	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy
