@@ -53,6 +53,10 @@
 //	adapter, another architecture, tensors that do not match the model    *LoadError
 //	SetLoRA with a nil adapter, one of another model, listed twice, a
 //	non-finite scale                                                      ErrInvalidParams; a closed adapter: ErrClosed
+//	control vector files without direction.<layer> F32 1-D tensors, with
+//	layer 0 or above 512, sizes that differ, NaN or infinite values       *LoadError
+//	SetControlVector of another embedding size, layers outside
+//	1..n_layer, no data, non-finite values                                ErrInvalidParams
 //	use of anything after Close                                           ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                              ErrContextBusy
 //	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy
