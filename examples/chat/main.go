@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
@@ -49,6 +50,7 @@ type config struct {
 	prompt      string
 	interactive bool
 	sampling    *llama.SamplingParams
+	adapters    *adapterflags.Flags
 }
 
 func main() {
@@ -64,6 +66,7 @@ func main() {
 	flag.StringVar(&cfg.prompt, "p", "", "send this message, print the reply and exit")
 	flag.BoolVar(&cfg.interactive, "i", false, "interactive even when stdin is not a terminal")
 	cfg.sampling = samplingflags.Register(flag.CommandLine)
+	cfg.adapters = adapterflags.Register(flag.CommandLine)
 	verbose := flag.Bool("v", false, "show llama.cpp's log")
 	flag.Parse()
 	if *verbose {
@@ -180,6 +183,19 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	if err != nil {
 		m.Close()
 		return nil, nil, err
+	}
+	if a.cfg.adapters != nil {
+		// The context keeps the adapters it applies: they need no closing of their own later.
+		adapters, err := a.cfg.adapters.Load(m)
+		if err == nil {
+			err = adapters.Apply(c)
+			adapters.Close()
+		}
+		if err != nil {
+			c.Close()
+			m.Close()
+			return nil, nil, err
+		}
 	}
 	var tmpl *llama.ChatTemplate
 	if a.cfg.template != "" {

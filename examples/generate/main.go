@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
@@ -30,6 +31,7 @@ func main() {
 	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
 	threads := flag.Int("t", 0, "threads (0: physical cores)")
 	sp := samplingflags.Register(flag.CommandLine)
+	adapters := adapterflags.Register(flag.CommandLine)
 	verbose := flag.Bool("v", false, "show llama.cpp's log")
 	flag.Parse()
 
@@ -38,14 +40,14 @@ func main() {
 	if *verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	if err := run(ctx, os.Stdout, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, sp); err != nil {
+	if err := run(ctx, os.Stdout, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, sp, adapters); err != nil {
 		fmt.Fprintln(os.Stderr, "generate:", err)
 		os.Exit(1)
 	}
 }
 
 // run writes the prompt and its continuation to out, the rest to stderr.
-func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuLayers, threads int, sp *llama.SamplingParams) error {
+func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuLayers, threads int, sp *llama.SamplingParams, af *adapterflags.Flags) error {
 	path, err := modelfile.ResolveDefault(model, "qwen2-0.5b", gguf.TypeQ8_0)
 	if err != nil {
 		return err
@@ -64,6 +66,16 @@ func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuL
 		return err
 	}
 	defer c.Close()
+	if af != nil {
+		adapters, err := af.Load(m)
+		if err != nil {
+			return err
+		}
+		defer adapters.Close()
+		if err := adapters.Apply(c); err != nil {
+			return err
+		}
+	}
 	s, err := llama.NewSamplerFromParams(m, sp)
 	if err != nil {
 		return err

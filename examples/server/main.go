@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
@@ -45,6 +46,7 @@ type config struct {
 	embeddings, flashAttn     bool
 	deviceSampling            string
 	slotDir                   string
+	adapters                  *adapterflags.Flags
 }
 
 func main() {
@@ -68,6 +70,7 @@ func main() {
 	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings (mean-pooled, from an extra context of the model)")
 	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
 	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU): on, off, auto (on when layers are on a GPU)")
+	cfg.adapters = adapterflags.Register(flag.CommandLine)
 	flag.StringVar(&cfg.slotDir, "slot-save-path", "", "directory for POST /slots/{id}?action=save|restore (llama-server's; empty: off)")
 	verbose := flag.Bool("v", false, "log llama.cpp and every request")
 	flag.Parse()
@@ -113,6 +116,19 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer eng.Close()
+	adapters, err := cfg.adapters.Load(m)
+	if err != nil {
+		return err
+	}
+	defer adapters.Close()
+	if err := eng.SetLoRA(ctx, adapters.LoRA...); err != nil {
+		return err
+	}
+	if adapters.Control != nil {
+		if err := eng.SetControlVector(ctx, adapters.Control, adapters.First, adapters.Last); err != nil {
+			return err
+		}
+	}
 	var topts *llama.ChatTemplateOptions
 	if cfg.template != "" {
 		src, err := os.ReadFile(cfg.template)
@@ -129,6 +145,7 @@ func run(cfg config, log *slog.Logger) error {
 	s := &server{
 		model: m, name: cfg.name, engine: eng, template: tmpl, apiKey: cfg.apiKey,
 		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(),
+		adapters: adapters,
 	}
 	if cfg.slotDir != "" {
 		if s.slotDir, err = filepath.Abs(cfg.slotDir); err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
 )
@@ -27,6 +28,7 @@ type server struct {
 	template *llama.ChatTemplate
 	embedder *embedder // nil: /v1/embeddings is off
 	slotDir  string    // -slot-save-path; "": /slots actions are off
+	adapters *adapterflags.Adapters
 	apiKey   string
 	maxBody  int64
 	timeout  time.Duration // per request, generation included
@@ -47,6 +49,8 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/completions", s.api(s.completions))
 	mux.Handle("POST /v1/embeddings", s.api(s.embeddings))
 	mux.Handle("POST /slots/{id}", s.api(s.slotAction))
+	mux.Handle("GET /lora-adapters", s.api(s.loraAdapters))
+	mux.Handle("POST /lora-adapters", s.api(s.setLoRAAdapters))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Type: "invalid_request_error"})
 	})

@@ -3,7 +3,10 @@
 package testmodel
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,4 +75,59 @@ func VocabPath(t testing.TB, name string) string {
 		t.Fatalf("vocabulary %s: %v (run `make deps` or set LLAMA_CPP_DIR)", name, err)
 	}
 	return p
+}
+
+// LoRA writes a random rank-4 LoRA adapter (alpha 4) of the first attention query weight
+// of the model at path into a temporary directory of t and returns its path: large enough
+// that a scale of a few changes the model's output.
+func LoRA(t testing.TB, path string) string {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const target, rank = "blk.0.attn_q.weight", 4
+	ti, ok := f.Tensor(target)
+	arch, err := f.String("general.architecture")
+	if !ok || err != nil {
+		t.Fatalf("%s: no %s or architecture (%v)", path, target, err)
+	}
+	in, out := ti.Shape[0], ti.Shape[1]
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := func(n int64) []byte {
+		b := make([]byte, 4*n)
+		for i := range n {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(rng.NormFloat64())))
+		}
+		return b
+	}
+	lora := filepath.Join(t.TempDir(), "lora.gguf")
+	file, err := os.Create(lora)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	w, err := gguf.NewWriter(file, []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String(arch)},
+		{Key: "general.type", Value: gguf.String("adapter")},
+		{Key: "adapter.type", Value: gguf.String("lora")},
+		{Key: "adapter.lora.alpha", Value: gguf.Float32(rank)},
+	}, []gguf.TensorInfo{
+		{Name: target + ".lora_a", Type: gguf.TypeF32, Shape: []int64{in, rank}},
+		{Name: target + ".lora_b", Type: gguf.TypeF32, Shape: []int64{rank, out}},
+	})
+	if err == nil {
+		err = w.WriteTensor(target+".lora_a", random(in*rank))
+	}
+	if err == nil {
+		err = w.WriteTensor(target+".lora_b", random(rank*out))
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lora
 }

@@ -76,8 +76,9 @@ type Engine struct {
 	log   *slog.Logger
 
 	mu       sync.Mutex
-	queue    []*job     // admitted in order
-	controls []*control // slot saves and restores for the loop, see slot_state.go
+	queue    []*job            // admitted in order
+	lora     []llama.LoRAScale // what SetLoRA applied
+	controls []*control        // slot saves and restores for the loop, see slot_state.go
 	closed   bool
 	draining bool // Shutdown: no new requests
 	stats    counters

@@ -64,15 +64,19 @@ func (e *Engine) onSlot(ctx context.Context, id int, fn func(*slot) error) error
 	if id < 0 || id >= len(e.slots) {
 		return fmt.Errorf("%w: engine: slot %d out of range [0, %d)", llama.ErrInvalidParams, id, len(e.slots))
 	}
-	var err error
-	c := &control{done: make(chan struct{}), fn: func() {
+	return e.do(ctx, func() error {
 		s := e.slots[id]
 		if s.job != nil {
-			err = fmt.Errorf("%w: slot %d", ErrSlotBusy, id)
-			return
+			return fmt.Errorf("%w: slot %d", ErrSlotBusy, id)
 		}
-		err = fn(s)
-	}}
+		return fn(s)
+	})
+}
+
+// do runs fn in the loop goroutine, which owns the context, between steps.
+func (e *Engine) do(ctx context.Context, fn func() error) error {
+	var err error
+	c := &control{done: make(chan struct{}), fn: func() { err = fn() }}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()

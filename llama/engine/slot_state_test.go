@@ -3,11 +3,14 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"testing"
 
+	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
+	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -85,4 +88,32 @@ func TestSlotBusy(t *testing.T) {
 		}
 	}
 	assert.True(t, checked)
+}
+
+// Adapters set between requests change the next requests' output; the prefixes cached
+// before are not reused under them.
+func TestSetLoRA(t *testing.T) {
+	m := loadModel(t)
+	adapter, err := m.LoadLoRA(testmodel.LoRA(t, testmodel.Path(t, "llama-tiny", gguf.TypeQ8_0)))
+	require.NoError(t, err)
+	defer adapter.Close()
+	e := newEngine(t, m, &engine.Config{Slots: 1})
+	ps := prompts(t, m, 1)
+	// Seeded sampling shows a change of the logits that greedy on this tiny model would not.
+	sampling := llama.DefaultSamplingParams()
+	sampling.Seed, sampling.Temperature, sampling.TopK = 42, 1.5, 0
+	req := func(res *engine.Result) []llama.Token {
+		toks, _, err := collect(t.Context(), e, &engine.Request{Prompt: ps[0], Sampling: &sampling, MaxTokens: 16, IgnoreEOG: true, Result: res})
+		require.NoError(t, err)
+		return toks
+	}
+	var r1, r2, r3 engine.Result
+	plain := req(&r1)
+	require.NoError(t, e.SetLoRA(t.Context(), llama.LoRAScale{Adapter: adapter, Scale: 8}))
+	assert.Equal(t, []llama.LoRAScale{{Adapter: adapter, Scale: 8}}, e.LoRA())
+	assert.NotEqual(t, plain, req(&r2))
+	assert.Zero(t, r2.CachedTokens, "the prefix cached without the adapter is not reused")
+	require.NoError(t, e.SetLoRA(t.Context()))
+	assert.Equal(t, plain, req(&r3))
+	assert.ErrorIs(t, e.SetLoRA(t.Context(), llama.LoRAScale{Adapter: adapter, Scale: float32(math.Inf(1))}), llama.ErrInvalidParams)
 }
