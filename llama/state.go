@@ -34,8 +34,9 @@ import (
 
 // ErrInvalidState is returned when saved state cannot be restored into a context:
 // truncated or foreign data, another model or cache type, too small a context. The
-// context stays usable; what the restore was replacing (the whole memory, or the
-// sequence) is left empty.
+// context stays usable: data our checks refuse leaves it as it was; when llama.cpp refuses
+// it part way, what the restore was replacing (the whole memory, or the sequence) is left
+// empty.
 var ErrInvalidState = errors.New("llama: invalid saved state")
 
 // State returns the context's whole state: the KV memory of every sequence.

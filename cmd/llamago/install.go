@@ -70,11 +70,7 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 	if err := o.validate(); err != nil {
 		return err
 	}
-	mod, err := moduleDir()
-	if err != nil {
-		return err
-	}
-	pin, err := llamacpp.ReadPin(mod)
+	mod, pin, link, err := locate()
 	if err != nil {
 		return err
 	}
@@ -105,10 +101,6 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 		fmt.Fprintf(stderr, "llamago: %s is already built in %s (-force builds it again)\n", o.variant(), build)
 	}
 
-	link, err := linkDir(pin)
-	if err != nil {
-		return err
-	}
 	previous, _ := os.Readlink(filepath.Join(link, o.Backend))
 	for _, name := range []string{"include", o.Backend} {
 		if err := symlink(filepath.Join(build, name), filepath.Join(link, name)); err != nil {
@@ -132,15 +124,7 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 
 // status prints which builds are linked for this llamago version.
 func status(stdout io.Writer) error {
-	mod, err := moduleDir()
-	if err != nil {
-		return err
-	}
-	pin, err := llamacpp.ReadPin(mod)
-	if err != nil {
-		return err
-	}
-	link, err := linkDir(pin)
+	_, pin, link, err := locate()
 	if err != nil {
 		return err
 	}
@@ -162,6 +146,18 @@ func status(stdout io.Writer) error {
 		fmt.Fprintln(stdout, "  none: run go run github.com/llamago/llamago/cmd/llamago install")
 	}
 	return nil
+}
+
+// locate finds this llamago module's files, the pin they name and where its builds are linked.
+func locate() (mod string, pin llamacpp.Pin, link string, err error) {
+	if mod, err = moduleDir(); err != nil {
+		return
+	}
+	if pin, err = llamacpp.ReadPin(mod); err != nil {
+		return
+	}
+	link, err = linkDir(pin)
+	return
 }
 
 // script runs one of the module's build scripts, its output on w.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"testing"
 
@@ -18,16 +16,8 @@ func TestLoRAAdapters(t *testing.T) {
 	lora := testmodel.LoRA(t, testmodel.Path(t, "qwen2-tiny", gguf.TypeQ8_0))
 	s := startServer(t, "-slots", "1", "-lora-scaled", lora+":8")
 	list := func() []loraAdapter {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.url+"/lora-adapters", nil)
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+testKey)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
 		var out []loraAdapter
-		require.NoError(t, json.Unmarshal(raw, &out), "%s", raw)
+		require.Equal(t, http.StatusOK, s.call(t, http.MethodGet, "/lora-adapters", nil, &out))
 		return out
 	}
 	assert.Equal(t, []loraAdapter{{ID: 0, Path: lora, Scale: 8}}, list())

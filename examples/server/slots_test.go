@@ -14,12 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// post sends a JSON body to the server and decodes the JSON answer.
-func (s *runningServer) post(t *testing.T, path string, body any) (int, map[string]any) {
+// call sends a request (with body as JSON, unless nil) and decodes the JSON answer into out.
+func (s *runningServer) call(t *testing.T, method, path string, body, out any) int {
 	t.Helper()
-	data, err := json.Marshal(body)
-	require.NoError(t, err)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+path, bytes.NewReader(data))
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, s.url+path, rd)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	resp, err := http.DefaultClient.Do(req)
@@ -27,9 +31,15 @@ func (s *runningServer) post(t *testing.T, path string, body any) (int, map[stri
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, out), "%s", raw)
+	return resp.StatusCode
+}
+
+// post sends a JSON body and returns the status and the JSON object answered.
+func (s *runningServer) post(t *testing.T, path string, body any) (int, map[string]any) {
+	t.Helper()
 	var out map[string]any
-	require.NoError(t, json.Unmarshal(raw, &out), "%s", raw)
-	return resp.StatusCode, out
+	return s.call(t, http.MethodPost, path, body, &out), out
 }
 
 // llama-server's slot actions: a slot saved to a file in -slot-save-path and restored
