@@ -26,7 +26,7 @@ func goLoadProgress(progress C.float, handle C.uintptr_t) C.bool {
 // the user's slog handler must not unwind into C: the message is dropped instead.
 //
 //export goLog
-func goLog(level C.int, text *C.char) {
+func goLog(level C.int, thread C.uintptr_t, text *C.char) {
 	defer func() { _ = recover() }()
-	logMessage(int(level), unsafe.Pointer(text))
+	logMessage(int(level), uintptr(thread), unsafe.Pointer(text))
 }

@@ -197,12 +197,13 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 	}
 	abort := (*C.lgo_abort)(C.calloc(1, C.sizeof_lgo_abort))
 	C.lgo_context_params_set_abort(&cp, abort)
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	ptr := C.llama_init_from_model(m.ptr, cp)
 	if ptr == nil {
 		C.free(unsafe.Pointer(abort))
 		m.release()
-		return nil, llamaErrors.since(since, "llama: cannot create context")
+		return nil, errs.err("llama: cannot create context")
 	}
 	c := &Context{
 		ptr:          ptr,

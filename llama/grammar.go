@@ -106,11 +106,12 @@ func (s grammarStage) add(b *chainBuilder) error {
 		tokPtr = &tokens[0]
 	}
 	var cerr *C.char
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	g := C.lgo_grammar_init(b.m.vocab, gbnf, root, pats.ptr(), C.size_t(len(patterns)), tokPtr, C.size_t(len(tokens)), &cerr)
 	if g == nil {
 		if cerr == nil {
-			return llamaErrors.since(since, "llama: grammar")
+			return errs.err("llama: grammar")
 		}
 		return cError(ErrGrammar, cerr)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,10 +19,16 @@ import (
 var (
 	logger   atomic.Pointer[slog.Logger]
 	logWatch atomic.Pointer[func(line string)] // sees every info line while set (Quantize progress)
-	logMu    sync.Mutex                        // guards the line being assembled
-	logLine  strings.Builder                   // llama.cpp sends some lines in fragments; joined until the newline
-	logLevel slog.Level                        // level of the line being assembled
+	logMu    sync.Mutex                        // guards pending
+	// pending is the line being assembled per logging thread: llama.cpp sends some lines
+	// in fragments, joined until the newline, and threads log at once.
+	pending = map[uintptr]*pendingLine{}
 )
+
+type pendingLine struct {
+	text  strings.Builder
+	level slog.Level
+}
 
 // SetLogger routes llama.cpp and ggml log output to l, one record per line, with the
 // attribute source=llama.cpp. nil (the default) silences it.
@@ -64,86 +71,111 @@ func slogLevel(level int) (lvl slog.Level, ok bool) {
 	}
 }
 
-func logMessage(level int, text unsafe.Pointer) {
+func logMessage(level int, thread uintptr, text unsafe.Pointer) {
 	logMu.Lock()
 	defer logMu.Unlock()
+	p := pending[thread]
+	if p == nil {
+		p = &pendingLine{}
+		pending[thread] = p
+	}
 	if lvl, ok := slogLevel(level); ok {
-		flushLogLine() // a new message: whatever was pending is complete
-		logLevel = lvl
+		p.flush(thread) // a new message: whatever was pending is complete
+		p.level = lvl
 	}
 	l := logger.Load()
-	watched := logLevel == slog.LevelInfo && logWatch.Load() != nil
-	if logLevel != slog.LevelError && !watched && (l == nil || !l.Enabled(context.Background(), logLevel)) {
-		logLine.Reset()
+	watched := p.level == slog.LevelInfo && logWatch.Load() != nil
+	if p.level != slog.LevelError && !watched && (l == nil || !l.Enabled(context.Background(), p.level)) {
+		p.text.Reset()
 		return
 	}
-	logLine.WriteString(C.GoString((*C.char)(text)))
-	s := logLine.String()
+	p.text.WriteString(C.GoString((*C.char)(text)))
+	s := p.text.String()
 	if !strings.Contains(s, "\n") {
 		return
 	}
-	logLine.Reset()
+	p.text.Reset()
 	lines := strings.Split(s, "\n")
 	for _, line := range lines[:len(lines)-1] {
-		emitLogLine(line)
+		emitLogLine(thread, p.level, line)
 	}
-	logLine.WriteString(lines[len(lines)-1])
+	p.text.WriteString(lines[len(lines)-1])
 }
 
-func flushLogLine() {
-	if logLine.Len() > 0 {
-		emitLogLine(logLine.String())
-		logLine.Reset()
+func (p *pendingLine) flush(thread uintptr) {
+	if p.text.Len() > 0 {
+		emitLogLine(thread, p.level, p.text.String())
+		p.text.Reset()
 	}
 }
 
-func emitLogLine(line string) {
+func emitLogLine(thread uintptr, level slog.Level, line string) {
 	line = strings.TrimRight(line, " \r\t")
 	if line == "" {
 		return
 	}
-	if logLevel == slog.LevelError {
-		llamaErrors.add(line)
+	if level == slog.LevelError {
+		llamaErrors.add(thread, line)
 	}
-	if w := logWatch.Load(); w != nil && logLevel == slog.LevelInfo {
+	if w := logWatch.Load(); w != nil && level == slog.LevelInfo {
 		(*w)(line)
 	}
-	if l := logger.Load(); l != nil && l.Enabled(context.Background(), logLevel) {
-		l.Log(context.Background(), logLevel, line, slog.String("source", "llama.cpp"))
+	if l := logger.Load(); l != nil && l.Enabled(context.Background(), level) {
+		l.Log(context.Background(), level, line, slog.String("source", "llama.cpp"))
 	}
 }
 
-// llamaErrors keeps the last error lines llama.cpp logged, so that a failed call can
-// say why ("failed to open file", "tensor data is not within the file bounds", ...).
+// llamaErrors keeps the last error lines llama.cpp logged, with the thread that logged
+// them, so that a failed call can say why ("failed to open file", "tensor data is not
+// within the file bounds", ...) with its own lines, not those of a call failing at the same
+// time on another goroutine.
 var llamaErrors errorLines
+
+type errorLine struct {
+	thread uintptr
+	text   string
+}
 
 type errorLines struct {
 	mu    sync.Mutex
 	seq   uint64
-	lines [8]string
+	lines [256]errorLine
 }
 
-func (e *errorLines) add(line string) {
+func (e *errorLines) add(thread uintptr, line string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.lines[e.seq%uint64(len(e.lines))] = line
+	e.lines[e.seq%uint64(len(e.lines))] = errorLine{thread, line}
 	e.seq++
 }
 
-// mark returns a position to pass to since.
-func (e *errorLines) mark() uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.seq
+// errorCapture collects the error lines llama.cpp logs on one OS thread during a call:
+// captureErrors locks the goroutine to its thread until done, so the C calls in between
+// run there.
+type errorCapture struct {
+	mark   uint64
+	thread uintptr
 }
 
-// since returns an error of fallback plus the lines logged after mark.
-func (e *errorLines) since(mark uint64, fallback string) error {
+func captureErrors() errorCapture {
+	runtime.LockOSThread()
+	llamaErrors.mu.Lock()
+	defer llamaErrors.mu.Unlock()
+	return errorCapture{mark: llamaErrors.seq, thread: uintptr(C.lgo_thread_key())}
+}
+
+func (c errorCapture) done() { runtime.UnlockOSThread() }
+
+// err returns an error of fallback plus the lines this thread logged since the capture began.
+func (c errorCapture) err(fallback string) error {
+	e := &llamaErrors
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var got []string
-	for s := max(mark, e.seq-min(e.seq, uint64(len(e.lines)))); s < e.seq; s++ {
-		got = append(got, e.lines[s%uint64(len(e.lines))])
+	for s := max(c.mark, e.seq-min(e.seq, uint64(len(e.lines)))); s < e.seq; s++ {
+		if l := e.lines[s%uint64(len(e.lines))]; l.thread == c.thread {
+			got = append(got, l.text)
+		}
 	}
 	if len(got) == 0 {
 		return errors.New(fallback)

@@ -54,11 +54,12 @@ func (m *Model) LoadLoRA(path string) (*LoRA, error) {
 	if err := m.retain(); err != nil {
 		return nil, err
 	}
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	ptr := C.llama_adapter_lora_init(m.ptr, cpath)
 	if ptr == nil {
 		m.release()
-		return nil, &LoadError{Path: path, Err: llamaErrors.since(since, "llama.cpp could not load the LoRA adapter")}
+		return nil, &LoadError{Path: path, Err: errs.err("llama.cpp could not load the LoRA adapter")}
 	}
 	a := &LoRA{ptr: ptr, model: m, meta: loraMetadata(ptr)}
 	a.cleanup = runtime.AddCleanup(a, freeLoRA, loraResources{ptr, m})

@@ -166,7 +166,8 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	start := time.Now()
 	ptr := C.llama_model_load_from_file(cpath, cp)
 	if err := rpc.err(); err != nil { // a worker failed while llama.cpp loaded (rpc.go)
@@ -182,7 +183,7 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 		case context.Cause(ctx) != nil:
 			return fail(aborted(context.Cause(ctx)))
 		default:
-			return fail(llamaErrors.since(since, "llama.cpp could not load the model"))
+			return fail(errs.err("llama.cpp could not load the model"))
 		}
 	}
 	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, facts: facts,

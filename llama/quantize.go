@@ -187,10 +187,11 @@ func Quantize(ctx context.Context, in, out string, p *QuantizeParams) error {
 		})
 		defer stop()
 	}
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	if rc := C.llama_model_quantize(cin, cout, &cp); rc != 0 {
 		os.Remove(out)
-		return fmt.Errorf("llama: quantize %s: %w", in, llamaErrors.since(since, "llama.cpp failed to quantize"))
+		return fmt.Errorf("llama: quantize %s: %w", in, errs.err("llama.cpp failed to quantize"))
 	}
 	if panicked != nil {
 		os.Remove(out)

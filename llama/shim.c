@@ -23,6 +23,10 @@ void lgo_model_params_set_progress(struct llama_model_params * p, uintptr_t hand
 
 static int lgo_log_enabled = 0;
 static _Thread_local int lgo_log_last_level = GGML_LOG_LEVEL_NONE;
+static _Thread_local char lgo_thread_marker;
+
+// The address of a thread-local variable tells threads apart while they live.
+uintptr_t lgo_thread_key(void) { return (uintptr_t) &lgo_thread_marker; }
 
 // Error lines always reach Go (they become the detail of load errors); the rest only
 // when a logger is set, so a silent process never pays for the callback.
@@ -37,7 +41,7 @@ static void lgo_log(enum ggml_log_level level, const char * text, void * user_da
     if (lgo_log_last_level != GGML_LOG_LEVEL_ERROR && !__atomic_load_n(&lgo_log_enabled, __ATOMIC_RELAXED)) {
         return;
     }
-    goLog((int) level, (char *) text);
+    goLog((int) level, lgo_thread_key(), (char *) text);
 }
 
 void lgo_log_install(void) { llama_log_set(lgo_log, NULL); }

@@ -33,6 +33,9 @@ void lgo_model_params_set_progress(struct llama_model_params * p, uintptr_t hand
 // Logging: installs the trampoline; enabled=false drops messages in C without calling Go.
 void lgo_log_install(void);
 void lgo_log_enable(bool enabled);
+// Identifies the calling thread: llama.cpp's error lines are matched to the call that
+// caused them by the thread that logged them (log.go, captureErrors).
+uintptr_t lgo_thread_key(void);
 
 // --- C++ entry points (shim.cpp): each catches every exception. On failure they return
 // an error code (or NULL) and, when err is not NULL, a malloc'ed message in *err. ---

@@ -66,11 +66,12 @@ func (c *Context) SetState(state []byte) error {
 		return err
 	}
 	defer c.mu.Unlock()
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	got := C.llama_state_set_data(c.ptr, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)))
 	if got == 0 {
 		c.forgetOutputs()
-		return fmt.Errorf("%w: %w", ErrInvalidState, llamaErrors.since(since, "llama.cpp refused it"))
+		return fmt.Errorf("%w: %w", ErrInvalidState, errs.err("llama.cpp refused it"))
 	}
 	if int(got) != len(data) {
 		c.clearMemory()
@@ -114,10 +115,11 @@ func (c *Context) SetSeqState(seq SeqID, state []byte) error {
 		return err
 	}
 	defer c.mu.Unlock()
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	got := C.llama_state_seq_set_data(c.ptr, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.llama_seq_id(seq))
 	if got == 0 {
-		return fmt.Errorf("%w: %w", ErrInvalidState, llamaErrors.since(since, "llama.cpp refused it"))
+		return fmt.Errorf("%w: %w", ErrInvalidState, errs.err("llama.cpp refused it"))
 	}
 	if int(got) != len(data) {
 		c.removeSeq(seq)
@@ -141,9 +143,10 @@ func (c *Context) SaveStateFile(path string, tokens []Token) error {
 		return err
 	}
 	defer c.mu.Unlock()
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	if !C.llama_state_save_file(c.ptr, cpath, tokenPtr(tokens), C.size_t(len(tokens))) {
-		return fmt.Errorf("llama: save state to %s: %w", path, llamaErrors.since(since, "llama.cpp failed"))
+		return fmt.Errorf("llama: save state to %s: %w", path, errs.err("llama.cpp failed"))
 	}
 	return nil
 }
@@ -165,12 +168,13 @@ func (c *Context) LoadStateFile(path string) ([]Token, error) {
 	defer c.mu.Unlock()
 	tokens := make([]Token, c.nCtx)
 	var n C.size_t
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	ok := C.llama_state_load_file(c.ptr, cpath, tokenPtr(tokens), C.size_t(len(tokens)), &n)
 	c.forgetOutputs()
 	if !ok {
 		c.clearMemory()
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidState, path, llamaErrors.since(since, "llama.cpp refused it"))
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidState, path, errs.err("llama.cpp refused it"))
 	}
 	return tokens[:n:n], nil
 }
@@ -193,9 +197,10 @@ func (c *Context) SaveSeqStateFile(path string, seq SeqID, tokens []Token) error
 		return err
 	}
 	defer c.mu.Unlock()
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	if C.llama_state_seq_save_file(c.ptr, cpath, C.llama_seq_id(seq), tokenPtr(tokens), C.size_t(len(tokens))) == 0 {
-		return fmt.Errorf("llama: save state of sequence %d to %s: %w", seq, path, llamaErrors.since(since, "llama.cpp failed"))
+		return fmt.Errorf("llama: save state of sequence %d to %s: %w", seq, path, errs.err("llama.cpp failed"))
 	}
 	return nil
 }
@@ -218,11 +223,12 @@ func (c *Context) LoadSeqStateFile(path string, seq SeqID) ([]Token, error) {
 		return nil, err
 	}
 	defer c.mu.Unlock()
-	since := llamaErrors.mark()
+	errs := captureErrors()
+	defer errs.done()
 	// The first call reads only the token count (checked against the file's size).
 	var n C.size_t
 	if C.llama_state_seq_load_file(c.ptr, cpath, C.llama_seq_id(seq), nil, 0, &n) == 0 {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidState, path, llamaErrors.since(since, "llama.cpp refused it"))
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidState, path, errs.err("llama.cpp refused it"))
 	}
 	if int(n) > c.nCtx {
 		return nil, fmt.Errorf("%w: %s holds %d tokens, more than the context's %d", ErrInvalidState, path, n, c.nCtx)
@@ -230,7 +236,7 @@ func (c *Context) LoadSeqStateFile(path string, seq SeqID) ([]Token, error) {
 	tokens := make([]Token, max(int(n), 1))
 	if C.llama_state_seq_load_file(c.ptr, cpath, C.llama_seq_id(seq), tokenPtr(tokens), C.size_t(len(tokens)), &n) == 0 {
 		c.removeSeq(seq)
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidState, path, llamaErrors.since(since, "llama.cpp refused it"))
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidState, path, errs.err("llama.cpp refused it"))
 	}
 	return tokens[:n:n], nil
 }
