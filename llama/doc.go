@@ -23,7 +23,8 @@
 //	absurd metadata: block_count outside 1..512, nextn_predict_layers
 //	above it, expert counts llama.cpp asserts on (> 1024, more used
 //	than exist, bad groups), unknown rope scaling type, NaN or negative
-//	norm epsilon, duplicate token strings, special token ids outside
+//	norm epsilon, duplicate token strings (up to a NUL, as llama.cpp
+//	reads them), special token ids outside
 //	the vocabulary, tensor data at file offsets ggml cannot map           *LoadError (pre-check)
 //	wrong types for known keys (block_count as a string, tokens as an
 //	int array, context_length as int32, ...)                              *LoadError (pre-check)

@@ -205,6 +205,10 @@ func precheckGGUF(r io.ReaderAt, size int64, vocabOnly bool) (modelFacts, error)
 	if tokens, err := f.Strings("tokenizer.ggml.tokens"); err == nil {
 		seen := make(map[string]int, len(tokens))
 		for i, tok := range tokens {
+			// llama.cpp reads each token as a C string: it ends at the first NUL byte.
+			if end := strings.IndexByte(tok, 0); end >= 0 {
+				tok = tok[:end]
+			}
 			if tok == "" { // llama.cpp renames empty tokens
 				tok = fmt.Sprintf("[EMPTY_%d]", i)
 			}
