@@ -48,8 +48,8 @@
 //	saved state (SetState, SetSeqState, Load*StateFile, ChatSession.Load)
 //	that is empty, truncated, damaged, of another model or cache type, a
 //	whole state for a sequence or the reverse, more cells than the
-//	context has, a missing file or a directory                            ErrInvalidState (the memory it
-//	                                                                      replaced is left empty)
+//	context has, a missing file or a directory                            ErrInvalidState (what llama.cpp
+//	                                                                      refuses part way is left empty)
 //	LoRA adapter files: missing, a directory, malformed GGUF, not an
 //	adapter, another architecture, tensors that do not match the model    *LoadError
 //	SetLoRA with a nil adapter, one of another model, listed twice, a
