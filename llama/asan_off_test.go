@@ -1,0 +1,5 @@
+//go:build !asan
+
+package llama
+
+const asanBuild = false
