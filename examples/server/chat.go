@@ -82,9 +82,14 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		out.Choices = []chatChoice{{Delta: delta, FinishReason: reason}}
 		return stream.send(out)
 	}
+	// The role chunk goes with the engine's first answer, so that a request it refuses
+	// (queue full, prompt too long) gets a plain HTTP error a client can act on (429: retry).
 	empty := ""
-	if err := chunk(&chatMessage{Role: "assistant", Content: &empty}, nil); err != nil {
-		return nil // the client left
+	role := func() error {
+		if stream.started {
+			return nil
+		}
+		return chunk(&chatMessage{Role: "assistant", Content: &empty}, nil)
 	}
 	var (
 		text strings.Builder
@@ -94,6 +99,9 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			stream.fail(err)
 			return nil
+		}
+		if err := role(); err != nil {
+			return nil // the client left; its context ends the generation
 		}
 		if d.Text == "" {
 			continue
@@ -108,6 +116,9 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 		}
+	}
+	if err := role(); err != nil {
+		return nil
 	}
 	msg, err := parser.Parse(text.String(), false)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/llamago/llamago/llama/engine"
@@ -12,6 +13,8 @@ import (
 // newMetricsHandler serves the engine's metrics in Prometheus' text format.
 func newMetricsHandler(e *engine.Engine) http.Handler {
 	reg := prometheus.NewRegistry()
+	// go_goroutines, process_resident_memory_bytes and the rest: what a leak shows in.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func(engine.Metrics) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "llamago", Name: name, Help: help},
 			func() float64 { return f(e.Metrics()) }))

@@ -48,6 +48,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/chat/completions", s.api(s.chatCompletions))
 	mux.Handle("POST /v1/completions", s.api(s.completions))
 	mux.Handle("POST /v1/embeddings", s.api(s.embeddings))
+	mux.Handle("GET /slots", s.api(s.slots))
 	mux.Handle("POST /slots/{id}", s.api(s.slotAction))
 	mux.Handle("GET /lora-adapters", s.api(s.loraAdapters))
 	mux.Handle("POST /lora-adapters", s.api(s.setLoRAAdapters))

@@ -14,6 +14,28 @@ import (
 	"github.com/llamago/llamago/llama/engine"
 )
 
+// GET /slots lists the slots as llama-server does: whether each serves a request, and
+// the tokens of its KV cache (as the engine counts them and as llama.cpp holds them).
+func (s *server) slots(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.engine.SlotStatuses(r.Context())
+	if err != nil {
+		return err
+	}
+	type slotJSON struct {
+		ID           int  `json:"id"`
+		NCtx         int  `json:"n_ctx"`
+		IsProcessing bool `json:"is_processing"`
+		CachedTokens int  `json:"n_cached_tokens"`
+		KVTokens     int  `json:"n_kv_tokens"`
+	}
+	out := make([]slotJSON, len(st))
+	for i, x := range st {
+		out[i] = slotJSON{ID: x.ID, NCtx: s.engine.NCtx(), IsProcessing: x.Active, CachedTokens: x.CachedTokens, KVTokens: x.KVTokens}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // POST /slots/{id}?action=save|restore|erase, as llama-server has it: a slot's KV cache
 // saved to, or restored from, a file named in the body ({"filename": "..."}) in the
 // directory of -slot-save-path; erase empties the slot. Off without -slot-save-path.

@@ -112,3 +112,33 @@ func (e *Engine) runControls() {
 		close(c.done)
 	}
 }
+
+// SlotStatus describes one slot, as SlotStatuses reports it.
+type SlotStatus struct {
+	ID     int
+	Active bool // serving a request
+	// CachedTokens is how many tokens the engine counts in the slot's KV cache;
+	// KVTokens is how many positions llama.cpp holds for the slot's sequence. They are
+	// equal between requests.
+	CachedTokens int
+	KVTokens     int
+}
+
+// SlotStatuses reports every slot, read in the loop goroutine between steps.
+func (e *Engine) SlotStatuses(ctx context.Context) ([]SlotStatus, error) {
+	out := make([]SlotStatus, len(e.slots))
+	err := e.do(ctx, func() error {
+		for i, s := range e.slots {
+			lo, hi, err := e.ctx.MemorySeqPosRange(s.seq)
+			if err != nil {
+				return err
+			}
+			out[i] = SlotStatus{ID: i, Active: s.job != nil, CachedTokens: len(s.cached)}
+			if hi >= 0 {
+				out[i].KVTokens = int(hi-lo) + 1
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -90,6 +90,53 @@ func TestSlotBusy(t *testing.T) {
 	assert.True(t, checked)
 }
 
+// SlotStatuses agrees with llama.cpp's own count of each sequence's cells: while a
+// request runs, after it, and after an erase.
+func TestSlotStatuses(t *testing.T) {
+	m := loadModel(t)
+	e := newEngine(t, m, &engine.Config{Slots: 3, Context: &llama.ContextParams{NCtx: 1024}})
+	ps := prompts(t, m, 2)
+	sawActive := false
+	for _, err := range e.Generate(t.Context(), &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 6, IgnoreEOG: true}) {
+		require.NoError(t, err)
+		if !sawActive {
+			st, err := e.SlotStatuses(t.Context())
+			require.NoError(t, err)
+			require.Len(t, st, 3)
+			active := 0
+			for _, s := range st {
+				if s.Active {
+					active++
+				}
+			}
+			assert.Equal(t, 1, active)
+			sawActive = true
+		}
+	}
+	require.True(t, sawActive)
+	st, err := e.SlotStatuses(t.Context())
+	require.NoError(t, err)
+	used := 0
+	for i, s := range st {
+		assert.Equal(t, i, s.ID)
+		assert.False(t, s.Active)
+		assert.Equal(t, s.KVTokens, s.CachedTokens, "slot %d: the engine's count is llama.cpp's", i)
+		used += s.KVTokens
+	}
+	assert.GreaterOrEqual(t, used, len(ps[0])+4, "the prompt and most generated tokens stay cached")
+	for i := range st {
+		_, err := e.EraseSlot(t.Context(), i)
+		require.NoError(t, err)
+	}
+	st, err = e.SlotStatuses(t.Context())
+	require.NoError(t, err)
+	for _, s := range st {
+		assert.Zero(t, s.KVTokens)
+		assert.Zero(t, s.CachedTokens)
+	}
+	assert.Zero(t, e.Metrics().CacheCells)
+}
+
 // Adapters set between requests change the next requests' output; the prefixes cached
 // before are not reused under them.
 func TestSetLoRA(t *testing.T) {

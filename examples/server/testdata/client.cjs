@@ -2,7 +2,7 @@
 //   node client.cjs <scenario> <base URL> <API key>
 // prints one JSON object with what the scenario observed (the Go test asserts on it).
 // NODE_PATH points at the node_modules holding the `openai` package.
-const { OpenAI } = require('openai');
+const { OpenAI, APIUserAbortError } = require('openai');
 
 const [scenario, baseURL, apiKey] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120000 });
@@ -10,6 +10,37 @@ const user = (content) => [{ role: 'user', content }];
 
 // errorOf describes an error the client raised.
 const errorOf = (e) => ({ status: e.status ?? null, type: e.type ?? e.error?.type ?? null, code: e.code ?? null, message: String(e.message) });
+
+const soakPrompts = ['Tell me about the sea.', 'Name three colours.', 'What is a verb?', 'Write a short poem about bread.', 'Why is the sky blue?'];
+
+// soakStream streams one greedy request and returns its text and finish reason (null when
+// the stream ended without one: torn).
+async function soakStream(prompt, opts, maxTokens = 16) {
+  const s = await client.chat.completions.create({ model: 'm', messages: user(prompt), max_tokens: maxTokens, temperature: 0, stream: true }, opts);
+  let text = '', finish = null;
+  for await (const c of s) for (const ch of c.choices) { text += ch.delta?.content ?? ''; if (ch.finish_reason) finish = ch.finish_reason; }
+  return { text, finish };
+}
+
+// dropMidStream starts a streaming request over raw HTTP and destroys the socket after
+// `after` data chunks. It returns false when the server refused it with 429.
+function dropMidStream(prompt, after) {
+  const http = require('node:http');
+  const body = JSON.stringify({ model: 'm', messages: user(prompt), max_tokens: 64, temperature: 0, stream: true });
+  return new Promise((resolve, reject) => {
+    const req = http.request(baseURL + '/chat/completions', {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}`, 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      if (res.statusCode === 429) { res.resume(); res.on('end', () => resolve(false)); return; }
+      if (res.statusCode !== 200) { reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })); res.resume(); return; }
+      let chunks = 0;
+      res.on('data', () => { if (++chunks === after) { req.destroy(); resolve(true); } });
+      res.on('end', () => resolve(true)); // ended before `after` chunks: nothing left to drop
+    });
+    req.on('error', (e) => { if (req.destroyed) resolve(true); else reject(e); });
+    req.end(body);
+  });
+}
 
 const scenarios = {
   async models() {
@@ -152,6 +183,74 @@ const scenarios = {
     await Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
     const seconds = (performance.now() - start) / 1000;
     return { clients, requests, complete, malformed, errors, tokens, seconds, requestsPerSecond: requests / seconds, tokensPerSecond: tokens / seconds };
+  },
+
+  // soakAlone: each soak prompt alone, greedy and streamed: the texts soak expects.
+  async soakAlone() {
+    const texts = [];
+    for (const p of soakPrompts) texts.push((await soakStream(p, {})).text);
+    return { texts };
+  },
+
+  // soak: CLIENTS streaming clients for SECONDS. A third complete their requests (the text
+  // must equal soakAlone's), a third drop the connection mid-stream, a third cancel at a
+  // random moment (queued or streaming). A full queue answers 429: back off and go on.
+  async soak() {
+    const clients = Number(process.env.CLIENTS ?? 64), seconds = Number(process.env.SECONDS ?? 20);
+    const expect = JSON.parse(process.env.EXPECT);
+    const r = { completed: 0, disconnected: 0, cancelled: 0, cancelledAfterEnd: 0, rejected: 0, torn: 0, mismatches: [], errors: [] };
+    const deadline = performance.now() + seconds * 1000;
+    const backoff = () => new Promise((ok) => setTimeout(ok, 50 + Math.random() * 200));
+    const worker = async (w) => {
+      for (let n = 0; performance.now() < deadline; n++) {
+        const i = (w + n) % soakPrompts.length;
+        try {
+          if (w % 3 === 0) {
+            const got = await soakStream(soakPrompts[i], {});
+            if (got.finish === null) r.torn++;
+            else if (got.text !== expect[i]) r.mismatches.push({ prompt: i, got: got.text, want: expect[i] });
+            else r.completed++;
+          } else if (w % 3 === 1) {
+            if (await dropMidStream(soakPrompts[i], 1 + Math.floor(Math.random() * 6))) r.disconnected++;
+            else r.rejected++;
+          } else {
+            // The client's stream ends quietly when cancelled mid-way; before the response
+            // it throws APIUserAbortError.
+            const ac = new AbortController();
+            setTimeout(() => ac.abort(), Math.random() * 400);
+            const got = await soakStream(soakPrompts[i], { signal: ac.signal }, 64);
+            if (got.finish !== null) r.cancelledAfterEnd++;
+            else if (ac.signal.aborted) r.cancelled++;
+            else r.torn++;
+          }
+        } catch (e) {
+          if (e.status === 429) { r.rejected++; await backoff(); }
+          else if (e instanceof APIUserAbortError) r.cancelled++;
+          else r.errors.push(errorOf(e));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
+    return r;
+  },
+
+  // inflight: STREAMS streaming requests, half short and half long; prints STARTED to
+  // stderr once SLOTS of them stream, then reports how each ended (the shutdown test).
+  async inflight() {
+    const streams = Number(process.env.STREAMS ?? 8), slots = Number(process.env.SLOTS ?? 4);
+    let started = 0;
+    const one = async (k) => {
+      let text = '', finish = null, error = null, counted = false;
+      try {
+        const s = await client.chat.completions.create({ model: 'm', messages: user(`Stream ${k}: go on.`), max_tokens: k % 2 ? 4000 : 24, temperature: 0, stream: true });
+        for await (const c of s) {
+          for (const ch of c.choices) { text += ch.delta?.content ?? ''; if (ch.finish_reason) finish = ch.finish_reason; }
+          if (text && !counted) { counted = true; if (++started === slots) process.stderr.write('STARTED\n'); }
+        }
+      } catch (e) { error = errorOf(e); }
+      return { finish, error, length: text.length };
+    };
+    return { streams: await Promise.all(Array.from({ length: streams }, (_, k) => one(k))) };
   },
 
   // slow: one long streaming request; reports how it ended (for the shutdown test).
