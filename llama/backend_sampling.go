@@ -184,6 +184,13 @@ func (a *attachedSamplers) any() bool {
 	return len(a.seq) > 0 || len(a.chains) > 0
 }
 
+// onDevice reports whether seq samples on the device (its own sampler or our chain).
+func (a *attachedSamplers) onDevice(seq SeqID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seq[seq] != nil || a.chains[seq].ptr != nil
+}
+
 // has reports whether seq has our stage for narrow attached (see deviceChain).
 func (a *attachedSamplers) has(seq SeqID, narrow int) bool {
 	a.mu.Lock()

@@ -50,6 +50,10 @@ type ChatSessionParams struct {
 	Seq SeqID
 	// Overflow is the policy for a conversation that outgrows the context.
 	Overflow OverflowPolicy
+	// Draft and DraftMax decode replies speculatively, as in GenerateOptions; the
+	// drafter sees the whole conversation.
+	Draft    Drafter
+	DraftMax int
 }
 
 // TurnResult describes the last reply of a ChatSession.
@@ -67,6 +71,8 @@ type TurnResult struct {
 	FinishReason    FinishReason
 	Prompt          time.Duration // prompt processing
 	Generation      time.Duration
+	// Drafted and DraftAccepted count speculative tokens (ChatSessionParams.Draft).
+	Drafted, DraftAccepted int
 }
 
 // ChatDelta is one step of a streamed reply.
@@ -310,7 +316,8 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 		genErr  error
 		stopped bool
 	)
-	opts := &GenerateOptions{MaxTokens: s.p.MaxTokens, Stop: prompt.Stop, Seq: seq, Result: &gres}
+	opts := &GenerateOptions{MaxTokens: s.p.MaxTokens, Stop: prompt.Stop, Seq: seq, Result: &gres,
+		Draft: s.p.Draft, DraftMax: s.p.DraftMax, history: tokens[:n]}
 	for g, err := range s.c.Generate(ctx, tokens[n:], sampler, opts) {
 		if err != nil {
 			genErr = err
@@ -349,6 +356,7 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 		Text: strings.ToValidUTF8(string(text), "\uFFFD"), PromptTokens: len(tokens), PromptTokensReused: n,
 		PromptTokensDecoded: gres.PromptTokens, GeneratedTokens: gres.GeneratedTokens, DroppedMessages: dropped,
 		FinishReason: gres.FinishReason, Prompt: gres.Prompt, Generation: gres.Generation,
+		Drafted: gres.Drafted, DraftAccepted: gres.DraftAccepted,
 	}
 	aborted := errors.Is(genErr, ErrAborted)
 	if genErr != nil && (!aborted || len(gen) == 0) {

@@ -58,6 +58,11 @@
 //	layer 0 or above 512, sizes that differ, NaN or infinite values       *LoadError
 //	SetControlVector of another embedding size, layers outside
 //	1..n_layer, no data, non-finite values                                ErrInvalidParams
+//	speculative decoding: a draft model whose vocabulary differs (type,
+//	special tokens, size by more than 128, any token's text), a drafter
+//	returning more tokens than asked or ids outside the vocabulary,
+//	DraftMax < 0, a sequence sampling on the device                       ErrInvalidParams / ErrInvalidToken;
+//	                                                                      the cache keeps no refused draft
 //	use of anything after Close                                           ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                              ErrContextBusy
 //	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy

@@ -35,8 +35,16 @@ type GenerateOptions struct {
 	IgnoreEOG bool     // keep generating past end-of-generation tokens
 	Logprobs  int      // > 0: record the log-probability of each token and of this many alternatives
 	Seq       SeqID    // the sequence to generate in
+	// Draft, when not nil, decodes speculatively: after each sampled token it proposes
+	// up to DraftMax more (0: 16), the model decodes them all in one step, and the
+	// sampler keeps those it picks itself, so the output is the same as without a
+	// draft. Not with a sampler on the device (SetBackendSampler).
+	Draft    Drafter
+	DraftMax int
 	// Result, when not nil, is filled in when the iteration ends.
 	Result *GenerateResult
+
+	history []Token // the sequence's tokens before the prompt, for Draft (ChatSession)
 }
 
 // TokenLogprob is a token with its log-probability under the model's distribution.
@@ -62,6 +70,9 @@ type GenerateResult struct {
 	Prompt          time.Duration // prompt processing
 	Generation      time.Duration // from the first sampled token to the end
 	Logprobs        []Generated   // every generated token, with GenerateOptions.Logprobs > 0
+	// Drafted tokens were proposed by GenerateOptions.Draft; DraftAccepted of them were
+	// what the sampler picked (each saved a decode step).
+	Drafted, DraftAccepted int
 }
 
 // PromptTokensPerSecond is the prompt-processing speed.
@@ -237,6 +248,13 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 			finish(FinishError, err)
 		}
 	}
+	decodeFailed := func(err error) {
+		if errors.Is(err, ErrContextFull) {
+			finish(FinishLength, nil)
+		} else {
+			failed(err)
+		}
+	}
 
 	_, last, _ := c.seqRange(o.Seq)
 	pos := last + 1
@@ -251,8 +269,24 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 	start = time.Now()
 	defer func() { res.Generation = time.Since(start) }()
 
+	// Speculation: pending are drafted tokens decoded after the last sampled one, at
+	// positions pos, pos+1, ...; row is the output row to sample next (-1: the last).
+	var (
+		history []Token
+		pending []Token
+		batch   []Token
+		row     = -1
+	)
+	if o.Draft != nil {
+		history = append(append(make([]Token, 0, len(o.history)+len(prompt)+256), o.history...), prompt...)
+		defer func() { // the cache keeps no drafted token the sampler did not take
+			if len(pending) > 0 {
+				C.llama_memory_seq_rm(C.llama_get_memory(c.ptr), C.llama_seq_id(o.Seq), C.llama_pos(pos), -1)
+			}
+		}()
+	}
 	for {
-		tok, err := s.sampleLocked(c, -1)
+		tok, err := s.sampleLocked(c, row)
 		if err != nil {
 			failed(err)
 			return
@@ -263,7 +297,7 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 		}
 		g := Generated{Token: tok}
 		if o.Logprobs > 0 {
-			if g, err = c.logprobs(tok, o.Logprobs); err != nil {
+			if g, err = c.logprobs(row, tok, o.Logprobs); err != nil {
 				failed(err)
 				return
 			}
@@ -308,16 +342,82 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 			finish(FinishLength, nil) // the last token needs no decode
 			return
 		}
-		if err := c.decodeSeq(ctx, []Token{tok}, pos, o.Seq); err != nil {
-			if errors.Is(err, ErrContextFull) {
-				finish(FinishLength, nil)
-			} else {
-				failed(err)
+		if o.Draft == nil {
+			if err := c.decodeSeq(ctx, []Token{tok}, pos, o.Seq); err != nil {
+				decodeFailed(err)
+				return
 			}
+			pos++
+			continue
+		}
+		history = append(history, tok)
+		if len(pending) > 0 && pending[0] == tok { // drafted right: decoded already, its logits are the next row
+			pending = pending[1:]
+			res.DraftAccepted++
+			pos++
+			row++
+			continue
+		}
+		if len(pending) > 0 { // drafted wrong: the rest of the draft leaves the cache
+			C.llama_memory_seq_rm(C.llama_get_memory(c.ptr), C.llama_seq_id(o.Seq), C.llama_pos(pos), -1)
+		}
+		if pending, err = c.draft(ctx, &o, history, pos, res.GeneratedTokens); err != nil {
+			failed(err)
+			return
+		}
+		res.Drafted += len(pending)
+		batch = append(append(batch[:0], tok), pending...)
+		if err := c.decodeRows(ctx, batch, pos, o.Seq); err != nil {
+			pending = nil // nothing of the batch is in the cache
+			decodeFailed(err)
 			return
 		}
 		pos++
+		row = 0
 	}
+}
+
+// draft asks o.Draft for the tokens to decode after the last of history, which goes
+// at pos: as many as fit the batch, the sequence and the tokens still to generate.
+func (c *Context) draft(ctx context.Context, o *GenerateOptions, history []Token, pos Pos, generated int) ([]Token, error) {
+	n := o.DraftMax
+	if n == 0 {
+		n = 16
+	}
+	n = min(n, c.nBatch-1, c.nCtxSeq()-int(pos)-1)
+	if o.MaxTokens > 0 {
+		n = min(n, o.MaxTokens-generated-1)
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	d, err := o.Draft.Draft(ctx, history, n)
+	if err != nil {
+		return nil, fmt.Errorf("draft: %w", err)
+	}
+	if len(d) > n {
+		return nil, fmt.Errorf("%w: the drafter returned %d tokens, asked for at most %d", ErrInvalidParams, len(d), n)
+	}
+	if err := c.model.checkTokens(d); err != nil {
+		return nil, fmt.Errorf("draft: %w", err)
+	}
+	return d, nil
+}
+
+// decodeRows decodes tokens (at most NBatch) of one sequence from pos on, with logits
+// for every one. The context is claimed and armed.
+func (c *Context) decodeRows(ctx context.Context, tokens []Token, pos Pos, seq SeqID) error {
+	b, err := c.scratchBatch()
+	if err != nil {
+		return err
+	}
+	b.Clear()
+	for i, t := range tokens {
+		if err := b.Add(t, pos+Pos(i), true, seq); err != nil {
+			return err
+		}
+	}
+	return c.run(ctx, b, false)
 }
 
 func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) error {
@@ -343,6 +443,9 @@ func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) 
 	if o.Seq < 0 || int(o.Seq) >= c.nSeqMax {
 		return invalidParam("sequence id %d out of range [0, %d)", o.Seq, c.nSeqMax)
 	}
+	if o.Draft != nil && (o.DraftMax < 0 || c.attached.onDevice(o.Seq)) {
+		return invalidParam("speculative decoding needs DraftMax >= 0 (got %d) and a sequence that samples on the CPU (sequence %d: SetBackendSampler)", o.DraftMax, o.Seq)
+	}
 	_, last, err := c.seqRange(o.Seq)
 	if err != nil {
 		return err
@@ -365,9 +468,9 @@ func (c *Context) seqRange(seq SeqID) (lo, hi Pos, err error) {
 // nCtxSeq is the number of positions one sequence may hold.
 func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
 
-// logprobs reads the log-probabilities of the last output's distribution.
-func (c *Context) logprobs(tok Token, top int) (Generated, error) {
-	logits := C.lgo_logits_ith(c.ptr, -1, C.bool(c.attached.any()))
+// logprobs reads the log-probabilities of output row's distribution (-1: the last).
+func (c *Context) logprobs(row int, tok Token, top int) (Generated, error) {
+	logits := C.lgo_logits_ith(c.ptr, C.int32_t(row), C.bool(c.attached.any()))
 	g := Generated{Token: tok}
 	if logits == nil {
 		return g, fmt.Errorf("%w: log-probabilities need the logits, and they stayed on the device (SetBackendSampler)", ErrNoLogits)

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
+	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
@@ -51,6 +52,7 @@ type config struct {
 	interactive bool
 	sampling    *llama.SamplingParams
 	adapters    *adapterflags.Flags
+	draft       *draftflags.Flags
 }
 
 func main() {
@@ -67,6 +69,7 @@ func main() {
 	flag.BoolVar(&cfg.interactive, "i", false, "interactive even when stdin is not a terminal")
 	cfg.sampling = samplingflags.Register(flag.CommandLine)
 	cfg.adapters = adapterflags.Register(flag.CommandLine)
+	cfg.draft = draftflags.Register(flag.CommandLine)
 	verbose := flag.Bool("v", false, "show llama.cpp's log")
 	flag.Parse()
 	if *verbose {
@@ -209,11 +212,24 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 			return nil, nil, err
 		}
 	}
-	sess, err := llama.NewChatSession(c, &llama.ChatSessionParams{
+	var draft *draftflags.Drafter
+	if a.cfg.draft != nil {
+		if draft, err = a.cfg.draft.Load(context.Background(), m, a.cfg.gpuLayers, a.cfg.nCtx); err != nil {
+			c.Close()
+			m.Close()
+			return nil, nil, err
+		}
+	}
+	sp := &llama.ChatSessionParams{
 		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.maxTokens,
 		Overflow: llama.OverflowDropOldest,
-	})
+	}
+	if draft != nil {
+		sp.Draft, sp.DraftMax = draft, draft.Max
+	}
+	sess, err := llama.NewChatSession(c, sp)
 	if err != nil {
+		draft.Close()
 		c.Close()
 		m.Close()
 		return nil, nil, err
@@ -223,6 +239,7 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 		m.LoadDuration().Round(time.Millisecond), llama.Backend, c.NCtx())
 	return sess, func() {
 		sess.Close()
+		draft.Close()
 		if tmpl != nil {
 			tmpl.Close()
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
+	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama"
 
@@ -27,7 +28,7 @@ func TestGenerateWithLoRAFlag(t *testing.T) {
 		af := adapterflags.Register(fs)
 		require.NoError(t, fs.Parse(args))
 		var out bytes.Buffer
-		require.NoError(t, run(t.Context(), &out, path, "The LORD is my shepherd;", 8, 256, 0, 2, &greedy, af))
+		require.NoError(t, run(t.Context(), &out, options{model: path, prompt: "The LORD is my shepherd;", n: 8, nCtx: 256, threads: 2, sampling: &greedy, adapters: af}))
 		return out.String()
 	}
 	plain := generate()
@@ -40,7 +41,37 @@ func TestGenerateWithLoRAFlag(t *testing.T) {
 	af := adapterflags.Register(fs)
 	require.NoError(t, fs.Parse([]string{"-lora", filepath.Join(t.TempDir(), "missing.gguf")}))
 	var out bytes.Buffer
-	err := run(t.Context(), &out, path, "x", 1, 256, 0, 2, &greedy, af)
+	err := run(t.Context(), &out, options{model: path, prompt: "x", n: 1, nCtx: 256, threads: 2, sampling: &greedy, adapters: af})
 	var le *llama.LoadError
 	assert.ErrorAs(t, err, &le)
+}
+
+// The speculative decoding flags change the speed, not the text: the demo model as its
+// own draft (-md), and prompt lookup (-spec-type ngram-simple).
+func TestGenerateWithDraftFlags(t *testing.T) {
+	path := demoModel(t)
+	greedy := llama.DefaultSamplingParams()
+	greedy.Temperature = 0
+	generate := func(args ...string) (string, error) {
+		fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		df := draftflags.Register(fs)
+		require.NoError(t, fs.Parse(args))
+		var out bytes.Buffer
+		err := run(t.Context(), &out, options{model: path, prompt: "In the beginning God created", n: 48, nCtx: 512, threads: 2, sampling: &greedy, draft: df})
+		return out.String(), err
+	}
+	plain, err := generate()
+	require.NoError(t, err)
+	for _, args := range [][]string{{"-md", path}, {"-model-draft", path, "-draft-max", "4"}, {"-spec-type", "ngram-simple"}} {
+		got, err := generate(args...)
+		require.NoError(t, err, "%v", args)
+		assert.Equal(t, plain, got, "%v", args)
+	}
+	_, err = generate("-spec-type", "eagle")
+	assert.ErrorContains(t, err, "want ngram-simple")
+	_, err = generate("-md", path, "-spec-type", "ngram-simple")
+	assert.ErrorContains(t, err, "choose one")
+	_, err = generate("-md", filepath.Join(t.TempDir(), "missing.gguf"))
+	assert.ErrorContains(t, err, "draft model")
 }

@@ -44,7 +44,7 @@ func TestDemoModelRecitesVerses(t *testing.T) {
 	} {
 		t.Run(c.prompt, func(t *testing.T) {
 			var out bytes.Buffer
-			require.NoError(t, run(t.Context(), &out, path, c.prompt, 16, 256, 0, 2, &greedy, nil))
+			require.NoError(t, run(t.Context(), &out, options{model: path, prompt: c.prompt, n: 16, nCtx: 256, threads: 2, sampling: &greedy}))
 			assert.True(t, strings.HasPrefix(out.String(), c.prompt+c.next), "got %q, want it to start with %q", out.String(), c.prompt+c.next)
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
+	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
@@ -32,6 +33,7 @@ func main() {
 	threads := flag.Int("t", 0, "threads (0: physical cores)")
 	sp := samplingflags.Register(flag.CommandLine)
 	adapters := adapterflags.Register(flag.CommandLine)
+	draft := draftflags.Register(flag.CommandLine)
 	verbose := flag.Bool("v", false, "show llama.cpp's log")
 	flag.Parse()
 
@@ -40,19 +42,29 @@ func main() {
 	if *verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	if err := run(ctx, os.Stdout, *model, *prompt, *n, *nCtx, *gpuLayers, *threads, sp, adapters); err != nil {
+	o := options{model: *model, prompt: *prompt, n: *n, nCtx: *nCtx, gpuLayers: *gpuLayers, threads: *threads,
+		sampling: sp, adapters: adapters, draft: draft}
+	if err := run(ctx, os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "generate:", err)
 		os.Exit(1)
 	}
 }
 
+type options struct {
+	model, prompt               string
+	n, nCtx, gpuLayers, threads int
+	sampling                    *llama.SamplingParams
+	adapters                    *adapterflags.Flags // nil: none
+	draft                       *draftflags.Flags   // nil: no speculative decoding
+}
+
 // run writes the prompt and its continuation to out, the rest to stderr.
-func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuLayers, threads int, sp *llama.SamplingParams, af *adapterflags.Flags) error {
-	path, err := modelfile.ResolveDefault(model, "qwen2-0.5b", gguf.TypeQ8_0)
+func run(ctx context.Context, out io.Writer, o options) error {
+	path, err := modelfile.ResolveDefault(o.model, "qwen2-0.5b", gguf.TypeQ8_0)
 	if err != nil {
 		return err
 	}
-	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: gpuLayers})
+	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: o.gpuLayers})
 	if err != nil {
 		return err
 	}
@@ -61,13 +73,13 @@ func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuL
 	fmt.Fprintf(os.Stderr, "%s: %s, %s, loaded in %v (%s backend)\n", path, info.Description,
 		size(info.Size), m.LoadDuration().Round(time.Millisecond), llama.Backend)
 
-	c, err := m.NewContext(&llama.ContextParams{NCtx: nCtx, Threads: threads})
+	c, err := m.NewContext(&llama.ContextParams{NCtx: o.nCtx, Threads: o.threads})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if af != nil {
-		adapters, err := af.Load(m)
+	if o.adapters != nil {
+		adapters, err := o.adapters.Load(m)
 		if err != nil {
 			return err
 		}
@@ -76,12 +88,23 @@ func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuL
 			return err
 		}
 	}
-	s, err := llama.NewSamplerFromParams(m, sp)
+	gopts := &llama.GenerateOptions{MaxTokens: o.n}
+	if o.draft != nil {
+		d, err := o.draft.Load(ctx, m, o.gpuLayers, o.nCtx)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if d != nil {
+			gopts.Draft, gopts.DraftMax = d, d.Max
+		}
+	}
+	s, err := llama.NewSamplerFromParams(m, o.sampling)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if gpuLayers != 0 && llama.SupportsGPUOffload() {
+	if o.gpuLayers != 0 && llama.SupportsGPUOffload() && gopts.Draft == nil {
 		// The GPU does the heavy part of sampling: for the default chain it narrows each row
 		// to the few thousand logits that hold the top k, so the CPU does not read 128k.
 		if _, err := c.SetBackendSampler(0, s); err != nil {
@@ -89,9 +112,10 @@ func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuL
 		}
 	}
 
-	fmt.Fprint(out, prompt)
+	fmt.Fprint(out, o.prompt)
 	var res llama.GenerateResult
-	for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateOptions{MaxTokens: n, Result: &res}) {
+	gopts.Result = &res
+	for piece, err := range c.GenerateText(ctx, o.prompt, s, gopts) {
 		if err != nil {
 			return err
 		}
@@ -101,6 +125,10 @@ func run(ctx context.Context, out io.Writer, model, prompt string, n, nCtx, gpuL
 	fmt.Fprintf(os.Stderr, "prompt: %d tokens, %.1f t/s | generation: %d tokens, %.1f t/s | finish: %s (seed %d)\n",
 		res.PromptTokens, res.PromptTokensPerSecond(), res.GeneratedTokens, res.GenerationTokensPerSecond(),
 		res.FinishReason, s.Seed())
+	if gopts.Draft != nil {
+		fmt.Fprintf(os.Stderr, "speculative: %d drafted, %d accepted (%.1f%%)\n", res.Drafted, res.DraftAccepted,
+			100*float64(res.DraftAccepted)/float64(max(res.Drafted, 1)))
+	}
 	return nil
 }
 
