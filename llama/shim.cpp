@@ -267,6 +267,26 @@ void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_to
     }
 }
 
+llama_token lgo_draft_pick(const float * logits, int32_t n_vocab, float min_p, bool * sure) {
+    llama_token best = 0;
+    for (llama_token t = 1; t < n_vocab; t++) {
+        if (logits[t] > logits[best]) {
+            best = t;
+        }
+    }
+    *sure = true;
+    if (min_p > 0) {
+        // p(best) >= min_p  <=>  sum of exp(l - l_best) <= 1 / min_p: stop once it is exceeded.
+        const float limit = 1.0f / min_p;
+        float sum = 0;
+        for (int32_t t = 0; t < n_vocab && *sure; t++) {
+            sum += expf(logits[t] - logits[best]);
+            *sure = sum <= limit;
+        }
+    }
+    return best;
+}
+
 int32_t lgo_tokenize(const struct llama_vocab * vocab, const char * text, int32_t text_len, llama_token * tokens,
                      int32_t n_tokens_max, bool add_special, bool parse_special, char ** err) {
     return catch_all(err, (int32_t) LGO_EXCEPTION, [&]() -> int32_t {

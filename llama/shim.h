@@ -120,6 +120,9 @@ int32_t lgo_detokenize(const struct llama_vocab * vocab, const llama_token * tok
 
 // Top-n log-probabilities of a logits row: writes n ids and logprobs, sorted descending.
 void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_token * ids, float * logprobs);
+// lgo_draft_pick returns the most likely token of logits; *sure says whether its
+// probability is at least min_p (always true for min_p <= 0).
+llama_token lgo_draft_pick(const float * logits, int32_t n_vocab, float min_p, bool * sure);
 float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token);
 
 // JSON schema -> GBNF with upstream's converter. Returns a malloc'ed grammar or NULL with *err.

@@ -154,11 +154,11 @@ func (d *ModelDrafter) Draft(ctx context.Context, history []Token, limit int) ([
 	d.held = append(d.held, history[n:]...)
 	var out []Token
 	for {
-		tok, logprob, err := d.ctx.topToken()
+		tok, sure, err := d.ctx.draftPick(d.minProb)
 		if err != nil {
 			return nil, d.reset(err)
 		}
-		if float32(math.Exp(float64(logprob))) < d.minProb && len(out) > 0 {
+		if !sure && len(out) > 0 {
 			return out, nil
 		}
 		out = append(out, tok)
@@ -191,21 +191,21 @@ func commonPrefixLen(a, b []Token) int {
 	return n
 }
 
-// topToken returns the most likely token of the last output and its log-probability.
-func (c *Context) topToken() (Token, float32, error) {
+// draftPick returns the most likely token of the last output, and whether its
+// probability is at least minProb.
+func (c *Context) draftPick(minProb float32) (Token, bool, error) {
 	if err := c.enter(); err != nil {
-		return 0, 0, err
+		return 0, false, err
 	}
 	defer c.mu.Unlock()
 	if err := c.outputIndex(-1); err != nil {
-		return 0, 0, err
+		return 0, false, err
 	}
 	logits := C.lgo_logits_ith(c.ptr, -1, C.bool(c.attached.any()))
 	if logits == nil {
-		return 0, 0, fmt.Errorf("%w: the draft context's logits stayed on the device", ErrNoLogits)
+		return 0, false, fmt.Errorf("%w: the draft context's logits stayed on the device", ErrNoLogits)
 	}
-	var id C.llama_token
-	var lp C.float
-	C.lgo_top_logprobs(logits, C.int32_t(c.nVocab), 1, &id, &lp)
-	return Token(id), float32(lp), nil
+	var sure C.bool
+	tok := C.lgo_draft_pick(logits, C.int32_t(c.nVocab), C.float(minProb), &sure)
+	return Token(tok), bool(sure), nil
 }

@@ -212,24 +212,33 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 			return nil, nil, err
 		}
 	}
-	var draft *draftflags.Drafter
+	sp := &llama.ChatSessionParams{
+		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.maxTokens,
+		Overflow: llama.OverflowDropOldest,
+	}
+	var drafts *draftflags.Drafts
 	if a.cfg.draft != nil {
-		if draft, err = a.cfg.draft.Load(context.Background(), m, a.cfg.gpuLayers, a.cfg.nCtx); err != nil {
+		drafts, err = a.cfg.draft.Load(context.Background(), m, a.cfg.gpuLayers, a.cfg.nCtx)
+		if err == nil && drafts != nil {
+			sp.DraftMax = drafts.Max
+			sp.Draft, err = drafts.New()
+		}
+		if err != nil {
+			drafts.Close()
 			c.Close()
 			m.Close()
 			return nil, nil, err
 		}
 	}
-	sp := &llama.ChatSessionParams{
-		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.maxTokens,
-		Overflow: llama.OverflowDropOldest,
-	}
-	if draft != nil {
-		sp.Draft, sp.DraftMax = draft, draft.Max
+	closeDrafts := func() {
+		if d, ok := sp.Draft.(io.Closer); ok {
+			d.Close()
+		}
+		drafts.Close()
 	}
 	sess, err := llama.NewChatSession(c, sp)
 	if err != nil {
-		draft.Close()
+		closeDrafts()
 		c.Close()
 		m.Close()
 		return nil, nil, err
@@ -239,7 +248,7 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 		m.LoadDuration().Round(time.Millisecond), llama.Backend, c.NCtx())
 	return sess, func() {
 		sess.Close()
-		draft.Close()
+		closeDrafts()
 		if tmpl != nil {
 			tmpl.Close()
 		}

@@ -90,13 +90,20 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 	gopts := &llama.GenerateOptions{MaxTokens: o.n}
 	if o.draft != nil {
-		d, err := o.draft.Load(ctx, m, o.gpuLayers, o.nCtx)
+		drafts, err := o.draft.Load(ctx, m, o.gpuLayers, o.nCtx)
 		if err != nil {
 			return err
 		}
-		defer d.Close()
-		if d != nil {
-			gopts.Draft, gopts.DraftMax = d, d.Max
+		defer drafts.Close()
+		if drafts != nil {
+			d, err := drafts.New()
+			if err != nil {
+				return err
+			}
+			if c, ok := d.(io.Closer); ok {
+				defer c.Close()
+			}
+			gopts.Draft, gopts.DraftMax = d, drafts.Max
 		}
 	}
 	s, err := llama.NewSamplerFromParams(m, o.sampling)

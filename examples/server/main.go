@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
+	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
@@ -47,6 +48,7 @@ type config struct {
 	deviceSampling            string
 	slotDir                   string
 	adapters                  *adapterflags.Flags
+	draft                     *draftflags.Flags
 }
 
 func main() {
@@ -71,6 +73,7 @@ func main() {
 	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
 	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU): on, off, auto (on when layers are on a GPU)")
 	cfg.adapters = adapterflags.Register(flag.CommandLine)
+	cfg.draft = draftflags.Register(flag.CommandLine)
 	flag.StringVar(&cfg.slotDir, "slot-save-path", "", "directory for POST /slots/{id}?action=save|restore (llama-server's; empty: off)")
 	verbose := flag.Bool("v", false, "log llama.cpp and every request")
 	flag.Parse()
@@ -108,10 +111,22 @@ func run(cfg config, log *slog.Logger) error {
 	if cfg.flashAttn {
 		fa = llama.FlashAttentionOn
 	}
-	eng, err := engine.New(m, &engine.Config{
+	ecfg := &engine.Config{
 		Slots: cfg.slots, MaxQueue: cfg.queue, DefaultMaxTokens: cfg.maxTokens, DeviceSampling: device, Logger: log,
 		Context: &llama.ContextParams{NCtx: cfg.nCtx, NBatch: cfg.nBatch, Threads: cfg.threads, FlashAttention: fa},
-	})
+	}
+	drafts, err := cfg.draft.Load(ctx, m, cfg.gpuLayers, cfg.nCtx)
+	if err != nil {
+		return err
+	}
+	defer drafts.Close() // after the engine, which closes the slots' drafters
+	if drafts != nil {
+		// Drafts are checked on the CPU, several rows a slot: greedy requests do not
+		// pick on the device then.
+		device, ecfg.DeviceSampling = false, false
+		ecfg.NewDrafter, ecfg.DraftMax = drafts.New, drafts.Max
+	}
+	eng, err := engine.New(m, ecfg)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,8 @@ func newMetricsHandler(e *engine.Engine) http.Handler {
 	counter("prompt_cached_tokens_total", "Prompt tokens taken from the cache instead of decoded.", func(m engine.Metrics) float64 { return float64(m.CachedTokens) })
 	counter("prompt_tokens_total", "Prompt tokens decoded.", func(m engine.Metrics) float64 { return float64(m.PromptTokens) })
 	counter("generated_tokens_total", "Tokens generated.", func(m engine.Metrics) float64 { return float64(m.GeneratedTokens) })
+	counter("draft_tokens_total", "Tokens proposed by the draft model or prompt lookup (-md, -spec-type).", func(m engine.Metrics) float64 { return float64(m.DraftedTokens) })
+	counter("draft_accepted_total", "Drafted tokens that were taken.", func(m engine.Metrics) float64 { return float64(m.DraftAccepted) })
 	counter("decode_steps_total", "Decode calls.", func(m engine.Metrics) float64 { return float64(m.Steps) })
 	counter("decode_seconds_total", "Time spent decoding.", func(m engine.Metrics) float64 { return m.DecodeTime.Seconds() })
 	counter("sample_seconds_total", "Time spent sampling, with the wait for the device.", func(m engine.Metrics) float64 { return m.SampleTime.Seconds() })

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -62,6 +63,12 @@ type Config struct {
 	// llama.cpp's per-sequence device chains measured slower than that on an H100 from
 	// 32 sequences on (docs/performance.md). Leave it off on CPU-only builds.
 	DeviceSampling bool
+	// NewDrafter, when not nil, makes each slot a drafter for speculative decoding
+	// (llama.GenerateOptions.Draft): New calls it once per slot, Close closes those that
+	// are io.Closers. Outputs stay what they are without drafts; requests sampled on
+	// the device (DeviceSampling) do not draft. DraftMax bounds a draft (0: 8).
+	NewDrafter func() (llama.Drafter, error)
+	DraftMax   int
 	// Logger receives the engine's own events; nil: silent.
 	Logger *slog.Logger
 }
@@ -105,11 +112,13 @@ type output struct {
 	row int
 }
 
-// emission is a token sampled for a request, to stream to it.
+// emission is a token sampled for a request, to stream to it; last: the request ends
+// with it.
 type emission struct {
-	s   *slot
-	j   *job
-	tok llama.Token
+	s    *slot
+	j    *job
+	tok  llama.Token
+	last bool
 }
 
 // New creates an engine for m with its own context. The model must outlive it.
@@ -124,8 +133,11 @@ func New(m *llama.Model, cfg *Config) (*Engine, error) {
 	if c.MaxQueue == 0 {
 		c.MaxQueue = 256
 	}
-	if c.Slots < 0 || c.MaxQueue < 0 || c.DefaultMaxTokens < 0 {
-		return nil, fmt.Errorf("%w: engine: Slots, MaxQueue and DefaultMaxTokens must not be negative", llama.ErrInvalidParams)
+	if c.DraftMax == 0 {
+		c.DraftMax = 8
+	}
+	if c.Slots < 0 || c.MaxQueue < 0 || c.DefaultMaxTokens < 0 || c.DraftMax < 0 {
+		return nil, fmt.Errorf("%w: engine: Slots, MaxQueue, DefaultMaxTokens and DraftMax must not be negative", llama.ErrInvalidParams)
 	}
 	var cp llama.ContextParams
 	if c.Context != nil {
@@ -155,7 +167,17 @@ func New(m *llama.Model, cfg *Config) (*Engine, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	for i := range c.Slots {
-		e.slots = append(e.slots, &slot{seq: llama.SeqID(i)})
+		s := &slot{seq: llama.SeqID(i)}
+		e.slots = append(e.slots, s)
+		if c.NewDrafter == nil {
+			continue
+		}
+		if s.drafter, err = c.NewDrafter(); err != nil {
+			e.closeDrafters()
+			batch.Close()
+			lc.Close()
+			return nil, fmt.Errorf("engine: drafter: %w", err)
+		}
 	}
 	e.stats.started = time.Now()
 	go e.loop()
@@ -187,7 +209,16 @@ func (e *Engine) Close() error {
 	close(e.quit)
 	<-e.done
 	e.batch.Close()
+	e.closeDrafters()
 	return e.ctx.Close()
+}
+
+func (e *Engine) closeDrafters() {
+	for _, s := range e.slots {
+		if c, ok := s.drafter.(io.Closer); ok {
+			c.Close()
+		}
+	}
 }
 
 // Shutdown stops admitting requests and waits until those already admitted or queued
@@ -347,6 +378,7 @@ func (e *Engine) step() {
 		e.add(s, chunk, len(chunk) == len(s.pending))
 	}
 	e.rr = (e.rr + 1) % n
+	e.addDrafts()
 	if b.Len() == 0 {
 		e.emit()
 		return
@@ -363,7 +395,7 @@ func (e *Engine) step() {
 		// llama.cpp finds cells for the whole batch before computing any of it: nothing
 		// was stored. Build the batch again with the room made.
 		for _, s := range e.slots {
-			s.inBatch = 0
+			s.inBatch, s.draft = 0, nil
 		}
 		return
 	}
@@ -396,6 +428,73 @@ func (e *Engine) add(s *slot, tokens []llama.Token, out bool) {
 	}
 }
 
+// addDrafts fills the batch's remaining room with drafts of the generating slots, each
+// after its next token, as far as free cache cells allow.
+func (e *Engine) addDrafts() {
+	free := e.ctx.NCtx() - e.batch.Len()
+	for _, s := range e.slots {
+		free -= len(s.cached)
+	}
+	for _, s := range e.slots {
+		if s.drafter == nil || s.job == nil || len(s.pending) > 0 || s.finishing {
+			continue
+		}
+		s.draft = e.draftFor(s, min(e.batch.Cap()-e.batch.Len(), free))
+		s.draftRow = e.batch.Len()
+		free -= len(s.draft)
+		for _, t := range s.draft {
+			if err := e.batch.Add(t, llama.Pos(len(s.cached)+s.inBatch), true, s.seq); err != nil {
+				panic(err)
+			}
+			s.inBatch++
+		}
+	}
+}
+
+// draftFor asks the drafter of generating slot s for at most limit tokens to follow its
+// next token. A drafter that fails costs speed only: it is logged.
+func (e *Engine) draftFor(s *slot, limit int) []llama.Token {
+	j := s.job
+	if s.drafter == nil || j.onDevice {
+		return nil
+	}
+	n := min(e.cfg.DraftMax, limit, j.maxTokens-j.generated-1, e.nCtx-len(s.cached)-2)
+	if n <= 0 {
+		return nil
+	}
+	s.history = append(append(s.history[:0], s.cached...), s.next)
+	d, err := s.drafter.Draft(context.Background(), s.history, n)
+	if err == nil && len(d) > n {
+		err = fmt.Errorf("%d tokens, asked for at most %d", len(d), n)
+	}
+	for _, t := range d {
+		if err == nil && !e.model.ValidToken(t) {
+			err = fmt.Errorf("%w: %d", llama.ErrInvalidToken, t)
+		}
+	}
+	if err != nil {
+		e.log.Warn("engine: draft refused", "seq", s.seq, "err", err)
+		return nil
+	}
+	j.drafted += len(d)
+	e.mu.Lock()
+	e.stats.drafted += uint64(len(d))
+	e.mu.Unlock()
+	return d
+}
+
+// dropDraft removes the drafted tokens of s that were not taken from its cache.
+func (e *Engine) dropDraft(s *slot) {
+	if len(s.draft) == 0 {
+		return
+	}
+	s.draft = nil
+	if _, err := e.ctx.MemorySeqRemove(s.seq, llama.Pos(len(s.cached)), -1); err != nil {
+		e.log.Warn("engine: dropping a draft", "err", err)
+		e.forget(s)
+	}
+}
+
 // commitBatch records the tokens of a decoded batch in their slots' caches.
 func (e *Engine) commitBatch() {
 	for _, s := range e.slots {
@@ -423,7 +522,7 @@ func (e *Engine) decodeFailed(err error) {
 		if s.inBatch == 0 {
 			continue
 		}
-		s.inBatch = 0
+		s.inBatch, s.draft = 0, nil
 		if s.job != nil {
 			e.release(s, llama.FinishError, err)
 		}
@@ -432,27 +531,48 @@ func (e *Engine) decodeFailed(err error) {
 }
 
 // sample picks the next token of every slot with an output row (their samplers run in
-// parallel) and streams the text.
+// parallel). A slot that drafted goes on to its next row while its sampler picks the
+// drafted token: that token is in the cache already; the rest of a draft leaves it.
 func (e *Engine) sample() {
 	e.outs = slices.DeleteFunc(e.outs, func(o output) bool { return o.s.job == nil })
-	e.picks = e.picks[:0]
-	for _, o := range e.outs {
-		e.picks = append(e.picks, llama.RowSample{Sampler: o.s.job.sampler, Row: o.row})
-	}
-	start := time.Now()
-	err := e.ctx.SampleRows(e.picks)
-	elapsed := time.Since(start)
-	e.mu.Lock()
-	e.stats.sampleTime += elapsed
-	e.mu.Unlock()
-	if err != nil {
-		for i := range e.picks {
-			e.picks[i].Err = err
+	for len(e.outs) > 0 {
+		e.picks = e.picks[:0]
+		for _, o := range e.outs {
+			e.picks = append(e.picks, llama.RowSample{Sampler: o.s.job.sampler, Row: o.row})
 		}
-	}
-	for i, o := range e.outs {
-		e.picked(o.s, e.picks[i].Token, e.picks[i].Err)
-		e.picks[i] = llama.RowSample{} // drop the sampler
+		start := time.Now()
+		err := e.ctx.SampleRows(e.picks)
+		elapsed := time.Since(start)
+		e.mu.Lock()
+		e.stats.sampleTime += elapsed
+		e.mu.Unlock()
+		if err != nil {
+			for i := range e.picks {
+				e.picks[i].Err = err
+			}
+		}
+		again := e.outs[:0]
+		for i, o := range e.outs {
+			s, tok := o.s, e.picks[i].Token
+			e.picked(s, tok, e.picks[i].Err)
+			e.picks[i] = llama.RowSample{} // drop the sampler
+			if len(s.draft) == 0 {
+				continue
+			}
+			if s.job == nil || s.finishing || tok != s.draft[0] {
+				e.dropDraft(s)
+				continue
+			}
+			s.cached = append(s.cached, tok)
+			s.draft = s.draft[1:]
+			s.job.draftAccepted++
+			e.mu.Lock()
+			e.stats.draftAccepted++
+			e.mu.Unlock()
+			again = append(again, output{s, s.draftRow})
+			s.draftRow++
+		}
+		e.outs = again
 	}
 }
 
@@ -476,11 +596,11 @@ func (e *Engine) picked(s *slot, tok llama.Token, err error) {
 	e.mu.Lock() // counted before the request can end: Metrics agree with its Result
 	e.stats.generated++
 	e.mu.Unlock()
-	e.emits = append(e.emits, emission{s, j, tok})
 	// The last token: streamed, then the request ends (emit). Until then the slot
 	// decodes nothing more.
 	s.finishing = j.generated >= j.maxTokens || len(s.cached)+1 >= e.nCtx
 	s.next = tok
+	e.emits = append(e.emits, emission{s, j, tok, s.finishing})
 }
 
 // emit streams the tokens sampled in the last step and ends the requests that a stop
@@ -502,7 +622,7 @@ func (e *Engine) emit() {
 		switch {
 		case stopped:
 			e.release(s, llama.FinishStop, nil)
-		case s.finishing:
+		case em.last:
 			e.release(s, llama.FinishLength, nil)
 		}
 	}

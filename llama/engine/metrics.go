@@ -4,18 +4,20 @@ import "time"
 
 // counters are the engine's running totals, guarded by Engine.mu.
 type counters struct {
-	started      time.Time
-	requests     uint64 // queued
-	admitted     uint64
-	rejected     uint64 // queue full
-	cacheHits    uint64 // admitted requests that reused a cached prefix
-	cachedTokens uint64
-	promptTokens uint64 // decoded prompt tokens
-	generated    uint64
-	steps        uint64
-	decodeTime   time.Duration
-	sampleTime   time.Duration
-	graphReuses  uint64
+	started       time.Time
+	requests      uint64 // queued
+	admitted      uint64
+	rejected      uint64 // queue full
+	cacheHits     uint64 // admitted requests that reused a cached prefix
+	cachedTokens  uint64
+	promptTokens  uint64 // decoded prompt tokens
+	generated     uint64
+	drafted       uint64
+	draftAccepted uint64
+	steps         uint64
+	decodeTime    time.Duration
+	sampleTime    time.Duration
+	graphReuses   uint64
 }
 
 // Metrics is a snapshot of the engine's state and totals since New.
@@ -30,13 +32,16 @@ type Metrics struct {
 	CachedTokens    uint64 // prompt tokens taken from the cache instead of decoded
 	PromptTokens    uint64 // prompt tokens decoded
 	GeneratedTokens uint64
-	Steps           uint64        // decode calls
-	DecodeTime      time.Duration // time spent in them (on a GPU they return before the device is done)
-	SampleTime      time.Duration // time spent sampling, including the wait for the device to finish the step
-	GraphReuses     uint64        // steps that reused the previous step's compute graph
-	Uptime          time.Duration
-	CacheCells      int // estimated KV cache cells in use (reservations of active requests included)
-	NCtx            int // KV cache size in cells
+	// DraftedTokens were proposed by drafters (Config.NewDrafter); DraftAccepted of
+	// them were taken, each a token generated without a decode step of its own.
+	DraftedTokens, DraftAccepted uint64
+	Steps                        uint64        // decode calls
+	DecodeTime                   time.Duration // time spent in them (on a GPU they return before the device is done)
+	SampleTime                   time.Duration // time spent sampling, including the wait for the device to finish the step
+	GraphReuses                  uint64        // steps that reused the previous step's compute graph
+	Uptime                       time.Duration
+	CacheCells                   int // estimated KV cache cells in use (reservations of active requests included)
+	NCtx                         int // KV cache size in cells
 }
 
 // TokensPerSecond is the average of prompt and generated tokens per second of decode time.
@@ -62,6 +67,8 @@ func (e *Engine) Metrics() Metrics {
 		CachedTokens:    st.cachedTokens,
 		PromptTokens:    st.promptTokens,
 		GeneratedTokens: st.generated,
+		DraftedTokens:   st.drafted,
+		DraftAccepted:   st.draftAccepted,
 		Steps:           st.steps,
 		DecodeTime:      st.decodeTime,
 		SampleTime:      st.sampleTime,

@@ -47,10 +47,13 @@ type Result struct {
 	PromptTokens    int
 	CachedTokens    int // prompt tokens reused from the prefix cache, not decoded
 	GeneratedTokens int
-	DeviceSampling  bool          // the request sampled on the device (Config.DeviceSampling)
-	Queued          time.Duration // waiting for a slot
-	TimeToFirst     time.Duration // from admission to the first generated token
-	Total           time.Duration // from Generate to the end
+	DeviceSampling  bool // the request sampled on the device (Config.DeviceSampling)
+	// Drafted tokens were proposed by the slot's drafter (Config.NewDrafter);
+	// DraftAccepted of them were what the request's sampler picked.
+	Drafted, DraftAccepted int
+	Queued                 time.Duration // waiting for a slot
+	TimeToFirst            time.Duration // from admission to the first generated token
+	Total                  time.Duration // from Generate to the end
 }
 
 // Generate queues a request and yields its output as it is generated. Ranging over it
@@ -161,11 +164,13 @@ type job struct {
 	onDevice  bool
 
 	// Written by the engine goroutine only.
-	generated    int
-	cachedTokens int
-	queuedAt     time.Time
-	admittedAt   time.Time
-	firstToken   time.Time
+	generated     int
+	drafted       int
+	draftAccepted int
+	cachedTokens  int
+	queuedAt      time.Time
+	admittedAt    time.Time
+	firstToken    time.Time
 
 	mu       sync.Mutex
 	out      []Delta
@@ -252,7 +257,7 @@ func (j *job) result() Result {
 	r := Result{
 		FinishReason: j.reason, Err: j.err,
 		PromptTokens: len(j.req.Prompt), CachedTokens: j.cachedTokens, GeneratedTokens: j.generated,
-		DeviceSampling: j.onDevice,
+		DeviceSampling: j.onDevice, Drafted: j.drafted, DraftAccepted: j.draftAccepted,
 	}
 	if !j.admittedAt.IsZero() {
 		r.Queued = j.admittedAt.Sub(j.queuedAt)

@@ -21,6 +21,11 @@ type slot struct {
 	// requests: attaching and detaching each make llama.cpp re-plan its graphs.
 	deviceGreedy bool
 	used         uint64 // when it last served a request (Engine.clock)
+
+	drafter  llama.Drafter // Config.NewDrafter's, or nil
+	draft    []llama.Token // drafted tokens in the batch after next, not yet checked
+	draftRow int           // the batch row of draft[0]
+	history  []llama.Token // scratch: the tokens a draft follows
 }
 
 // reserve is how many cache cells an active slot is counted for when admitting:

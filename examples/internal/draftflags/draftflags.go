@@ -1,6 +1,7 @@
 // Package draftflags registers llama.cpp's speculative decoding flags, which the
 // examples share: -md/-model-draft FNAME (a draft model of the same vocabulary),
-// -spec-type ngram-simple (prompt lookup, no model), -draft-max N and -draft-p-min P.
+// -spec-type ngram-simple (prompt lookup, no model), -spec-draft-n-max N (-draft-max) and
+// -spec-draft-p-min P (-draft-p-min).
 package draftflags
 
 import (
@@ -26,42 +27,60 @@ func Register(fs *flag.FlagSet) *Flags {
 		fs.StringVar(&f.model, name, "", "draft model for speculative decoding (same vocabulary as -model)")
 	}
 	fs.StringVar(&f.specType, "spec-type", "", "speculative decoding without a draft model: ngram-simple (prompt lookup)")
-	for _, name := range []string{"draft-max", "draft", "spec-draft-n-max"} {
+	for _, name := range []string{"spec-draft-n-max", "draft-max"} {
 		fs.IntVar(&f.max, name, 16, "most tokens drafted per step")
 	}
-	for _, name := range []string{"draft-p-min", "spec-draft-p-min"} {
+	for _, name := range []string{"spec-draft-p-min", "draft-p-min"} {
 		fs.Float64Var(&f.pMin, name, 0.75, "a draft ends at the first token the draft model is less sure of")
 	}
 	return f
 }
 
-// Drafter is the drafter the flags ask for (nil: none) and what closes it.
-type Drafter struct {
-	llama.Drafter
-	Max   int
-	close func() error
+// Drafts makes the drafters the flags ask for.
+type Drafts struct {
+	Max    int // most tokens per draft
+	target *llama.Model
+	model  *llama.Model // the draft model; nil: prompt lookup
+	nCtx   int
+	pMin   float32
+	first  *llama.ModelDrafter // made by Load to check the vocabularies, handed out first
 }
 
-// Close frees the draft model and its context.
-func (d *Drafter) Close() error {
-	if d == nil || d.close == nil {
+// New makes a drafter: a context of the draft model of its own, or prompt lookup.
+func (d *Drafts) New() (llama.Drafter, error) {
+	if d.model == nil {
+		return &llama.NgramDrafter{}, nil
+	}
+	if f := d.first; f != nil {
+		d.first = nil
+		return f, nil
+	}
+	return llama.NewModelDrafter(d.target, d.model, &llama.ModelDrafterParams{Context: &llama.ContextParams{NCtx: d.nCtx}, MinProb: d.pMin})
+}
+
+// Close frees the draft model, after the drafters made by New are closed.
+func (d *Drafts) Close() error {
+	if d == nil || d.model == nil {
 		return nil
 	}
-	return d.close()
+	if d.first != nil {
+		d.first.Close()
+	}
+	return d.model.Close()
 }
 
-// Load makes the drafter for generations of target, with the draft model on the GPU
-// when gpuLayers says so. It returns nil without -md or -spec-type.
-func (f *Flags) Load(ctx context.Context, target *llama.Model, gpuLayers int, nCtx int) (*Drafter, error) {
+// Load reads the flags for generations of target, with the draft model on the GPU when
+// gpuLayers says so and contexts of nCtx tokens. It returns nil without -md or -spec-type.
+func (f *Flags) Load(ctx context.Context, target *llama.Model, gpuLayers int, nCtx int) (*Drafts, error) {
 	switch {
 	case f.model != "" && f.specType != "":
 		return nil, fmt.Errorf("-md and -spec-type %s: choose one", f.specType)
 	case f.specType != "" && f.specType != "ngram-simple" && f.specType != "ngram":
 		return nil, fmt.Errorf("-spec-type %q: want ngram-simple", f.specType)
 	case f.max < 1:
-		return nil, fmt.Errorf("-draft-max %d: want at least 1", f.max)
+		return nil, fmt.Errorf("-spec-draft-n-max %d: want at least 1", f.max)
 	case f.specType != "":
-		return &Drafter{Drafter: &llama.NgramDrafter{}, Max: f.max}, nil
+		return &Drafts{Max: f.max}, nil
 	case f.model == "":
 		return nil, nil
 	}
@@ -69,17 +88,14 @@ func (f *Flags) Load(ctx context.Context, target *llama.Model, gpuLayers int, nC
 	if err != nil {
 		return nil, fmt.Errorf("draft model: %w", err)
 	}
-	pMin := float32(f.pMin)
-	if pMin == 0 {
-		pMin = -1 // the flag's 0 means no threshold
+	d := &Drafts{Max: f.max, target: target, model: m, nCtx: nCtx, pMin: float32(f.pMin)}
+	if d.pMin == 0 {
+		d.pMin = -1 // the flag's 0 means no threshold
 	}
-	d, err := llama.NewModelDrafter(target, m, &llama.ModelDrafterParams{Context: &llama.ContextParams{NCtx: nCtx}, MinProb: pMin})
-	if err != nil {
+	// A draft model of another vocabulary is refused now, not at the first request.
+	if d.first, err = llama.NewModelDrafter(target, m, &llama.ModelDrafterParams{Context: &llama.ContextParams{NCtx: nCtx}, MinProb: d.pMin}); err != nil {
 		m.Close()
 		return nil, err
 	}
-	return &Drafter{Drafter: d, Max: f.max, close: func() error {
-		d.Close()
-		return m.Close()
-	}}, nil
+	return d, nil
 }
