@@ -5,8 +5,8 @@
 # the same prompts and lengths, alternating, ROUNDS rounds; prints one line per run and
 # the means.
 #   BACKEND=cuda scripts/speculative-compare.sh TARGET.gguf DRAFT.gguf [TOKENS]
-# Needs llama-speculative and llama-completion built beside the archives:
-#   LLAMA_TOOLS="llama-speculative llama-completion" CMAKE_EXTRA_ARGS=-DLLAMA_BUILD_EXAMPLES=ON make libs
+# Needs llama-speculative and llama-completion built beside the archives (make libs builds
+# them; or LLAMA_TOOLS="llama-speculative llama-completion" bash scripts/build-llama.sh cuda).
 # Env: ROUNDS (3), DRAFT_MAX (8: tokens per draft, both tools), P_MIN (0: both tools),
 #      NGL (99; 0 on the CPU backend), THREADS (physical cores).
 set -euo pipefail

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/examples/internal/draftflags"
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama"
 
@@ -74,4 +77,32 @@ func TestGenerateWithDraftFlags(t *testing.T) {
 	assert.ErrorContains(t, err, "choose one")
 	_, err = generate("-md", filepath.Join(t.TempDir(), "missing.gguf"))
 	assert.ErrorContains(t, err, "draft model")
+}
+
+// A LoRA adapter gives the text that upstream's llama-completion of the same build gives
+// with the same file and scale (greedy).
+func TestLoRAMatchesUpstream(t *testing.T) {
+	bin, err := llamacpp.Tool(llama.Backend, "llama-completion")
+	if err != nil {
+		t.Skip(err)
+	}
+	path := demoModel(t)
+	lora := testmodel.LoRA(t, path)
+	greedy := llama.DefaultSamplingParams()
+	greedy.Temperature = 0
+	const prompt = "The LORD is my shepherd;"
+	for _, scale := range []string{"0.5", "2"} {
+		fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+		af := adapterflags.Register(fs)
+		require.NoError(t, fs.Parse([]string{"-lora-scaled", lora + ":" + scale}))
+		var ours bytes.Buffer
+		require.NoError(t, run(t.Context(), &ours, options{model: path, prompt: prompt, n: 24, nCtx: 256, threads: 2, sampling: &greedy, adapters: af}))
+		cmd := exec.CommandContext(t.Context(), bin, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "24",
+			"--temp", "0", "-c", "256", "-t", "2", "-ngl", "0", "-no-cnv", "--no-warmup")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		up, err := cmd.Output()
+		require.NoError(t, err, "%s", stderr.String())
+		assert.Equal(t, strings.TrimSpace(string(up)), strings.TrimSpace(ours.String()), "scale %s", scale)
+	}
 }

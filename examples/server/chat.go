@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,15 +150,33 @@ func (req *chatCompletionRequest) chatRequest() (*llama.ChatRequest, error) {
 	}
 	cr.Tools = req.Tools
 	if len(req.ToolChoice) > 0 && string(req.ToolChoice) != "null" {
+		const want = `tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": "..."}}`
 		var choice string
-		if err := json.Unmarshal(req.ToolChoice, &choice); err != nil {
-			return nil, badRequest("tool_choice", "tool_choice must be \"auto\", \"none\" or \"required\"")
+		var named struct {
+			Type     string `json:"type"`
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
 		}
-		switch llama.ToolChoice(choice) {
-		case llama.ToolChoiceAuto, llama.ToolChoiceNone, llama.ToolChoiceRequired:
-			cr.ToolChoice = llama.ToolChoice(choice)
+		switch {
+		case json.Unmarshal(req.ToolChoice, &choice) == nil:
+			switch llama.ToolChoice(choice) {
+			case llama.ToolChoiceAuto, llama.ToolChoiceNone, llama.ToolChoiceRequired:
+				cr.ToolChoice = llama.ToolChoice(choice)
+			default:
+				return nil, badRequest("tool_choice", want)
+			}
+		case json.Unmarshal(req.ToolChoice, &named) == nil && named.Type == "function" && named.Function.Name != "":
+			// One function forced: the only tool offered, and a call required, so the
+			// grammar admits a call of that function with its parameters only.
+			i := slices.IndexFunc(cr.Tools, func(t llama.Tool) bool { return t.Name == named.Function.Name })
+			if i < 0 {
+				return nil, badRequest("tool_choice", fmt.Sprintf("tool_choice names function %q, which is not in tools", named.Function.Name))
+			}
+			cr.Tools = cr.Tools[i : i+1]
+			cr.ToolChoice = llama.ToolChoiceRequired
 		default:
-			return nil, badRequest("tool_choice", "tool_choice must be \"auto\", \"none\" or \"required\"")
+			return nil, badRequest("tool_choice", want)
 		}
 	}
 	if rf := req.ResponseFormat; rf != nil {

@@ -76,14 +76,14 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 func (s *server) promptTokens(raw json.RawMessage) ([]llama.Token, error) {
 	var text string
 	if err := json.Unmarshal(raw, &text); err == nil {
-		return s.tokenize(text)
+		return s.tokenizePrompt(text)
 	}
 	var texts []string
 	if err := json.Unmarshal(raw, &texts); err == nil {
 		if len(texts) != 1 {
 			return nil, badRequest("prompt", "prompt must be one string (batches of prompts are not supported)")
 		}
-		return s.tokenize(texts[0])
+		return s.tokenizePrompt(texts[0])
 	}
 	var ids []llama.Token
 	if err := json.Unmarshal(raw, &ids); err == nil && len(ids) > 0 {
@@ -92,7 +92,7 @@ func (s *server) promptTokens(raw json.RawMessage) ([]llama.Token, error) {
 	return nil, badRequest("prompt", "prompt must be a non-empty string or a list of token ids")
 }
 
-func (s *server) tokenize(text string) ([]llama.Token, error) {
+func (s *server) tokenizePrompt(text string) ([]llama.Token, error) {
 	if text == "" {
 		return nil, badRequest("prompt", "prompt must not be empty")
 	}

@@ -47,6 +47,7 @@ type config struct {
 	embeddings, flashAttn     bool
 	deviceSampling            string
 	slotDir                   string
+	cors                      []string
 	adapters                  *adapterflags.Flags
 	draft                     *draftflags.Flags
 }
@@ -75,6 +76,14 @@ func main() {
 	cfg.adapters = adapterflags.Register(flag.CommandLine)
 	cfg.draft = draftflags.Register(flag.CommandLine)
 	flag.StringVar(&cfg.slotDir, "slot-save-path", "", "directory for POST /slots/{id}?action=save|restore (llama-server's; empty: off)")
+	flag.Func("cors-origins", "let browser pages from these origins call the API: comma-separated, * for any (default: none)", func(v string) error {
+		for o := range strings.SplitSeq(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.cors = append(cfg.cors, o)
+			}
+		}
+		return nil
+	})
 	verbose := flag.Bool("v", false, "log llama.cpp and every request")
 	flag.Parse()
 
@@ -159,7 +168,7 @@ func run(cfg config, log *slog.Logger) error {
 	defer tmpl.Close()
 	s := &server{
 		model: m, name: cfg.name, engine: eng, template: tmpl, apiKey: cfg.apiKey,
-		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(),
+		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(), cors: cfg.cors,
 		adapters: adapters,
 	}
 	if cfg.slotDir != "" {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/cors"
+
 	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
@@ -30,6 +32,7 @@ type server struct {
 	slotDir  string    // -slot-save-path; "": /slots actions are off
 	adapters *adapterflags.Adapters
 	apiKey   string
+	cors     []string // origins allowed to call from a browser; none: no CORS headers
 	maxBody  int64
 	timeout  time.Duration // per request, generation included
 	log      *slog.Logger
@@ -48,6 +51,9 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/chat/completions", s.api(s.chatCompletions))
 	mux.Handle("POST /v1/completions", s.api(s.completions))
 	mux.Handle("POST /v1/embeddings", s.api(s.embeddings))
+	mux.Handle("POST /tokenize", s.api(s.tokenize))
+	mux.Handle("POST /detokenize", s.api(s.detokenize))
+	mux.Handle("GET /props", s.api(s.props))
 	mux.Handle("GET /slots", s.api(s.slots))
 	mux.Handle("POST /slots/{id}", s.api(s.slotAction))
 	mux.Handle("GET /lora-adapters", s.api(s.loraAdapters))
@@ -55,7 +61,17 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Type: "invalid_request_error"})
 	})
-	return mux
+	if len(s.cors) == 0 {
+		return mux
+	}
+	// Browsers' preflight requests carry no API key: rs/cors answers them before auth.
+	// The openai package sends headers of its own (x-stainless-*): any header is allowed.
+	return cors.New(cors.Options{
+		AllowedOrigins: s.cors,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders: []string{"*"},
+		MaxAge:         600,
+	}).Handler(mux)
 }
 
 // auth checks the API key, when the server has one.

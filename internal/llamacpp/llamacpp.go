@@ -4,6 +4,7 @@ package llamacpp
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -38,4 +39,25 @@ func Model(name string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(dir, "models", name), nil
+}
+
+// Tool is the path of llama.cpp's program name built beside the archives of backend
+// (third_party/build/<backend>/bin, named in LLAMA_TOOLS of scripts/build-llama.sh), in
+// the repository holding the working directory.
+func Tool(backend, name string) (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "third_party", "build", backend, "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("%s is not built: LLAMA_TOOLS=%s bash scripts/build-llama.sh %s", name, name, backend)
+		}
+		dir = parent
+	}
 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/internal/testmodel"
+	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/gguf"
+)
+
+// tool_choice naming one function offers the template that function alone, with a call
+// required: the grammar (here of Qwen2.5's template, from llama.cpp's tree) admits calls
+// of it and of no other; an unknown name is a 400.
+func TestForcedToolChoice(t *testing.T) {
+	var req chatCompletionRequest
+	require.NoError(t, json.Unmarshal([]byte(`{"messages": [{"role": "user", "content": "Time in Paris?"}],
+		"tools": [
+			{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+			{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}}}}],
+		"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}`), &req))
+	cr, err := req.chatRequest()
+	require.NoError(t, err)
+	require.Len(t, cr.Tools, 1)
+	assert.Equal(t, "get_weather", cr.Tools[0].Name)
+	assert.Equal(t, llama.ToolChoiceRequired, cr.ToolChoice)
+
+	m, err := llama.LoadModel(t.Context(), testmodel.Path(t, "qwen2-tiny", gguf.TypeQ8_0), &llama.ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer m.Close()
+	dir, err := llamacpp.Dir()
+	require.NoError(t, err)
+	src, err := os.ReadFile(filepath.Join(dir, "models", "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"))
+	require.NoError(t, err)
+	tmpl, err := llama.NewChatTemplate(m, &llama.ChatTemplateOptions{Source: string(src)})
+	require.NoError(t, err)
+	defer tmpl.Close()
+	p, err := tmpl.Apply(cr)
+	require.NoError(t, err)
+	assert.False(t, p.GrammarLazy, "the call is required")
+	assert.Contains(t, p.Grammar, `"get_weather"`)
+	assert.Contains(t, p.Grammar, `"\"Paris\"" | "\"Rome\""`, "its arguments follow its schema")
+	assert.NotContains(t, p.Grammar, "get_time")
+
+	for _, choice := range []string{`{"type": "function", "function": {"name": "nope"}}`, `{"type": "function"}`, `"sometimes"`, `7`} {
+		req.ToolChoice = json.RawMessage(choice)
+		_, err := req.chatRequest()
+		var ae *apiError
+		require.ErrorAs(t, err, &ae, choice)
+		assert.Equal(t, 400, ae.status, choice)
+	}
+}
+
+// llama-server's /tokenize, /detokenize and /props.
+func TestTokenizeDetokenizeProps(t *testing.T) {
+	s := startServer(t)
+	var tok struct{ Tokens []int }
+	require.Equal(t, http.StatusOK, s.call(t, http.MethodPost, "/tokenize", map[string]any{"content": "Hello world<|im_end|>"}, &tok))
+	require.NotEmpty(t, tok.Tokens)
+	var plain struct{ Tokens []int }
+	s.call(t, http.MethodPost, "/tokenize", map[string]any{"content": "Hello world<|im_end|>", "parse_special": false}, &plain)
+	assert.Greater(t, len(plain.Tokens), len(tok.Tokens), "without parse_special the marker is text")
+
+	var pieces struct {
+		Tokens []struct {
+			ID    int
+			Piece any
+		}
+	}
+	s.call(t, http.MethodPost, "/tokenize", map[string]any{"content": "Hello world", "with_pieces": true}, &pieces)
+	var joined strings.Builder
+	for _, p := range pieces.Tokens {
+		joined.WriteString(p.Piece.(string))
+	}
+	assert.Equal(t, "Hello world", joined.String())
+
+	var detok struct{ Content string }
+	require.Equal(t, http.StatusOK, s.call(t, http.MethodPost, "/detokenize", map[string]any{"tokens": tok.Tokens}, &detok))
+	assert.Equal(t, "Hello world<|im_end|>", detok.Content)
+
+	var bad apiErrBody
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/detokenize", map[string]any{"tokens": []int{-1}}, &bad))
+	assert.Equal(t, "tokens", bad.Error.Param)
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/tokenize", map[string]any{}, &bad))
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/detokenize", map[string]any{"tokens": "x"}, &bad))
+
+	var props struct {
+		TotalSlots                int    `json:"total_slots"`
+		ChatTemplate              string `json:"chat_template"`
+		ModelAlias                string `json:"model_alias"`
+		DefaultGenerationSettings struct {
+			NCtx int `json:"n_ctx"`
+		} `json:"default_generation_settings"`
+	}
+	require.Equal(t, http.StatusOK, s.call(t, http.MethodGet, "/props", nil, &props))
+	assert.Equal(t, 4, props.TotalSlots)
+	assert.Contains(t, props.ChatTemplate, "<|im_start|>")
+	assert.Equal(t, 4096, props.DefaultGenerationSettings.NCtx)
+	assert.NotEmpty(t, props.ModelAlias)
+}
+
+type apiErrBody struct {
+	Error struct {
+		Message string
+		Param   string
+	}
+}
+
+// CORS is off unless -cors-origins names origins; then a browser's preflight is answered
+// without the API key, for the openai package's own headers too, and only for those origins.
+func TestCORS(t *testing.T) {
+	preflight := func(s *runningServer, origin string) *http.Response {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodOptions, s.url+"/v1/chat/completions", nil)
+		require.NoError(t, err)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,x-stainless-os")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	off := startServer(t)
+	assert.Empty(t, preflight(off, "http://app.example").Header.Get("Access-Control-Allow-Origin"))
+
+	s := startServer(t, "-cors-origins", "http://app.example, http://other.example")
+	resp := preflight(s, "http://app.example")
+	assert.Less(t, resp.StatusCode, 300)
+	assert.Equal(t, "http://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "x-stainless-os")
+	assert.Contains(t, resp.Header.Get("Access-Control-Allow-Methods"), "POST")
+	assert.Empty(t, preflight(s, "http://evil.example").Header.Get("Access-Control-Allow-Origin"))
+
+	// The request itself still needs the key, and its answer carries the origin.
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.url+"/v1/models", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", "http://other.example")
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	got, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	got.Body.Close()
+	assert.Equal(t, http.StatusOK, got.StatusCode)
+	assert.Equal(t, "http://other.example", got.Header.Get("Access-Control-Allow-Origin"))
+}
