@@ -18,6 +18,12 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	if req.Echo {
 		return badRequest("echo", "echo is not supported")
 	}
+	if req.Suffix != nil && *req.Suffix != "" {
+		return badRequest("suffix", "suffix is not supported")
+	}
+	if req.BestOf != nil && *req.BestOf != 1 {
+		return badRequest("best_of", "only best_of=1 is supported")
+	}
 	tokens, err := s.promptTokens(req.Prompt)
 	if err != nil {
 		return err

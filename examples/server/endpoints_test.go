@@ -150,3 +150,35 @@ func TestCORS(t *testing.T) {
 	assert.Equal(t, http.StatusOK, got.StatusCode)
 	assert.Equal(t, "http://other.example", got.Header.Get("Access-Control-Allow-Origin"))
 }
+
+// The unknown-field policy: a field no endpoint knows is a 400 naming it (as OpenAI
+// answers); OpenAI's fields that change nothing here are accepted; asked-for features
+// that are not implemented are refused, not silently dropped.
+func TestUnknownFieldPolicy(t *testing.T) {
+	s := startServer(t)
+	chat := func(extra string) (int, apiErrBody) {
+		var body map[string]any
+		require.NoError(t, json.Unmarshal([]byte(`{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2`+extra+`}`), &body))
+		var e apiErrBody
+		return s.call(t, http.MethodPost, "/v1/chat/completions", body, &e), e
+	}
+	status, e := chat(`, "max_token": 5`)
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "max_token", e.Error.Param)
+	assert.Contains(t, e.Error.Message, "unrecognized request argument supplied: max_token")
+
+	status, _ = chat(`, "user": "u1", "store": false, "metadata": {"k": "v"}, "service_tier": "auto", "logprobs": false, "top_logprobs": 0`)
+	assert.Equal(t, http.StatusOK, status, "ignored by policy")
+
+	for field, extra := range map[string]string{"logprobs": `, "logprobs": true`, "top_logprobs": `, "top_logprobs": 3`, "n": `, "n": 2`} {
+		status, e := chat(extra)
+		assert.Equal(t, http.StatusBadRequest, status, field)
+		assert.Equal(t, field, e.Error.Param)
+	}
+
+	var ce apiErrBody
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/v1/completions", map[string]any{"prompt": "a", "suffix": "b"}, &ce))
+	assert.Equal(t, "suffix", ce.Error.Param)
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/v1/embeddings", map[string]any{"input": "a", "inputs": "b"}, &ce))
+	assert.Equal(t, "inputs", ce.Error.Param)
+}

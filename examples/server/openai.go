@@ -31,6 +31,21 @@ type samplingFields struct {
 	} `json:"stream_options"`
 	MaxTokens           *int `json:"max_tokens"`
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
+	// Refused when asked for (not implemented yet), accepted when off.
+	Logprobs    json.RawMessage `json:"logprobs"` // chat: a bool; completions: a count
+	TopLogprobs *int            `json:"top_logprobs"`
+	policyIgnored
+}
+
+// policyIgnored are fields OpenAI documents that change no output here: accepted and
+// ignored (an unknown field is refused, see decode).
+type policyIgnored struct {
+	User             string          `json:"user"`
+	Store            *bool           `json:"store"`
+	Metadata         json.RawMessage `json:"metadata"`
+	ServiceTier      string          `json:"service_tier"`
+	PromptCacheKey   string          `json:"prompt_cache_key"`
+	SafetyIdentifier string          `json:"safety_identifier"`
 }
 
 // params turns the request's fields into sampling parameters.
@@ -38,6 +53,12 @@ func (f *samplingFields) params(m *llama.Model) (llama.SamplingParams, error) {
 	p := llama.DefaultSamplingParams()
 	if f.N != nil && *f.N != 1 {
 		return p, badRequest("n", "only n=1 is supported")
+	}
+	if lp := string(f.Logprobs); lp != "" && lp != "null" && lp != "false" && lp != "0" {
+		return p, badRequest("logprobs", "logprobs are not supported yet")
+	}
+	if f.TopLogprobs != nil && *f.TopLogprobs != 0 {
+		return p, badRequest("top_logprobs", "top_logprobs are not supported yet")
 	}
 	set := func(dst *float32, v *float32, name string, lo, hi float32) error {
 		if v == nil {
@@ -190,6 +211,8 @@ type completionRequest struct {
 	Model  string          `json:"model"`
 	Prompt json.RawMessage `json:"prompt"`
 	Echo   bool            `json:"echo"`
+	Suffix *string         `json:"suffix"`  // refused when set
+	BestOf *int            `json:"best_of"` // only 1
 	samplingFields
 }
 
@@ -215,6 +238,7 @@ type embeddingRequest struct {
 	Input          json.RawMessage `json:"input"`
 	EncodingFormat string          `json:"encoding_format"` // float (default) or base64
 	Dimensions     *int            `json:"dimensions"`
+	User           string          `json:"user"` // ignored
 }
 
 type embeddingList struct {

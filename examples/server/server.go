@@ -107,11 +107,20 @@ func (s *server) api(h func(w http.ResponseWriter, r *http.Request) error) http.
 
 var errRequestTimeout = errors.New("request timeout")
 
-// decode reads a JSON body into v.
+// decode reads a JSON body into v. A field v does not know is refused, as OpenAI's API
+// refuses it: a misspelt parameter ("max_token") must not pass silently. The fields
+// OpenAI documents that change nothing here (user, store, metadata, ...) are known and
+// ignored (openai.go, policyIgnored).
 func decode(r *http.Request, v any) error {
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return &apiError{status: http.StatusRequestEntityTooLarge, Message: err.Error(), Type: "invalid_request_error"}
+		}
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			name = strings.Trim(name, `"`)
+			return badRequest(name, fmt.Sprintf("unrecognized request argument supplied: %s", name))
 		}
 		return badRequest("", "invalid JSON body: "+err.Error())
 	}
