@@ -2,7 +2,6 @@ package llama
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -331,22 +330,16 @@ func TestContextConcurrency(t *testing.T) {
 	require.NoError(t, err)
 	prompt := longPrompt(4096)
 
-	// A second goroutine using the context during a decode gets ErrContextBusy.
-	started := make(chan struct{})
+	// A second goroutine using the context during a decode gets ErrContextBusy: the
+	// decode holds the context from the moment it arms its cancellation (which asks
+	// ctx.Done) until it returns; here it waits there until the check is done.
+	gate := &armGate{Context: context.Background(), armed: make(chan struct{}), proceed: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() {
-		close(started)
-		done <- c.DecodeTokens(context.Background(), prompt, 0, 0)
-	}()
-	<-started
-	var busy error
-	for range 200 {
-		if _, busy = c.Logits(-1); errors.Is(busy, ErrContextBusy) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	go func() { done <- c.DecodeTokens(gate, prompt, 0, 0) }()
+	<-gate.armed
+	_, busy := c.Logits(-1)
 	assert.ErrorIs(t, busy, ErrContextBusy)
+	close(gate.proceed)
 
 	// Close while the other goroutine decodes: the decode is aborted, Close waits.
 	require.NoError(t, c.Close())
@@ -413,4 +406,20 @@ func TestPerfAndInfo(t *testing.T) {
 	require.NotEmpty(t, devs)
 	assert.Equal(t, DeviceCPU, devs[len(devs)-1].Type)
 	assert.Positive(t, PhysicalCores())
+}
+
+// armGate is a context whose first Done call (a decode arming its cancellation, with the
+// context claimed) signals armed and waits for proceed.
+type armGate struct {
+	context.Context
+	armed, proceed chan struct{}
+	once           sync.Once
+}
+
+func (g *armGate) Done() <-chan struct{} {
+	g.once.Do(func() {
+		close(g.armed)
+		<-g.proceed
+	})
+	return g.Context.Done()
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/llamago/llamago/internal/llamacpp"
 )
 
 // perplexityText is a fixed English text of the pinned llama.cpp tree (its README),
@@ -109,13 +111,9 @@ func TestPerplexity(t *testing.T) {
 	require.NoError(t, err)
 	assert.InEpsilon(t, two.PPL, small.PPL, 1e-4)
 
-	// Upstream's llama-perplexity from the same build, when it was built
-	// (LLAMA_TOOLS=llama-perplexity scripts/build-llama.sh; scripts/perplexity-compare.sh).
-	bin := filepath.Join("..", "third_party", "build", Backend, "bin", "llama-perplexity")
-	if _, err := os.Stat(bin); err != nil {
-		t.Logf("%s not built: compared with the independent computation only", bin)
-		return
-	}
+	// Upstream's llama-perplexity from the same build (make builds it).
+	bin, err := llamacpp.Tool(Backend, "llama-perplexity")
+	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "text.txt")
 	require.NoError(t, os.WriteFile(file, []byte(text), 0o644))
 	threads, _ := newCtx(t, m, ContextParams{NCtx: 256}).Threads()

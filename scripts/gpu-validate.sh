@@ -21,7 +21,7 @@ has() { [[ " $steps " == *" $1 "* ]]; }
 log "start: $ngpu GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | sort | uniq -c | xargs)"
 if has build; then
   log "build (CUDA archives + llama-bench)"
-  LLAMA_TOOLS="llama-bench llama-batched-bench" bash scripts/build-llama.sh cuda >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; log "BUILD FAILED"; exit 1; }
+  LLAMA_TOOLS="llama-bench llama-perplexity llama-batched-bench llama-completion llama-speculative" bash scripts/build-llama.sh cuda >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; log "BUILD FAILED"; exit 1; }
   go build -tags cuda -o "$out/bench" ./examples/bench || { log "GO BUILD FAILED"; exit 1; }
 fi
 if has test; then

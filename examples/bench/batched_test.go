@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama"
 )
 
@@ -61,8 +62,8 @@ func TestBatched(t *testing.T) {
 
 // With llama-batched-bench of this build, -upstream prints both side by side.
 func TestBatchedUpstream(t *testing.T) {
-	bin := findUp(filepath.Join("third_party", "build", llama.Backend, "bin", "llama-batched-bench"))
-	require.NotEmpty(t, bin, "llama-batched-bench not built: run `make libs` (the Makefile's LLAMA_TOOLS include it)")
+	bin, err := llamacpp.Tool(llama.Backend, "llama-batched-bench")
+	require.NoError(t, err)
 	out := runBatchedOurs(t, "-npp", "16", "-ntg", "16", "-npl", "2", "-t", "1", "-upstream", bin)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	require.GreaterOrEqual(t, len(lines), 4, "%s", out)

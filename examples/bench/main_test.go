@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -58,15 +59,11 @@ func runOurs(t *testing.T, args ...string) []byte {
 	return out.Bytes()
 }
 
-// upstreamBench is llama.cpp's llama-bench of this build, "" when it was not built
-// (LLAMA_TOOLS=llama-bench bash scripts/build-llama.sh). CI builds only the
-// libraries; the tests then check against llama-bench's source instead.
+// upstreamBench is llama.cpp's llama-bench of this build (make builds it).
 func upstreamBench(t *testing.T) string {
 	t.Helper()
-	p := findUp(filepath.Join("third_party", "build", llama.Backend, "bin", "llama-bench"))
-	if p == "" {
-		t.Logf("llama-bench not built (LLAMA_TOOLS=llama-bench bash scripts/build-llama.sh %s): checking against its source only", llama.Backend)
-	}
+	p, err := llamacpp.Tool(llama.Backend, "llama-bench")
+	require.NoError(t, err)
 	return p
 }
 
@@ -219,9 +216,6 @@ func TestJSONMatchesLlamaBench(t *testing.T) {
 			assert.Equal(t, json.Number("4"), ours[1].values["n_gen"])
 
 			bin := upstreamBench(t)
-			if bin == "" {
-				return
-			}
 			theirs := parseRecords(t, runUpstream(t, bin, append(quick, "-o", format)...))
 			require.Len(t, theirs, len(ours))
 			for i := range ours {
@@ -242,9 +236,6 @@ func TestCSVMatchesLlamaBench(t *testing.T) {
 	require.Len(t, ours, 3)
 	assert.Equal(t, names, ours[0])
 	bin := upstreamBench(t)
-	if bin == "" {
-		return
-	}
 	theirs, err := csv.NewReader(bytes.NewReader(runUpstream(t, bin, append(quick, "-o", "csv")...))).ReadAll()
 	require.NoError(t, err)
 	require.Len(t, theirs, len(ours))
@@ -267,9 +258,6 @@ func TestMarkdownMatchesLlamaBench(t *testing.T) {
 	assert.Contains(t, ours[2], "pp16")
 	assert.Contains(t, ours[3], "tg4")
 	bin := upstreamBench(t)
-	if bin == "" {
-		return
-	}
 	theirs := strings.Split(string(runUpstream(t, bin, args...)), "\n")
 	require.Len(t, ours, len(theirs))
 	stripTS := func(line string) string {
@@ -328,10 +316,7 @@ func TestCompare(t *testing.T) {
 	ours := filepath.Join(dir, "ours.json")
 	theirs := filepath.Join(dir, "theirs.json")
 	require.NoError(t, os.WriteFile(ours, runOurs(t, append(quick, "-o", "json", "-app")...), 0o644))
-	ref := runOurs(t, append(quick, "-o", "jsonl")...)
-	if bin := upstreamBench(t); bin != "" {
-		ref = runUpstream(t, bin, append(quick, "-o", "jsonl")...)
-	}
+	ref := runUpstream(t, upstreamBench(t), append(quick, "-o", "jsonl")...)
 	require.NoError(t, os.WriteFile(theirs, ref, 0o644))
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"compare", "-ours", ours, "-theirs", theirs}, &out, io.Discard))

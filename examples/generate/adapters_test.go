@@ -83,9 +83,7 @@ func TestGenerateWithDraftFlags(t *testing.T) {
 // with the same file and scale (greedy).
 func TestLoRAMatchesUpstream(t *testing.T) {
 	bin, err := llamacpp.Tool(llama.Backend, "llama-completion")
-	if err != nil {
-		t.Skip(err)
-	}
+	require.NoError(t, err)
 	path := demoModel(t)
 	lora := testmodel.LoRA(t, path)
 	greedy := llama.DefaultSamplingParams()
