@@ -64,6 +64,7 @@ type ModelDrafter struct {
 	held    []Token // tokens in the cache of sequence 0, positions 0..len-1
 	minProb float32
 	eog     func(Token) bool
+	device  *Sampler // greedy on the device (GPU, no MinProb): only the token leaves it
 }
 
 // ModelDrafterParams configures NewModelDrafter. The zero value (or nil) gives the
@@ -100,7 +101,29 @@ func NewModelDrafter(target, draft *Model, p *ModelDrafterParams) (*ModelDrafter
 	if err != nil {
 		return nil, err
 	}
-	return &ModelDrafter{ctx: c, minProb: o.MinProb, eog: draft.IsEOG}, nil
+	d := &ModelDrafter{ctx: c, minProb: o.MinProb, eog: draft.IsEOG}
+	if o.MinProb < 0 { // no probability to check: the device may pick, as llama.cpp's drafts do
+		if err := d.pickOnDevice(draft); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// pickOnDevice attaches a greedy sampler to the draft context where a GPU computes it.
+func (d *ModelDrafter) pickOnDevice(draft *Model) error {
+	s, err := NewSampler(draft, Greedy())
+	if err != nil {
+		return err
+	}
+	on, err := d.ctx.SetBackendSampler(0, s)
+	if err != nil || !on {
+		s.Close()
+		return err
+	}
+	d.device = s
+	return nil
 }
 
 // compatibleVocabs checks that tokens of draft mean the same to target.
@@ -154,7 +177,7 @@ func (d *ModelDrafter) Draft(ctx context.Context, history []Token, limit int) ([
 	d.held = append(d.held, history[n:]...)
 	var out []Token
 	for {
-		tok, sure, err := d.ctx.draftPick(d.minProb)
+		tok, sure, err := d.pick()
 		if err != nil {
 			return nil, d.reset(err)
 		}
@@ -180,8 +203,23 @@ func (d *ModelDrafter) reset(err error) error {
 	return err
 }
 
+// pick is the draft model's choice after its last decode, and whether it is sure enough.
+func (d *ModelDrafter) pick() (Token, bool, error) {
+	if d.device != nil {
+		tok, err := d.device.Sample(d.ctx, -1)
+		return tok, true, err
+	}
+	return d.ctx.draftPick(d.minProb)
+}
+
 // Close frees the draft context. Calling it again is a no-op.
-func (d *ModelDrafter) Close() error { return d.ctx.Close() }
+func (d *ModelDrafter) Close() error {
+	err := d.ctx.Close()
+	if d.device != nil {
+		d.device.Close()
+	}
+	return err
+}
 
 func commonPrefixLen(a, b []Token) int {
 	n := 0
