@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -226,6 +227,12 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 		return
 	}
 	defer c.mu.Unlock()
+	// Every decode of the loop from one OS thread: the CPU backend's OpenMP workers belong
+	// to the thread that calls, and a goroutine moved to another thread between tokens
+	// woke a second team; on a 2-core machine that cost a fifth of the speed
+	// (docs/performance.md). The engine's loop does the same.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	res.Load = c.model.loadDuration
 	if err := c.checkGenerate(prompt, s, &o); err != nil {
 		finish(FinishError, err)
