@@ -10,6 +10,12 @@
 // generation) is in progress returns ErrContextBusy or ErrSamplerBusy to it instead of
 // corrupting memory. Close waits for the call in progress (and aborts a decode).
 //
+// Speed: a loop of your own that decodes token by token should run with
+// runtime.LockOSThread. The CPU backend's OpenMP workers belong to the OS thread that
+// calls llama.cpp, and a goroutine that moves to another thread between tokens wakes a
+// second team of them (a fifth of the speed on 2 cores). Generate, ChatSession and the
+// engine do this themselves.
+//
 // Everything that owns C memory has an idempotent Close; using it afterwards returns
 // ErrClosed. A Context keeps its Model's memory alive until the Context is closed.
 //

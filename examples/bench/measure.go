@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/llamago/llamago/llama"
@@ -112,6 +113,9 @@ func (r *runner) gen(n int) error {
 // clear the cache, fill it to the depth (untimed), and time the prompt and generation,
 // wall clock around the whole test as llama-bench does. It returns the samples in ns.
 func (r *runner) measure(t *instance, reps int, warmup bool, progress func(format string, a ...any)) ([]uint64, error) {
+	// One OS thread for every decode, as llama-bench has (see llama's package doc).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := r.clear(); err != nil {
 		return nil, err
 	}
