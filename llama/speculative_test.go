@@ -201,7 +201,7 @@ func TestSpeculativeSamplingDistribution(t *testing.T) {
 		// The second token is sampled from the row that checks the draft made after the
 		// first; the third token lets that draft exist (none is made for the last token).
 		spec, res, _ := generateTokens(t, c, prompt, sampler(seed+1), GenerateOptions{MaxTokens: 3, IgnoreEOG: true, Draft: self})
-		if seed < 50 {
+		if seed < 50 && Backend == "cpu" { // a GPU's kernels differ by row count: see the engine's test
 			plain, _, _ := generateTokens(t, c, prompt, sampler(seed+1), GenerateOptions{MaxTokens: 3, IgnoreEOG: true})
 			require.Equal(t, plain, spec, "seed %d: the same tokens as without a draft", seed+1)
 		}

@@ -74,7 +74,10 @@ func TestSpeculativeMatchesAlone(t *testing.T) {
 					if tc.all {
 						assert.Equal(t, results[i].Drafted, results[i].DraftAccepted, "request %d", i)
 					}
-				} else {
+				} else if llama.Backend == "cpu" {
+					// Seed for seed the same tokens. On a GPU the row count of a batch picks
+					// other kernels, whose last bits can tip a random-weight model's near ties
+					// either way: the distribution test in package llama covers it there.
 					assert.Equal(t, wantSampled[i-n], got[i], "sampled request %d: the same tokens as without drafts", i-n)
 				}
 				drafted += results[i].Drafted
