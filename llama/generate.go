@@ -475,6 +475,27 @@ func (c *Context) seqRange(seq SeqID) (lo, hi Pos, err error) {
 // nCtxSeq is the number of positions one sequence may hold.
 func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
 
+// Logprobs returns tok with its log-probability in the distribution of output i of the
+// last decode (a batch index, or negative from the end as in Logits), and the top most
+// likely tokens of that distribution (at most 1000), most likely first: what
+// GenerateOptions.Logprobs records, for loops of your own (the engine's requests).
+func (c *Context) Logprobs(i int, tok Token, top int) (Generated, error) {
+	if err := c.enter(); err != nil {
+		return Generated{}, err
+	}
+	defer c.mu.Unlock()
+	if err := c.model.checkToken(tok); err != nil {
+		return Generated{}, err
+	}
+	if top < 0 || top > 1000 {
+		return Generated{}, invalidParam("top %d: want 0 to 1000", top)
+	}
+	if err := c.outputIndex(i); err != nil {
+		return Generated{}, err
+	}
+	return c.logprobs(i, tok, top)
+}
+
 // logprobs reads the log-probabilities of output row's distribution (-1: the last).
 func (c *Context) logprobs(row int, tok Token, top int) (Generated, error) {
 	logits := C.lgo_logits_ith(c.ptr, C.int32_t(row), C.bool(c.attached.any()))
@@ -483,6 +504,9 @@ func (c *Context) logprobs(row int, tok Token, top int) (Generated, error) {
 		return g, fmt.Errorf("%w: log-probabilities need the logits, and they stayed on the device (SetBackendSampler)", ErrNoLogits)
 	}
 	g.Logprob = float32(C.lgo_logprob(logits, C.int32_t(c.nVocab), C.llama_token(tok)))
+	if top == 0 {
+		return g, nil
+	}
 	ids := make([]C.llama_token, top)
 	lps := make([]C.float, top)
 	C.lgo_top_logprobs(logits, C.int32_t(c.nVocab), C.int32_t(top), &ids[0], &lps[0])

@@ -39,6 +39,10 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	withLogprobs, topLogprobs, err := req.logprobsAsked(true)
+	if err != nil {
+		return err
+	}
 	maxTokens, err := req.maxTokens(0)
 	if err != nil {
 		return err
@@ -58,11 +62,11 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	ereq := &engine.Request{
 		Prompt: tokens, Sampler: sampler, MaxTokens: maxTokens,
 		Stop: append(append([]string(nil), prompt.Stop...), req.Stop...), Visible: prompt.PreservedTokenIDs(s.model),
-		Result: &res,
+		Logprobs: withLogprobs, TopLogprobs: topLogprobs, Result: &res,
 	}
 	out := chatCompletion{ID: newID("chatcmpl-"), Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
 	if !req.Stream {
-		text, err := s.generateText(r.Context(), ereq)
+		text, lps, err := s.generate(r.Context(), ereq)
 		if err != nil {
 			return err
 		}
@@ -73,6 +77,9 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		reason := finishReason(res.FinishReason, len(msg.ToolCalls) > 0)
 		out.Object = "chat.completion"
 		out.Choices = []chatChoice{{Message: messageJSON(msg), FinishReason: &reason}}
+		if withLogprobs {
+			out.Choices[0].Logprobs = s.chatLogprobsOf(lps)
+		}
 		out.Usage = usageOf(&res)
 		writeJSON(w, http.StatusOK, out)
 		return nil
@@ -80,8 +87,13 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 
 	stream := &sse{w: w}
 	out.Object = "chat.completion.chunk"
+	var lps []llama.Generated // of tokens whose text no chunk carried yet
 	chunk := func(delta *chatMessage, reason *string) error {
 		out.Choices = []chatChoice{{Delta: delta, FinishReason: reason}}
+		if withLogprobs && len(lps) > 0 {
+			out.Choices[0].Logprobs = s.chatLogprobsOf(lps)
+			lps = lps[:0]
+		}
 		return stream.send(out)
 	}
 	// The role chunk goes with the engine's first answer, so that a request it refuses
@@ -105,6 +117,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		if err := role(); err != nil {
 			return nil // the client left; its context ends the generation
 		}
+		lps = append(lps, d.Logprobs...)
 		if d.Text == "" {
 			continue
 		}

@@ -32,40 +32,62 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	withLogprobs, topLogprobs, err := req.logprobsAsked(false)
+	if err != nil {
+		return err
+	}
 	maxTokens, err := req.maxTokens(16) // the API's default
 	if err != nil {
 		return err
 	}
 	var res engine.Result
-	ereq := &engine.Request{Prompt: tokens, Sampling: &sp, MaxTokens: maxTokens, Stop: req.Stop, Result: &res}
+	ereq := &engine.Request{Prompt: tokens, Sampling: &sp, MaxTokens: maxTokens, Stop: req.Stop,
+		Logprobs: withLogprobs, TopLogprobs: topLogprobs, Result: &res}
 	out := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
 	if !req.Stream {
-		text, err := s.generateText(r.Context(), ereq)
+		text, lps, err := s.generate(r.Context(), ereq)
 		if err != nil {
 			return err
 		}
 		reason := finishReason(res.FinishReason, false)
 		out.Choices = []completionChoice{{Text: text, FinishReason: &reason}}
+		if withLogprobs {
+			out.Choices[0].Logprobs = s.completionLogprobsOf(lps, 0)
+		}
 		out.Usage = usageOf(&res)
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
 	stream := &sse{w: w}
+	var lps []llama.Generated // of tokens whose text no chunk carried yet
+	offset := 0               // where their text starts
+	withLP := func(c completionChoice) []completionChoice {
+		if withLogprobs && len(lps) > 0 {
+			c.Logprobs = s.completionLogprobsOf(lps, offset)
+			for _, g := range lps {
+				piece, _ := s.model.TokenPiece(g.Token, true)
+				offset += len(piece)
+			}
+			lps = lps[:0]
+		}
+		return []completionChoice{c}
+	}
 	for d, err := range s.engine.Generate(r.Context(), ereq) {
 		if err != nil {
 			stream.fail(err)
 			return nil
 		}
+		lps = append(lps, d.Logprobs...)
 		if d.Text == "" {
 			continue
 		}
-		out.Choices = []completionChoice{{Text: d.Text}}
+		out.Choices = withLP(completionChoice{Text: d.Text})
 		if err := stream.send(out); err != nil {
 			return nil // the client left; its context ends the generation
 		}
 	}
 	reason := finishReason(res.FinishReason, false)
-	out.Choices = []completionChoice{{FinishReason: &reason}}
+	out.Choices = withLP(completionChoice{FinishReason: &reason})
 	if err := stream.send(out); err != nil {
 		return nil
 	}

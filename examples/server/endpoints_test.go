@@ -153,7 +153,7 @@ func TestCORS(t *testing.T) {
 
 // The unknown-field policy: a field no endpoint knows is a 400 naming it (as OpenAI
 // answers); OpenAI's fields that change nothing here are accepted; asked-for features
-// that are not implemented are refused, not silently dropped.
+// that are not implemented (n > 1, suffix) or malformed ones are refused, not dropped.
 func TestUnknownFieldPolicy(t *testing.T) {
 	s := startServer(t)
 	chat := func(extra string) (int, apiErrBody) {
@@ -170,7 +170,7 @@ func TestUnknownFieldPolicy(t *testing.T) {
 	status, _ = chat(`, "user": "u1", "store": false, "metadata": {"k": "v"}, "service_tier": "auto", "logprobs": false, "top_logprobs": 0`)
 	assert.Equal(t, http.StatusOK, status, "ignored by policy")
 
-	for field, extra := range map[string]string{"logprobs": `, "logprobs": true`, "top_logprobs": `, "top_logprobs": 3`, "n": `, "n": 2`} {
+	for field, extra := range map[string]string{"logprobs": `, "logprobs": 2`, "top_logprobs": `, "top_logprobs": 3`, "n": `, "n": 2`} {
 		status, e := chat(extra)
 		assert.Equal(t, http.StatusBadRequest, status, field)
 		assert.Equal(t, field, e.Error.Param)
@@ -181,4 +181,70 @@ func TestUnknownFieldPolicy(t *testing.T) {
 	assert.Equal(t, "suffix", ce.Error.Param)
 	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/v1/embeddings", map[string]any{"input": "a", "inputs": "b"}, &ce))
 	assert.Equal(t, "inputs", ce.Error.Param)
+}
+
+// logprobs and top_logprobs (chat) and logprobs: N (completions), streamed and not, in
+// OpenAI's shapes, through the openai client; absent when not asked.
+func TestLogprobsOpenAI(t *testing.T) {
+	s := startServer(t)
+	type entry struct {
+		Token       string
+		Logprob     float64
+		Bytes       []int
+		TopLogprobs []entry `json:"top_logprobs"`
+	}
+	var r struct {
+		Chat struct {
+			Content []entry
+		}
+		ChatTokens    int
+		ChatText      string
+		Streamed      []entry
+		PlainLogprobs *json.RawMessage
+		Comp          struct {
+			Tokens        []string
+			TokenLogprobs []float64            `json:"token_logprobs"`
+			TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+			TextOffset    []int                `json:"text_offset"`
+		}
+		CompText     string
+		CompStreamed []struct {
+			Tokens     []string
+			TextOffset []int `json:"text_offset"`
+		}
+	}
+	s.client(t, "logprobs", &r)
+	require.Len(t, r.Chat.Content, r.ChatTokens, "one entry per generated token")
+	var text []byte
+	for i, e := range r.Chat.Content {
+		require.Len(t, e.TopLogprobs, 2, "token %d", i)
+		assert.Equal(t, e.TopLogprobs[0].Token, e.Token, "greedy: the most likely token")
+		assert.InDelta(t, e.TopLogprobs[0].Logprob, e.Logprob, 1e-6)
+		assert.LessOrEqual(t, e.TopLogprobs[1].Logprob, e.TopLogprobs[0].Logprob)
+		assert.LessOrEqual(t, e.Logprob, 0.0)
+		for _, b := range e.Bytes {
+			text = append(text, byte(b))
+		}
+	}
+	assert.Equal(t, r.ChatText, string(text), "the tokens' bytes are the reply")
+	require.Len(t, r.Streamed, len(r.Chat.Content), "streamed: the same entries")
+	for i := range r.Streamed {
+		assert.Equal(t, r.Chat.Content[i].Token, r.Streamed[i].Token)
+		assert.InDelta(t, r.Chat.Content[i].Logprob, r.Streamed[i].Logprob, 1e-4)
+	}
+	assert.Nil(t, r.PlainLogprobs, "not asked: null")
+
+	require.NotEmpty(t, r.Comp.Tokens)
+	assert.Len(t, r.Comp.TokenLogprobs, len(r.Comp.Tokens))
+	assert.Len(t, r.Comp.TopLogprobs, len(r.Comp.Tokens))
+	assert.Equal(t, r.CompText, strings.Join(r.Comp.Tokens, ""))
+	for i, off := range r.Comp.TextOffset {
+		assert.True(t, strings.HasPrefix(r.CompText[off:], r.Comp.Tokens[i]), "offset %d", i)
+		assert.LessOrEqual(t, len(r.Comp.TopLogprobs[i]), 2)
+	}
+	var streamed []string
+	for _, c := range r.CompStreamed {
+		streamed = append(streamed, c.Tokens...)
+	}
+	assert.Equal(t, r.Comp.Tokens, streamed)
 }

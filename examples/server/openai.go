@@ -31,7 +31,7 @@ type samplingFields struct {
 	} `json:"stream_options"`
 	MaxTokens           *int `json:"max_tokens"`
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
-	// Refused when asked for (not implemented yet), accepted when off.
+	// See logprobsAsked.
 	Logprobs    json.RawMessage `json:"logprobs"` // chat: a bool; completions: a count
 	TopLogprobs *int            `json:"top_logprobs"`
 	policyIgnored
@@ -53,12 +53,6 @@ func (f *samplingFields) params(m *llama.Model) (llama.SamplingParams, error) {
 	p := llama.DefaultSamplingParams()
 	if f.N != nil && *f.N != 1 {
 		return p, badRequest("n", "only n=1 is supported")
-	}
-	if lp := string(f.Logprobs); lp != "" && lp != "null" && lp != "false" && lp != "0" {
-		return p, badRequest("logprobs", "logprobs are not supported yet")
-	}
-	if f.TopLogprobs != nil && *f.TopLogprobs != 0 {
-		return p, badRequest("top_logprobs", "top_logprobs are not supported yet")
 	}
 	set := func(dst *float32, v *float32, name string, lo, hi float32) error {
 		if v == nil {
@@ -181,11 +175,11 @@ type chatCompletion struct {
 }
 
 type chatChoice struct {
-	Index        int          `json:"index"`
-	Message      *chatMessage `json:"message,omitempty"`
-	Delta        *chatMessage `json:"delta,omitempty"`
-	FinishReason *string      `json:"finish_reason"`
-	Logprobs     *struct{}    `json:"logprobs"`
+	Index        int           `json:"index"`
+	Message      *chatMessage  `json:"message,omitempty"`
+	Delta        *chatMessage  `json:"delta,omitempty"`
+	FinishReason *string       `json:"finish_reason"`
+	Logprobs     *chatLogprobs `json:"logprobs"`
 }
 
 // chatMessage is an assistant message or a streamed delta of one.
@@ -227,10 +221,10 @@ type completion struct {
 }
 
 type completionChoice struct {
-	Index        int       `json:"index"`
-	Text         string    `json:"text"`
-	Logprobs     *struct{} `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"`
+	Index        int                 `json:"index"`
+	Text         string              `json:"text"`
+	Logprobs     *completionLogprobs `json:"logprobs"`
+	FinishReason *string             `json:"finish_reason"`
 }
 
 type embeddingRequest struct {

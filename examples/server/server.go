@@ -231,16 +231,19 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// generateText runs a request to its end and returns its whole text.
-func (s *server) generateText(ctx context.Context, req *engine.Request) (string, error) {
+// generate runs a request to its end and returns its whole text, and the tokens'
+// log-probabilities when it asked for them.
+func (s *server) generate(ctx context.Context, req *engine.Request) (string, []llama.Generated, error) {
 	var text strings.Builder
+	var lps []llama.Generated
 	for d, err := range s.engine.Generate(ctx, req) {
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		text.WriteString(d.Text)
+		lps = append(lps, d.Logprobs...)
 	}
-	return text.String(), nil
+	return text.String(), lps, nil
 }
 
 func finishReason(r llama.FinishReason, toolCalls bool) string {

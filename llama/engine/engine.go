@@ -119,6 +119,7 @@ type emission struct {
 	j    *job
 	tok  llama.Token
 	last bool
+	lp   *llama.Generated // with Request.Logprobs
 }
 
 // New creates an engine for m with its own context. The model must outlive it.
@@ -553,8 +554,13 @@ func (e *Engine) sample() {
 		}
 		again := e.outs[:0]
 		for i, o := range e.outs {
-			s, tok := o.s, e.picks[i].Token
-			e.picked(s, tok, e.picks[i].Err)
+			s, tok, err := o.s, e.picks[i].Token, e.picks[i].Err
+			var lp *llama.Generated
+			if err == nil && s.job.req.Logprobs {
+				g, lerr := e.ctx.Logprobs(o.row, tok, s.job.req.TopLogprobs)
+				lp, err = &g, lerr
+			}
+			e.picked(s, tok, err, lp)
 			e.picks[i] = llama.RowSample{} // drop the sampler
 			if len(s.draft) == 0 {
 				continue
@@ -579,7 +585,7 @@ func (e *Engine) sample() {
 // picked handles the token sampled for slot s (or the error sampling it): what decides
 // the next batch happens now, the streaming in emit during the next step. Every token
 // sampled before was streamed already.
-func (e *Engine) picked(s *slot, tok llama.Token, err error) {
+func (e *Engine) picked(s *slot, tok llama.Token, err error, lp *llama.Generated) {
 	j := s.job
 	if err != nil {
 		e.release(s, llama.FinishError, err)
@@ -600,7 +606,7 @@ func (e *Engine) picked(s *slot, tok llama.Token, err error) {
 	// decodes nothing more.
 	s.finishing = j.generated >= j.maxTokens || len(s.cached)+1 >= e.nCtx
 	s.next = tok
-	e.emits = append(e.emits, emission{s, j, tok, s.finishing})
+	e.emits = append(e.emits, emission{s, j, tok, s.finishing, lp})
 }
 
 // emit streams the tokens sampled in the last step and ends the requests that a stop
@@ -618,7 +624,11 @@ func (e *Engine) emit() {
 			e.release(s, llama.FinishError, err)
 			continue
 		}
-		j.send(Delta{Text: text, Tokens: []llama.Token{em.tok}})
+		d := Delta{Text: text, Tokens: []llama.Token{em.tok}}
+		if em.lp != nil {
+			d.Logprobs = []llama.Generated{*em.lp}
+		}
+		j.send(d)
 		switch {
 		case stopped:
 			e.release(s, llama.FinishStop, nil)

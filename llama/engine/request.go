@@ -29,15 +29,21 @@ type Request struct {
 	Stop []string
 	// IgnoreEOG keeps generating past end-of-generation tokens.
 	IgnoreEOG bool
+	// Logprobs records the log-probability of each generated token in Delta.Logprobs,
+	// with TopLogprobs (at most 20) alternatives; such a request samples on the CPU.
+	Logprobs    bool
+	TopLogprobs int
 	// Result, when not nil, is filled in when the iteration ends.
 	Result *Result
 }
 
 // Delta is the next part of a generation: its text (valid UTF-8, possibly empty while
-// text is held back for stop strings) and the tokens generated since the last Delta.
+// text is held back for stop strings) and the tokens generated since the last Delta,
+// with their log-probabilities when the request asked (Request.Logprobs).
 type Delta struct {
-	Text   string
-	Tokens []llama.Token
+	Text     string
+	Tokens   []llama.Token
+	Logprobs []llama.Generated
 }
 
 // Result summarises a request.
@@ -120,6 +126,9 @@ func (e *Engine) newJob(req *Request) (*job, error) {
 	if req.MaxTokens < 0 {
 		return nil, fmt.Errorf("%w: engine: negative MaxTokens", llama.ErrInvalidParams)
 	}
+	if req.TopLogprobs < 0 || req.TopLogprobs > 20 || (req.TopLogprobs > 0 && !req.Logprobs) {
+		return nil, fmt.Errorf("%w: engine: TopLogprobs %d: want 0 to 20, with Logprobs", llama.ErrInvalidParams, req.TopLogprobs)
+	}
 	for _, t := range req.Prompt {
 		if !e.model.ValidToken(t) {
 			return nil, fmt.Errorf("%w: %d in the prompt", llama.ErrInvalidToken, t)
@@ -194,6 +203,7 @@ func (j *job) send(d Delta) {
 	if n := len(j.out); n > 0 {
 		j.out[n-1].Text += d.Text
 		j.out[n-1].Tokens = append(j.out[n-1].Tokens, d.Tokens...)
+		j.out[n-1].Logprobs = append(j.out[n-1].Logprobs, d.Logprobs...)
 	} else {
 		j.out = append(j.out, d)
 	}

@@ -98,7 +98,7 @@ func (e *Engine) admit() {
 // placeSampling attaches the shared device argmax to the slot's sequence for a greedy
 // request (with DeviceSampling), and detaches it for any other.
 func (e *Engine) placeSampling(s *slot, j *job) error {
-	device := e.cfg.DeviceSampling && j.sampler.IsGreedy()
+	device := e.cfg.DeviceSampling && j.sampler.IsGreedy() && !j.req.Logprobs // logprobs need the logits
 	if device || s.deviceGreedy {
 		var attach *llama.Sampler
 		if device {

@@ -108,6 +108,25 @@ const scenarios = {
     return { finish: r.choices[0].finish_reason, role: r.choices[0].message.role, streamFinish, followUp: followUp.choices[0].finish_reason, followUpPrompt: followUp.usage.prompt_tokens, badTool };
   },
 
+  // logprobs: chat and completions, streamed and not, greedy.
+  async logprobs() {
+    const msgs = user('Count to five.');
+    const chat = await client.chat.completions.create({ model: 'm', messages: msgs, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2 });
+    const s = await client.chat.completions.create({ model: 'm', messages: msgs, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2, stream: true });
+    const streamed = [];
+    for await (const c of s) for (const ch of c.choices) if (ch.logprobs?.content) streamed.push(...ch.logprobs.content);
+    const plain = await client.chat.completions.create({ model: 'm', messages: msgs, max_tokens: 6, temperature: 0 });
+    const comp = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 6, temperature: 0, logprobs: 2 });
+    const cs = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 6, temperature: 0, logprobs: 2, stream: true });
+    const compStreamed = [];
+    for await (const c of cs) for (const ch of c.choices) if (ch.logprobs) compStreamed.push(ch.logprobs);
+    return {
+      chat: chat.choices[0].logprobs, chatTokens: chat.usage.completion_tokens, chatText: chat.choices[0].message.content,
+      streamed, plainLogprobs: plain.choices[0].logprobs ?? null,
+      comp: comp.choices[0].logprobs, compText: comp.choices[0].text, compStreamed,
+    };
+  },
+
   async json() {
     const schema = {
       type: 'object', additionalProperties: false, required: ['name', 'age', 'tags'],
