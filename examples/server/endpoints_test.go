@@ -248,3 +248,82 @@ func TestLogprobsOpenAI(t *testing.T) {
 	}
 	assert.Equal(t, r.Comp.Tokens, streamed)
 }
+
+// -embedding-model: a reranker serves /v1/rerank (and /rerank) with the scores that
+// llama's Rerank gives for the same model, most relevant first; /v1/embeddings then
+// refuses, and a server without a reranker answers 501. An embedding model serves
+// /v1/embeddings with its own size.
+func TestRerankAndEmbeddingModel(t *testing.T) {
+	reranker := testmodel.Path(t, "bert-rerank-tiny", gguf.TypeF16)
+	s := startServer(t, "-embedding-model", reranker)
+	docs := []string{"a llama is an animal", "the sky is blue", "llamas live in the Andes"}
+	var r struct {
+		Results []struct {
+			Index          int
+			RelevanceScore float32 `json:"relevance_score"`
+			Document       struct{ Text string }
+		}
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+		}
+	}
+	require.Equal(t, http.StatusOK, s.call(t, http.MethodPost, "/v1/rerank",
+		map[string]any{"query": "what is a llama?", "documents": []any{docs[0], map[string]string{"text": docs[1]}, docs[2]}, "top_n": 2, "return_documents": true}, &r))
+	require.Len(t, r.Results, 2)
+	assert.Positive(t, r.Usage.PromptTokens)
+
+	m, err := llama.LoadModel(t.Context(), reranker, &llama.ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer m.Close()
+	c, err := m.NewContext(&llama.ContextParams{Embeddings: true, NCtx: 512, NBatch: 512, NUBatch: 512})
+	require.NoError(t, err)
+	defer c.Close()
+	want, err := c.Rerank(t.Context(), "what is a llama?", docs)
+	require.NoError(t, err)
+	best := 0
+	for i := range want {
+		if want[i] > want[best] {
+			best = i
+		}
+	}
+	assert.Equal(t, best, r.Results[0].Index, "most relevant first")
+	assert.GreaterOrEqual(t, r.Results[0].RelevanceScore, r.Results[1].RelevanceScore)
+	for _, res := range r.Results {
+		assert.InDelta(t, want[res.Index], res.RelevanceScore, 1e-3)
+		assert.Equal(t, docs[res.Index], res.Document.Text)
+	}
+	var same struct{ Results []struct{ Index int } }
+	require.Equal(t, http.StatusOK, s.call(t, http.MethodPost, "/rerank", map[string]any{"query": "what is a llama?", "documents": docs}, &same))
+	assert.Len(t, same.Results, 3)
+
+	var e apiErrBody
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/v1/embeddings", map[string]any{"input": "x"}, &e))
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/v1/rerank", map[string]any{"query": "q", "documents": []string{}}, &e))
+	assert.Equal(t, http.StatusBadRequest, s.call(t, http.MethodPost, "/v1/rerank", map[string]any{"query": "", "documents": docs}, &e))
+
+	plain := startServer(t)
+	assert.Equal(t, http.StatusNotImplemented, plain.call(t, http.MethodPost, "/v1/rerank", map[string]any{"query": "q", "documents": docs}, &e))
+
+	// An embedding model: its own pooling (the BERT shape declares it), the vector the
+	// library gives for it.
+	bert := testmodel.Path(t, "bert-tiny", gguf.TypeF16)
+	emb := startServer(t, "-embedding-model", bert)
+	var got struct {
+		Data []struct{ Embedding []float32 }
+	}
+	require.Equal(t, http.StatusOK, emb.call(t, http.MethodPost, "/v1/embeddings", map[string]any{"input": "a llama", "encoding_format": "float"}, &got))
+	require.Len(t, got.Data, 1)
+	bm, err := llama.LoadModel(t.Context(), bert, &llama.ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer bm.Close()
+	bc, err := bm.NewContext(&llama.ContextParams{Embeddings: true, NCtx: 512, NBatch: 512, NUBatch: 512})
+	require.NoError(t, err)
+	defer bc.Close()
+	assert.NotEqual(t, llama.PoolingNone, bc.Pooling(), "the model's own pooling")
+	vecs, err := bc.Embed(t.Context(), []string{"a llama"}, &llama.EmbedOptions{Normalize: true})
+	require.NoError(t, err)
+	require.Len(t, got.Data[0].Embedding, len(vecs[0]))
+	for i := range vecs[0] {
+		assert.InDelta(t, vecs[0][i], got.Data[0].Embedding[i], 1e-4)
+	}
+}

@@ -37,6 +37,7 @@ import (
 
 type config struct {
 	model, name, host, apiKey string
+	embeddingModel            string
 	template                  string
 	port                      int
 	slots, nCtx, nBatch       int
@@ -70,7 +71,8 @@ func main() {
 	flag.Int64Var(&cfg.maxBody, "max-body", 8<<20, "largest request body in bytes")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "longest time a request may take")
 	flag.DurationVar(&cfg.grace, "shutdown-grace", 30*time.Second, "how long in-flight requests may finish on shutdown")
-	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings (mean-pooled, from an extra context of the model)")
+	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings from an extra context of the model (its own pooling; mean for chat models)")
+	flag.StringVar(&cfg.embeddingModel, "embedding-model", "", "GGUF model for /v1/embeddings, or a reranker for /v1/rerank, instead of -model")
 	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
 	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU): on, off, auto (on when layers are on a GPU)")
 	cfg.adapters = adapterflags.Register(flag.CommandLine)
@@ -179,7 +181,19 @@ func run(cfg config, log *slog.Logger) error {
 			return fmt.Errorf("-slot-save-path %s: not a directory", cfg.slotDir)
 		}
 	}
-	if cfg.embeddings {
+	s.embeddingName = cfg.name
+	if cfg.embeddingModel != "" {
+		em, err := llama.LoadModel(ctx, cfg.embeddingModel, &llama.ModelParams{GPULayers: cfg.gpuLayers})
+		if err != nil {
+			return fmt.Errorf("embedding model: %w", err)
+		}
+		defer em.Close()
+		if s.embedder, err = newEmbedder(em, min(max(em.Info().NCtxTrain, 512), 8192, cfg.nCtx)); err != nil {
+			return fmt.Errorf("embedding model context: %w", err)
+		}
+		defer s.embedder.Close()
+		s.embeddingName = strings.TrimSuffix(filepath.Base(cfg.embeddingModel), ".gguf")
+	} else if cfg.embeddings {
 		if s.embedder, err = newEmbedder(m, min(cfg.nCtx, 4096)); err != nil {
 			return fmt.Errorf("embeddings context: %w", err)
 		}

@@ -24,19 +24,20 @@ import (
 
 // server is the OpenAI-compatible HTTP API over one model.
 type server struct {
-	model    *llama.Model
-	name     string // the model id clients see
-	engine   *engine.Engine
-	template *llama.ChatTemplate
-	embedder *embedder // nil: /v1/embeddings is off
-	slotDir  string    // -slot-save-path; "": /slots actions are off
-	adapters *adapterflags.Adapters
-	apiKey   string
-	cors     []string // origins allowed to call from a browser; none: no CORS headers
-	maxBody  int64
-	timeout  time.Duration // per request, generation included
-	log      *slog.Logger
-	created  int64
+	model         *llama.Model
+	name          string // the model id clients see
+	engine        *engine.Engine
+	template      *llama.ChatTemplate
+	embedder      *embedder // nil: /v1/embeddings is off
+	embeddingName string    // the model id of embeddings and rerank answers
+	slotDir       string    // -slot-save-path; "": /slots actions are off
+	adapters      *adapterflags.Adapters
+	apiKey        string
+	cors          []string // origins allowed to call from a browser; none: no CORS headers
+	maxBody       int64
+	timeout       time.Duration // per request, generation included
+	log           *slog.Logger
+	created       int64
 
 	inflight sync.WaitGroup // handlers running, for shutdown
 	stopping atomic.Bool
@@ -51,6 +52,8 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/chat/completions", s.api(s.chatCompletions))
 	mux.Handle("POST /v1/completions", s.api(s.completions))
 	mux.Handle("POST /v1/embeddings", s.api(s.embeddings))
+	mux.Handle("POST /v1/rerank", s.api(s.rerank))
+	mux.Handle("POST /rerank", s.api(s.rerank))
 	mux.Handle("POST /tokenize", s.api(s.tokenize))
 	mux.Handle("POST /detokenize", s.api(s.detokenize))
 	mux.Handle("GET /props", s.api(s.props))
