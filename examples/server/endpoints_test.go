@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -325,5 +327,31 @@ func TestRerankAndEmbeddingModel(t *testing.T) {
 	require.Len(t, got.Data[0].Embedding, len(vecs[0]))
 	for i := range vecs[0] {
 		assert.InDelta(t, vecs[0][i], got.Data[0].Embedding[i], 1e-4)
+	}
+}
+
+// The port opens before the model is loaded: meanwhile every request, /health included,
+// gets 503 "loading model" as from llama-server. The model file here is a FIFO, so the
+// load waits until the test writes it; what it writes is no model, and the server
+// exits with the error.
+func TestHealthWhileLoading(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "model.gguf")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	s := launchServer(t, false, "-model", fifo)
+	for _, path := range []string{"/health", "/v1/models"} {
+		var e apiErrBody
+		assert.Equal(t, http.StatusServiceUnavailable, s.call(t, http.MethodGet, path, nil, &e), path)
+		assert.Equal(t, "loading model", e.Error.Message)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	w.WriteString("not a model")
+	w.Close()
+	select {
+	case <-s.exited:
+		assert.Error(t, s.waitErr, "a model that cannot load ends the server")
+		assert.Contains(t, s.stderr.String(), "level=ERROR")
+	case <-time.After(time.Minute):
+		t.Fatal("the server did not exit")
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,6 +105,30 @@ func main() {
 func run(cfg config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	// The port opens at once; until the model is loaded every request gets 503 "loading
+	// model" (/health included), as llama-server answers.
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.host, fmt.Sprint(cfg.port)))
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(cfg.host); (ip == nil || !ip.IsLoopback()) && cfg.host != "localhost" && cfg.apiKey == "" {
+		log.Warn("listening beyond this machine without an API key: anyone who can reach it may use the model (set -api-key)", "addr", ln.Addr())
+	}
+	var handler atomic.Pointer[http.Handler]
+	loading := http.Handler(http.HandlerFunc(serveLoading))
+	handler.Store(&loading)
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute, // the body; streams are bounded by -timeout
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer srv.Close() // when loading fails
+	log.Info("listening", "url", "http://"+ln.Addr().String())
 
 	path, err := modelfile.ResolveDefault(cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
 	if err != nil {
@@ -200,23 +225,9 @@ func run(cfg config, log *slog.Logger) error {
 		defer s.embedder.Close()
 	}
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.host, fmt.Sprint(cfg.port)))
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(cfg.host); (ip == nil || !ip.IsLoopback()) && cfg.host != "localhost" && cfg.apiKey == "" {
-		log.Warn("listening beyond this machine without an API key: anyone who can reach it may use the model (set -api-key)", "addr", ln.Addr())
-	}
-	srv := &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute, // the body; streams are bounded by -timeout
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("listening", "url", "http://"+ln.Addr().String(), "model", cfg.name, "slots", cfg.slots, "ctx", eng.NCtx(), "device_sampling", device)
+	routes := s.routes()
+	handler.Store(&routes)
+	log.Info("ready", "model", cfg.name, "slots", cfg.slots, "ctx", eng.NCtx(), "device_sampling", device)
 
 	select {
 	case err := <-served:

@@ -77,6 +77,11 @@ func (s *server) routes() http.Handler {
 	}).Handler(mux)
 }
 
+// serveLoading answers every request while the model loads, as llama-server does.
+func serveLoading(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, &apiError{status: http.StatusServiceUnavailable, Message: "loading model", Type: "unavailable_error"})
+}
+
 // auth checks the API key, when the server has one.
 func (s *server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -113,11 +113,19 @@ func (l *lockedBuffer) String() string {
 var listening = regexp.MustCompile(`msg=listening url=(\S+)`)
 
 // startServer starts the server on a free loopback port with the tiny Qwen2 model
-// (whose vocabulary carries a ChatML template) and stops it when the test ends.
+// (whose vocabulary carries a ChatML template), waits until it has loaded the model,
+// and stops it when the test ends.
 func startServer(t *testing.T, args ...string) *runningServer {
 	t.Helper()
 	model := testmodel.Path(t, "qwen2-tiny", gguf.TypeQ8_0)
-	args = append([]string{"-model", model, "-port", "0", "-api-key", testKey, "-slots", "4", "-ctx", "4096"}, args...)
+	return launchServer(t, true, append([]string{"-model", model}, args...)...)
+}
+
+// launchServer starts the server with args and waits until it listens, and with ready
+// until it has loaded its model.
+func launchServer(t *testing.T, ready bool, args ...string) *runningServer {
+	t.Helper()
+	args = append([]string{"-port", "0", "-api-key", testKey, "-slots", "4", "-ctx", "4096"}, args...)
 	cmd := exec.Command(serverBinary(t), args...)
 	pr, pw := io.Pipe()
 	s := &runningServer{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
@@ -135,23 +143,34 @@ func startServer(t *testing.T, args ...string) *runningServer {
 			t.Logf("server log:\n%s", s.stderr.String())
 		}
 	})
-	found := make(chan string, 1)
+	found, loaded := make(chan string, 1), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
+			}
+			if strings.Contains(sc.Text(), "msg=ready") {
+				close(loaded)
 				break
 			}
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	select {
-	case s.url = <-found:
-	case <-s.exited:
-		t.Fatalf("server exited: %v\n%s", s.waitErr, s.stderr.String())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("server did not start:\n%s", s.stderr.String())
+	wait := func(what string, ch <-chan struct{}) {
+		select {
+		case <-ch:
+		case <-s.exited:
+			t.Fatalf("server exited: %v\n%s", s.waitErr, s.stderr.String())
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("server did not %s:\n%s", what, s.stderr.String())
+		}
+	}
+	listens := make(chan struct{})
+	go func() { s.url = <-found; close(listens) }()
+	wait("listen", listens)
+	if ready {
+		wait("load its model", loaded)
 	}
 	return s
 }
