@@ -58,7 +58,7 @@ type config struct {
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: the demo model "+modelfile.Demo+
-		", or a synthetic Qwen2-0.5B-shape Q8_0 model when it is missing)")
+		"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b)")
 	flag.IntVar(&cfg.gpuLayers, "ngl", -1, "layers on the GPU (-1: all)")
 	flag.IntVar(&cfg.nCtx, "ctx", 4096, "context size in tokens")
 	flag.IntVar(&cfg.threads, "t", 0, "threads (0: physical cores)")
@@ -164,7 +164,7 @@ func (a *app) handleInterrupts(ints <-chan os.Signal, quit <-chan struct{}) {
 
 // open loads the model and starts the session.
 func (a *app) open() (*llama.ChatSession, func(), error) {
-	path, err := modelfile.ResolveDefault(a.cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
+	path, err := modelfile.ResolveDefault(a.cfg.model, gguf.TypeQ8_0)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -26,7 +26,7 @@ import (
 
 func main() {
 	model := flag.String("model", "", "GGUF model file (default: the demo model "+modelfile.Demo+
-		", or a synthetic Qwen2-0.5B-shape Q8_0 model when it is missing)")
+		"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b)")
 	prompt := flag.String("p", "In the beginning God", "prompt")
 	n := flag.Int("n", 64, "tokens to generate")
 	nCtx := flag.Int("ctx", 2048, "context size")
@@ -73,7 +73,7 @@ type options struct {
 
 // run writes the prompt and its continuation to out, the rest to stderr.
 func run(ctx context.Context, out io.Writer, o options) error {
-	path, err := modelfile.ResolveDefault(o.model, "qwen2-0.5b", gguf.TypeQ8_0)
+	path, err := modelfile.ResolveDefault(o.model, gguf.TypeQ8_0)
 	if err != nil {
 		return err
 	}

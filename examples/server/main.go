@@ -56,7 +56,7 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: models/kjv-demo.gguf, the KJV demo model)")
+	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: the demo model "+modelfile.Demo+"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b)")
 	flag.StringVar(&cfg.name, "name", "", "model id reported to clients (default: the file name without .gguf)")
 	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
 	flag.StringVar(&cfg.host, "host", "127.0.0.1", "address to listen on")
@@ -130,7 +130,7 @@ func run(cfg config, log *slog.Logger) error {
 	defer srv.Close() // when loading fails
 	log.Info("listening", "url", "http://"+ln.Addr().String())
 
-	path, err := modelfile.ResolveDefault(cfg.model, "qwen2-0.5b", gguf.TypeQ8_0)
+	path, err := modelfile.ResolveDefault(cfg.model, gguf.TypeQ8_0)
 	if err != nil {
 		return err
 	}

@@ -45,19 +45,27 @@ func DemoPath() (string, error) {
 	}
 }
 
-// ResolveDefault returns path when set; otherwise the demo model; otherwise, when the
-// demo model is missing, the synthetic model of the given shape and weight type (see
-// Resolve), saying so on stderr.
-func ResolveDefault(path, shape string, weights gguf.TensorType) (string, error) {
+// Synthetic is the -model prefix that asks for a synthetic model by shape
+// ("synthetic:qwen2-0.5b"): random weights, for benchmarks and tests, never a fallback.
+const Synthetic = "synthetic:"
+
+// ResolveDefault returns path when set ("synthetic:SHAPE": that synthetic model, with
+// weights of the given type, see Resolve); otherwise the demo model. Without either it
+// fails, saying how to name a model: random weights would answer gibberish as if real.
+func ResolveDefault(path string, weights gguf.TensorType) (string, error) {
+	if shape, ok := strings.CutPrefix(path, Synthetic); ok {
+		return Resolve("", shape, weights)
+	}
 	if path != "" {
 		return path, nil
 	}
 	demo, err := DemoPath()
-	if err == nil {
-		return demo, nil
+	if err != nil {
+		return "", fmt.Errorf("no model: name a GGUF file with -model FILE (the default, the demo model %s, "+
+			"is used inside a llamago checkout, or where $LLAMAGO_DEMO_MODEL points; "+
+			"-model %sqwen2-0.5b writes a random-weight model for benchmarks): %w", Demo, Synthetic, err)
 	}
-	fmt.Fprintf(os.Stderr, "%v: using a synthetic model (random weights: gibberish text)\n", err)
-	return Resolve("", shape, weights)
+	return demo, nil
 }
 
 // Resolve returns path when set; otherwise the path of the synthetic model of the
