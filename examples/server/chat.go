@@ -27,15 +27,20 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prompt, err := s.template.Apply(creq)
+	m, done, err := s.use(r.Context(), req.Model)
 	if err != nil {
 		return err
 	}
-	tokens, err := s.model.Tokenize(prompt.Prompt, llama.AddSpecial|llama.ParseSpecial)
+	defer done()
+	prompt, err := m.template.Apply(creq)
 	if err != nil {
 		return err
 	}
-	sp, err := req.params(s.model)
+	tokens, err := m.model.Tokenize(prompt.Prompt, llama.AddSpecial|llama.ParseSpecial)
+	if err != nil {
+		return err
+	}
+	sp, err := req.params(m.model)
 	if err != nil {
 		return err
 	}
@@ -47,7 +52,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sampler, err := prompt.NewSampler(s.model, &sp)
+	sampler, err := prompt.NewSampler(m.model, &sp)
 	if err != nil {
 		return err
 	}
@@ -61,12 +66,12 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	var res engine.Result
 	ereq := &engine.Request{
 		Prompt: tokens, Sampler: sampler, MaxTokens: maxTokens,
-		Stop: append(append([]string(nil), prompt.Stop...), req.Stop...), Visible: prompt.PreservedTokenIDs(s.model),
+		Stop: append(append([]string(nil), prompt.Stop...), req.Stop...), Visible: prompt.PreservedTokenIDs(m.model),
 		Logprobs: withLogprobs, TopLogprobs: topLogprobs, Result: &res,
 	}
-	out := chatCompletion{ID: newID("chatcmpl-"), Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
+	out := chatCompletion{ID: newID("chatcmpl-"), Created: time.Now().Unix(), Model: m.id, SystemFingerprint: fingerprint}
 	if !req.Stream {
-		text, lps, err := s.generate(r.Context(), ereq)
+		text, lps, err := m.generate(r.Context(), ereq)
 		if err != nil {
 			return err
 		}
@@ -78,7 +83,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		out.Object = "chat.completion"
 		out.Choices = []chatChoice{{Message: messageJSON(msg), FinishReason: &reason}}
 		if withLogprobs {
-			out.Choices[0].Logprobs = s.chatLogprobsOf(lps)
+			out.Choices[0].Logprobs = m.chatLogprobsOf(lps)
 		}
 		out.Usage = usageOf(&res)
 		writeJSON(w, http.StatusOK, out)
@@ -91,7 +96,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	chunk := func(delta *chatMessage, reason *string) error {
 		out.Choices = []chatChoice{{Delta: delta, FinishReason: reason}}
 		if withLogprobs && len(lps) > 0 {
-			out.Choices[0].Logprobs = s.chatLogprobsOf(lps)
+			out.Choices[0].Logprobs = m.chatLogprobsOf(lps)
 			lps = lps[:0]
 		}
 		return stream.send(out)
@@ -109,7 +114,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		text strings.Builder
 		prev llama.Message
 	)
-	for d, err := range s.engine.Generate(r.Context(), ereq) {
+	for d, err := range m.engine.Generate(r.Context(), ereq) {
 		if err != nil {
 			stream.fail(err)
 			return nil

@@ -24,11 +24,16 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	if req.BestOf != nil && *req.BestOf != 1 {
 		return badRequest("best_of", "only best_of=1 is supported")
 	}
-	tokens, err := s.promptTokens(req.Prompt)
+	m, done, err := s.use(r.Context(), req.Model)
 	if err != nil {
 		return err
 	}
-	sp, err := req.params(s.model)
+	defer done()
+	tokens, err := m.promptTokens(req.Prompt)
+	if err != nil {
+		return err
+	}
+	sp, err := req.params(m.model)
 	if err != nil {
 		return err
 	}
@@ -43,16 +48,16 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	var res engine.Result
 	ereq := &engine.Request{Prompt: tokens, Sampling: &sp, MaxTokens: maxTokens, Stop: req.Stop,
 		Logprobs: withLogprobs, TopLogprobs: topLogprobs, Result: &res}
-	out := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: s.name, SystemFingerprint: fingerprint}
+	out := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: m.id, SystemFingerprint: fingerprint}
 	if !req.Stream {
-		text, lps, err := s.generate(r.Context(), ereq)
+		text, lps, err := m.generate(r.Context(), ereq)
 		if err != nil {
 			return err
 		}
 		reason := finishReason(res.FinishReason, false)
 		out.Choices = []completionChoice{{Text: text, FinishReason: &reason}}
 		if withLogprobs {
-			out.Choices[0].Logprobs = s.completionLogprobsOf(lps, 0)
+			out.Choices[0].Logprobs = m.completionLogprobsOf(lps, 0)
 		}
 		out.Usage = usageOf(&res)
 		writeJSON(w, http.StatusOK, out)
@@ -63,16 +68,16 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	offset := 0               // where their text starts
 	withLP := func(c completionChoice) []completionChoice {
 		if withLogprobs && len(lps) > 0 {
-			c.Logprobs = s.completionLogprobsOf(lps, offset)
+			c.Logprobs = m.completionLogprobsOf(lps, offset)
 			for _, g := range lps {
-				piece, _ := s.model.TokenPiece(g.Token, true)
+				piece, _ := m.model.TokenPiece(g.Token, true)
 				offset += len(piece)
 			}
 			lps = lps[:0]
 		}
 		return []completionChoice{c}
 	}
-	for d, err := range s.engine.Generate(r.Context(), ereq) {
+	for d, err := range m.engine.Generate(r.Context(), ereq) {
 		if err != nil {
 			stream.fail(err)
 			return nil
@@ -101,17 +106,17 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 }
 
 // promptTokens reads "prompt": a string, a list of one string, or token ids.
-func (s *server) promptTokens(raw json.RawMessage) ([]llama.Token, error) {
+func (m *served) promptTokens(raw json.RawMessage) ([]llama.Token, error) {
 	var text string
 	if err := json.Unmarshal(raw, &text); err == nil {
-		return s.tokenizePrompt(text)
+		return m.tokenizePrompt(text)
 	}
 	var texts []string
 	if err := json.Unmarshal(raw, &texts); err == nil {
 		if len(texts) != 1 {
 			return nil, badRequest("prompt", "prompt must be one string (batches of prompts are not supported)")
 		}
-		return s.tokenizePrompt(texts[0])
+		return m.tokenizePrompt(texts[0])
 	}
 	var ids []llama.Token
 	if err := json.Unmarshal(raw, &ids); err == nil && len(ids) > 0 {
@@ -120,9 +125,9 @@ func (s *server) promptTokens(raw json.RawMessage) ([]llama.Token, error) {
 	return nil, badRequest("prompt", "prompt must be a non-empty string or a list of token ids")
 }
 
-func (s *server) tokenizePrompt(text string) ([]llama.Token, error) {
+func (m *served) tokenizePrompt(text string) ([]llama.Token, error) {
 	if text == "" {
 		return nil, badRequest("prompt", "prompt must not be empty")
 	}
-	return s.model.Tokenize(text, llama.AddSpecial)
+	return m.model.Tokenize(text, llama.AddSpecial)
 }

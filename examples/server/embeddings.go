@@ -81,7 +81,7 @@ func (s *server) embeddings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := embeddingList{Object: "list", Model: s.name}
+	out := embeddingList{Object: "list", Model: s.primary.id}
 	for i, v := range vecs {
 		var e any = v
 		if req.EncodingFormat == "base64" {

@@ -54,20 +54,20 @@ type tokenLogprob struct {
 }
 
 // chatLogprobsOf renders generated tokens in the chat API's shape.
-func (s *server) chatLogprobsOf(gs []llama.Generated) *chatLogprobs {
+func (m *served) chatLogprobsOf(gs []llama.Generated) *chatLogprobs {
 	out := &chatLogprobs{Content: make([]tokenLogprob, len(gs)), Refusal: nil}
 	for i, g := range gs {
-		out.Content[i] = s.tokenLogprob(g.Token, g.Logprob)
+		out.Content[i] = m.tokenLogprob(g.Token, g.Logprob)
 		out.Content[i].TopLogprobs = make([]tokenLogprob, len(g.Top))
 		for k, t := range g.Top {
-			out.Content[i].TopLogprobs[k] = s.tokenLogprob(t.Token, t.Logprob)
+			out.Content[i].TopLogprobs[k] = m.tokenLogprob(t.Token, t.Logprob)
 		}
 	}
 	return out
 }
 
-func (s *server) tokenLogprob(t llama.Token, lp float32) tokenLogprob {
-	piece, _ := s.model.TokenPiece(t, true)
+func (m *served) tokenLogprob(t llama.Token, lp float32) tokenLogprob {
+	piece, _ := m.model.TokenPiece(t, true)
 	return tokenLogprob{Token: string(piece), Logprob: lp, Bytes: bytesOf(piece)}
 }
 
@@ -81,15 +81,15 @@ type completionLogprobs struct {
 
 // completionLogprobsOf renders generated tokens in the completions API's shape; offset is
 // where the first token's text starts in the choice's text.
-func (s *server) completionLogprobsOf(gs []llama.Generated, offset int) *completionLogprobs {
+func (m *served) completionLogprobsOf(gs []llama.Generated, offset int) *completionLogprobs {
 	out := &completionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []map[string]float32{}, TextOffset: []int{}}
 	for _, g := range gs {
-		piece, _ := s.model.TokenPiece(g.Token, true)
+		piece, _ := m.model.TokenPiece(g.Token, true)
 		out.Tokens = append(out.Tokens, string(piece))
 		out.TokenLogprobs = append(out.TokenLogprobs, g.Logprob)
 		top := make(map[string]float32, len(g.Top))
 		for _, t := range g.Top {
-			p, _ := s.model.TokenPiece(t.Token, true)
+			p, _ := m.model.TokenPiece(t.Token, true)
 			if _, dup := top[string(p)]; !dup { // two tokens with one text: the likelier
 				top[string(p)] = t.Logprob
 			}

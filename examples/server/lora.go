@@ -17,7 +17,7 @@ type loraAdapter struct {
 
 // GET /lora-adapters: the adapters the server loaded, with the scales it applies now.
 func (s *server) loraAdapters(w http.ResponseWriter, r *http.Request) error {
-	applied := s.engine.LoRA()
+	applied := s.primary.engine.LoRA()
 	out := []loraAdapter{}
 	for i, a := range s.adapters.LoRA {
 		var scale float32
@@ -49,7 +49,7 @@ func (s *server) setLoRAAdapters(w http.ResponseWriter, r *http.Request) error {
 			set = append(set, llama.LoRAScale{Adapter: s.adapters.LoRA[a.ID].Adapter, Scale: a.Scale})
 		}
 	}
-	if err := s.engine.SetLoRA(r.Context(), set...); err != nil {
+	if err := s.primary.engine.SetLoRA(r.Context(), set...); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"success": true})

@@ -1,4 +1,4 @@
-// Command server is an OpenAI-compatible HTTP server for one model: chat completions
+// Command server is an OpenAI-compatible HTTP server for GGUF models: chat completions
 // (streaming, tools, JSON-schema response formats), text completions, embeddings,
 // model listing, health and Prometheus metrics. Requests are served concurrently by
 // continuous batching (package llama/engine): every decode step carries the next
@@ -23,6 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +40,8 @@ import (
 
 type config struct {
 	model, name, host, apiKey string
+	moreModels                []string // -model given again, and -models-dir
+	modelsBudget              int64
 	embeddingModel            string
 	template                  string
 	port                      int
@@ -56,7 +60,31 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: the demo model "+modelfile.Demo+"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b)")
+	flag.Func("model", "GGUF model file (default: the demo model "+modelfile.Demo+"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b); "+
+		"repeat it to serve several: requests choose by \"model\" (the file name without .gguf), the first is the default", func(v string) error {
+		if cfg.model == "" {
+			cfg.model = v
+		} else {
+			cfg.moreModels = append(cfg.moreModels, v)
+		}
+		return nil
+	})
+	flag.Func("models-dir", "serve every .gguf file of this directory too, as -model does when repeated", func(dir string) error {
+		files, err := filepath.Glob(filepath.Join(dir, "*.gguf"))
+		if err == nil && len(files) == 0 {
+			err = fmt.Errorf("no .gguf file in %s", dir)
+		}
+		cfg.moreModels = append(cfg.moreModels, files...)
+		return err
+	})
+	flag.Func("models-budget-mib", "most MiB of model files loaded at once, the first model's included; others are loaded when asked for and the least recently used idle one unloaded (default: no limit)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return errors.New("want a positive number of MiB")
+		}
+		cfg.modelsBudget = n << 20
+		return nil
+	})
 	flag.StringVar(&cfg.name, "name", "", "model id reported to clients (default: the file name without .gguf)")
 	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
 	flag.StringVar(&cfg.host, "host", "127.0.0.1", "address to listen on")
@@ -125,8 +153,8 @@ func run(cfg config, log *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 	defer srv.Close() // when loading fails
 	log.Info("listening", "url", "http://"+ln.Addr().String())
 
@@ -194,9 +222,25 @@ func run(cfg config, log *slog.Logger) error {
 	}
 	defer tmpl.Close()
 	s := &server{
-		model: m, name: cfg.name, engine: eng, template: tmpl, apiKey: cfg.apiKey,
+		primary: served{id: cfg.name, model: m, engine: eng, template: tmpl}, apiKey: cfg.apiKey,
 		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(), cors: cfg.cors,
 		adapters: adapters,
+	}
+	if len(cfg.moreModels) > 0 {
+		// The other models' engines: as the first's, without adapters and drafts.
+		pcfg := *ecfg
+		pcfg.NewDrafter, pcfg.DraftMax = nil, 0
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if s.pool, err = newPool(cfg.moreModels, cfg.modelsBudget, fi.Size(), pcfg, cfg.gpuLayers, log); err != nil {
+			return err
+		}
+		defer s.pool.Close()
+		if slices.ContainsFunc(s.pool.entries, func(e *poolEntry) bool { return e.id == cfg.name }) {
+			return fmt.Errorf("two models with the id %q", cfg.name)
+		}
 	}
 	if cfg.slotDir != "" {
 		if s.slotDir, err = filepath.Abs(cfg.slotDir); err != nil {
@@ -230,7 +274,7 @@ func run(cfg config, log *slog.Logger) error {
 	log.Info("ready", "model", cfg.name, "slots", cfg.slots, "ctx", eng.NCtx(), "device_sampling", device)
 
 	select {
-	case err := <-served:
+	case err := <-serveErr:
 		return err
 	case <-ctx.Done():
 	}

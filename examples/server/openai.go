@@ -253,6 +253,7 @@ type modelObject struct {
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
+	Loaded  bool   `json:"loaded"` // extension: in memory now (several models, -model repeated)
 }
 
 // apiError is the body of every error response.

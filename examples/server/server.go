@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,12 +23,12 @@ import (
 	"github.com/llamago/llamago/llama/engine"
 )
 
-// server is the OpenAI-compatible HTTP API over one model.
+// server is the OpenAI-compatible HTTP API over its models: the first one, always
+// loaded, with every feature (slots, adapters, drafts, embeddings), and the pool of the
+// others, for chat and completions.
 type server struct {
-	model         *llama.Model
-	name          string // the model id clients see
-	engine        *engine.Engine
-	template      *llama.ChatTemplate
+	primary       served
+	pool          *pool     // nil: one model
 	embedder      *embedder // nil: /v1/embeddings is off
 	embeddingName string    // the model id of embeddings and rerank answers
 	slotDir       string    // -slot-save-path; "": /slots actions are off
@@ -46,7 +47,7 @@ type server struct {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.health)
-	mux.Handle("GET /metrics", s.auth(newMetricsHandler(s.engine)))
+	mux.Handle("GET /metrics", s.auth(newMetricsHandler(s.primary.engine)))
 	mux.Handle("GET /v1/models", s.auth(http.HandlerFunc(s.models)))
 	mux.Handle("GET /v1/models/{id...}", s.auth(http.HandlerFunc(s.models)))
 	mux.Handle("POST /v1/chat/completions", s.api(s.chatCompletions))
@@ -175,22 +176,28 @@ func (s *server) health(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 		return
 	}
-	m := s.engine.Metrics()
+	m := s.primary.engine.Metrics()
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": m.Slots, "active": m.Active, "queued": m.Queued})
 }
 
 func (s *server) models(w http.ResponseWriter, r *http.Request) {
-	obj := modelObject{ID: s.name, Object: "model", Created: s.created, OwnedBy: "llamago"}
-	if id := r.PathValue("id"); id != "" {
-		if id != s.name {
-			code := "model_not_found"
-			writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("model %q does not exist (this server serves %q)", id, s.name), Type: "invalid_request_error", Code: &code})
-			return
+	list := []modelObject{{ID: s.primary.id, Object: "model", Created: s.created, OwnedBy: "llamago", Loaded: true}}
+	if s.pool != nil {
+		for _, st := range s.pool.status() {
+			list = append(list, modelObject{ID: st.id, Object: "model", Created: s.created, OwnedBy: "llamago", Loaded: st.loaded})
 		}
-		writeJSON(w, http.StatusOK, obj)
+	}
+	id := r.PathValue("id")
+	if id == "" {
+		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []modelObject{obj}})
+	if i := slices.IndexFunc(list, func(m modelObject) bool { return m.ID == id }); i >= 0 {
+		writeJSON(w, http.StatusOK, list[i])
+		return
+	}
+	code := "model_not_found"
+	writeError(w, &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("the model %q does not exist", id), Type: "invalid_request_error", Code: &code})
 }
 
 // sse writes a server-sent event stream.
@@ -241,10 +248,10 @@ func newID(prefix string) string {
 
 // generate runs a request to its end and returns its whole text, and the tokens'
 // log-probabilities when it asked for them.
-func (s *server) generate(ctx context.Context, req *engine.Request) (string, []llama.Generated, error) {
+func (m *served) generate(ctx context.Context, req *engine.Request) (string, []llama.Generated, error) {
 	var text strings.Builder
 	var lps []llama.Generated
-	for d, err := range s.engine.Generate(ctx, req) {
+	for d, err := range m.engine.Generate(ctx, req) {
 		if err != nil {
 			return "", nil, err
 		}

@@ -17,7 +17,7 @@ import (
 // GET /slots lists the slots as llama-server does: whether each serves a request, and
 // the tokens of its KV cache (as the engine counts them and as llama.cpp holds them).
 func (s *server) slots(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.engine.SlotStatuses(r.Context())
+	st, err := s.primary.engine.SlotStatuses(r.Context())
 	if err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func (s *server) slots(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]slotJSON, len(st))
 	for i, x := range st {
-		out[i] = slotJSON{ID: x.ID, NCtx: s.engine.NCtx(), IsProcessing: x.Active, CachedTokens: x.CachedTokens, KVTokens: x.KVTokens}
+		out[i] = slotJSON{ID: x.ID, NCtx: s.primary.engine.NCtx(), IsProcessing: x.Active, CachedTokens: x.CachedTokens, KVTokens: x.KVTokens}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -44,12 +44,12 @@ func (s *server) slotAction(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusNotImplemented, Message: "slot save and restore are off: start the server with -slot-save-path", Type: "not_supported_error"}
 	}
 	id, err := strconv.Atoi(r.PathValue("id"))
-	if err != nil || id < 0 || id >= s.engine.Slots() {
-		return badRequest("id_slot", fmt.Sprintf("slot %q: want 0 to %d", r.PathValue("id"), s.engine.Slots()-1))
+	if err != nil || id < 0 || id >= s.primary.engine.Slots() {
+		return badRequest("id_slot", fmt.Sprintf("slot %q: want 0 to %d", r.PathValue("id"), s.primary.engine.Slots()-1))
 	}
 	action := r.URL.Query().Get("action")
 	if action == "erase" {
-		n, err := s.engine.EraseSlot(r.Context(), id)
+		n, err := s.primary.engine.EraseSlot(r.Context(), id)
 		if err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func (s *server) slotAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || !fi.Mode().IsRegular() {
 		return &apiError{status: http.StatusNotFound, Message: fmt.Sprintf("no slot file %q", body.Filename), Type: "invalid_request_error"}
 	}
-	n, err := s.engine.RestoreSlot(r.Context(), id, path)
+	n, err := s.primary.engine.RestoreSlot(r.Context(), id, path)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *server) saveSlot(r *http.Request, id int, path string) (tokens int, siz
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	if tokens, err = s.engine.SaveSlot(r.Context(), id, tmp.Name()); err != nil {
+	if tokens, err = s.primary.engine.SaveSlot(r.Context(), id, tmp.Name()); err != nil {
 		return 0, 0, err
 	}
 	fi, err := os.Stat(tmp.Name())

@@ -32,7 +32,7 @@ func (s *server) tokenize(w http.ResponseWriter, r *http.Request) error {
 	if req.ParseSpecial == nil || *req.ParseSpecial {
 		flags |= llama.ParseSpecial
 	}
-	toks, err := s.model.Tokenize(*req.Content, flags)
+	toks, err := s.primary.model.Tokenize(*req.Content, flags)
 	if err != nil {
 		return tokenError("content", err)
 	}
@@ -46,7 +46,7 @@ func (s *server) tokenize(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]piece, len(toks))
 	for i, t := range toks {
-		b, err := s.model.TokenPiece(t, true)
+		b, err := s.primary.model.TokenPiece(t, true)
 		if err != nil {
 			return err
 		}
@@ -67,7 +67,7 @@ func (s *server) detokenize(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	text, err := s.model.Detokenize(req.Tokens, llama.RenderSpecial)
+	text, err := s.primary.model.Detokenize(req.Tokens, llama.RenderSpecial)
 	if err != nil {
 		return tokenError("tokens", err)
 	}
@@ -95,14 +95,14 @@ func bytesOf(b []byte) []int {
 func (s *server) props(w http.ResponseWriter, _ *http.Request) error {
 	d := llama.DefaultSamplingParams()
 	writeJSON(w, http.StatusOK, map[string]any{
-		"model_alias":   s.name,
-		"model_path":    s.model.Path(),
-		"total_slots":   s.engine.Slots(),
-		"chat_template": s.template.Source(),
+		"model_alias":   s.primary.id,
+		"model_path":    s.primary.model.Path(),
+		"total_slots":   s.primary.engine.Slots(),
+		"chat_template": s.primary.template.Source(),
 		"build_info":    llama.Version(),
 		"modalities":    map[string]bool{"vision": false, "audio": false},
 		"default_generation_settings": map[string]any{
-			"n_ctx": s.engine.NCtx(),
+			"n_ctx": s.primary.engine.NCtx(),
 			"params": map[string]any{
 				"temperature": d.Temperature, "top_k": d.TopK, "top_p": d.TopP, "min_p": d.MinP,
 				"repeat_penalty": d.RepeatPenalty, "seed": d.Seed,
