@@ -293,6 +293,9 @@ func (s *server) shutdown(srv *http.Server, eng *engine.Engine, grace time.Durat
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("grace period over: ending the remaining requests")
 		eng.Close()
+		if s.pool != nil {
+			s.pool.closeEngines()
+		}
 		s.inflight.Wait()
 		err = srv.Close()
 	}

@@ -182,6 +182,18 @@ func (p *pool) Close() {
 	}
 }
 
+// closeEngines ends the requests of every loaded model (shutdown past its grace period);
+// the models stay until Close.
+func (p *pool) closeEngines() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.entries {
+		if e.m != nil {
+			e.m.engine.Close()
+		}
+	}
+}
+
 // status lists the pool's models: id and whether each is loaded.
 func (p *pool) status() []modelStatus {
 	p.mu.Lock()
