@@ -35,7 +35,7 @@ import (
 // random draws as from every logit. Sample such rows with a chain that starts with
 // TopK(j), j <= k (others get ErrInvalidParams); Logits returns ErrNoLogits. When k is
 // too large for narrowing to pay (more than a quarter of min(1024, vocabulary/8)),
-// the sequence samples on the CPU (false). See LeadingTopK.
+// the sequence samples on the CPU (false). See leadingTopK.
 //
 // Attaching any other sampler binds s to this context for good (llama.cpp prepares a
 // chain for one device once): s then samples only this context, Apply refuses it, and
@@ -57,8 +57,8 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 		return false, err
 	}
 	defer c.mu.Unlock()
-	if s != nil && (s.onlyGreedy || s.LeadingTopK() > 0) {
-		narrow := s.LeadingTopK()
+	if s != nil && (s.onlyGreedy || s.leadingTopK() > 0) {
+		narrow := s.leadingTopK()
 		if s.onlyGreedy {
 			narrow = 0
 		}

@@ -2,7 +2,6 @@ package llama
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -11,10 +10,6 @@ import (
 // engine, as llama-server renders them), model output parsed back into typed messages
 // (content, reasoning, tool calls), and ChatSession, which keeps a conversation and its
 // KV cache. See ChatTemplate, ChatParser and ChatSession.
-
-// ErrChat is returned for conversations, tools or templates that cannot be rendered or
-// parsed; the error message says why.
-var ErrChat = errors.New("llama: chat")
 
 // Role is the author of a chat message.
 type Role string

@@ -24,6 +24,12 @@ var (
 	ErrNoLogits = errors.New("llama: no output for this batch index")
 	// ErrInvalidUTF8 is returned for text that is not valid UTF-8.
 	ErrInvalidUTF8 = errors.New("llama: text is not valid UTF-8")
+	// ErrChat is returned for conversations, tools or templates that cannot be rendered
+	// or parsed; the error message says why.
+	ErrChat = errors.New("llama: chat")
+	// ErrGrammar is returned when a grammar cannot be parsed, allows no token, or
+	// forbids a token given to Sampler.Accept.
+	ErrGrammar = errors.New("llama: grammar")
 	// ErrInvalidParams is returned for out-of-range parameters.
 	ErrInvalidParams = errors.New("llama: invalid parameter")
 	// ErrInputTooLong is returned when one input to Embed, TokenEmbeddings or Rerank has

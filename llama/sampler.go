@@ -6,7 +6,6 @@ package llama
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -17,10 +16,6 @@ import (
 
 // DefaultSeed asks for a random seed (llama.cpp's LLAMA_DEFAULT_SEED).
 const DefaultSeed uint32 = 0xFFFFFFFF
-
-// ErrGrammar is returned when a grammar cannot be parsed, allows no token, or forbids
-// a token given to Sampler.Accept.
-var ErrGrammar = errors.New("llama: grammar")
 
 // Sampler picks the next token from a context's logits with a chain of stages
 // (see NewSampler). It owns C memory: Close it. A Sampler serves one goroutine (and one
@@ -174,10 +169,10 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 // with the argmax the context's greedy sequences share (SetBackendSampler).
 func (s *Sampler) IsGreedy() bool { return s.onlyGreedy }
 
-// LeadingTopK is k when the chain starts with TopK(k) and has no grammar, 1 when it is
+// leadingTopK is k when the chain starts with TopK(k) and has no grammar, 1 when it is
 // Greedy alone, else 0. SetBackendSampler runs such chains with this package's device
 // stages (the shared argmax, top-k narrowing) and never binds them to the context.
-func (s *Sampler) LeadingTopK() int {
+func (s *Sampler) leadingTopK() int {
 	if s.grammar != nil {
 		return 0
 	}

@@ -353,15 +353,15 @@ func TestDeviceTopKRows(t *testing.T) {
 
 	// A k too large for narrowing to pay: the CPU, and the sampler stays unbound.
 	big := newTestSampler(t, m, TopK(5000), Temp(0.8), Seed(1))
-	assert.Equal(t, 5000, big.LeadingTopK())
+	assert.Equal(t, 5000, big.leadingTopK())
 	ok, err = c.SetBackendSampler(0, big)
 	require.NoError(t, err)
 	assert.False(t, ok)
 	assert.Nil(t, big.device)
 	assert.Empty(t, c.attached.chains)
-	assert.Zero(t, newTestSampler(t, m, Grammar(`root ::= "a"`), TopK(40)).LeadingTopK())
-	assert.Zero(t, newTestSampler(t, m, Temp(0.8), TopK(40)).LeadingTopK())
-	assert.Equal(t, 1, newTestSampler(t, m, Greedy()).LeadingTopK())
+	assert.Zero(t, newTestSampler(t, m, Grammar(`root ::= "a"`), TopK(40)).leadingTopK())
+	assert.Zero(t, newTestSampler(t, m, Temp(0.8), TopK(40)).leadingTopK())
+	assert.Equal(t, 1, newTestSampler(t, m, Greedy()).leadingTopK())
 
 	// TopK(1) leading a chain is narrowing to one token, not the greedy argmax (whose
 	// picks only greedy samplers take): it samples what the CPU samples.

@@ -74,7 +74,7 @@ func DefaultSamplingParams() SamplingParams {
 		DRYBase:          1.75,
 		DRYAllowedLength: 2,
 		DRYLastN:         -1,
-		DRYBreakers:      DefaultDRYBreakers,
+		DRYBreakers:      DefaultDRYBreakers(),
 	}
 }
 

@@ -314,8 +314,8 @@ type dryStage struct {
 	Breakers         []string
 }
 
-// DefaultDRYBreakers are llama.cpp's default DRY sequence breakers.
-var DefaultDRYBreakers = []string{"\n", ":", "\"", "*"}
+// DefaultDRYBreakers returns llama.cpp's default DRY sequence breakers.
+func DefaultDRYBreakers() []string { return []string{"\n", ":", "\"", "*"} }
 
 // DRY ("don't repeat yourself") penalises tokens that extend a repetition longer than
 // allowedLength within the last lastN tokens (-1: the whole context) by
@@ -323,7 +323,7 @@ var DefaultDRYBreakers = []string{"\n", ":", "\"", "*"}
 // DefaultDRYBreakers. multiplier 0 disables it.
 func DRY(multiplier, base float32, allowedLength, lastN int, breakers []string) Stage {
 	if breakers == nil {
-		breakers = DefaultDRYBreakers
+		breakers = DefaultDRYBreakers()
 	}
 	return dryStage{multiplier, base, allowedLength, lastN, append([]string(nil), breakers...)}
 }

@@ -10,7 +10,9 @@ import (
 // PhysicalCores is the default thread count of a Context: the number of physical cores
 // this process may run on. Hyper-threads share one core's arithmetic units, and
 // oversubscribing them slows decoding down, so they are not counted.
-var PhysicalCores = sync.OnceValue(func() int {
+func PhysicalCores() int { return physicalCores() }
+
+var physicalCores = sync.OnceValue(func() int {
 	n := runtime.NumCPU()
 	if p := linuxPhysicalCores(); p > 0 && p < n {
 		return p
