@@ -65,6 +65,9 @@ type ModelDrafter struct {
 	minProb float32
 	eog     func(Token) bool
 	device  *Sampler // greedy on the device (GPU, no MinProb): only the token leaves it
+	// The vocabularies may differ in size by up to 128 tokens: a draft ends before a
+	// token the target lacks, and a history token the draft model lacks means no draft.
+	targetTokens int
 }
 
 // ModelDrafterParams configures NewModelDrafter. The zero value (or nil) gives the
@@ -101,7 +104,7 @@ func NewModelDrafter(target, draft *Model, p *ModelDrafterParams) (*ModelDrafter
 	if err != nil {
 		return nil, err
 	}
-	d := &ModelDrafter{ctx: c, minProb: o.MinProb, eog: draft.IsEOG}
+	d := &ModelDrafter{ctx: c, minProb: o.MinProb, eog: draft.IsEOG, targetTokens: target.Vocab().NTokens}
 	if o.MinProb < 0 { // no probability to check: the device may pick, as llama.cpp's drafts do
 		if err := d.pickOnDevice(draft); err != nil {
 			c.Close()
@@ -167,6 +170,11 @@ func (d *ModelDrafter) Draft(ctx context.Context, history []Token, limit int) ([
 	}
 	// Keep the shared prefix; decode at least the last token, whose logits start the draft.
 	n := min(commonPrefixLen(d.held, history), len(history)-1)
+	for _, t := range history[n:] {
+		if !d.ctx.model.ValidToken(t) {
+			return nil, nil // the draft model cannot read it: plain decoding goes on
+		}
+	}
 	if _, err := d.ctx.MemorySeqRemove(0, Pos(n), -1); err != nil {
 		return nil, err
 	}
@@ -181,7 +189,7 @@ func (d *ModelDrafter) Draft(ctx context.Context, history []Token, limit int) ([
 		if err != nil {
 			return nil, d.reset(err)
 		}
-		if !sure && len(out) > 0 {
+		if (!sure && len(out) > 0) || int(tok) >= d.targetTokens {
 			return out, nil
 		}
 		out = append(out, tok)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -298,4 +299,33 @@ func TestSpeculativeChatSession(t *testing.T) {
 		require.NotEmpty(t, firstHistory)
 		assert.Equal(t, turn.PromptTokens+1, firstHistory[0], "the first draft of a turn sees the whole conversation and the first reply token")
 	}
+}
+
+// A ModelDrafter whose vocabulary is not the target's size costs speed, never the
+// generation: history tokens it lacks give no draft, and a draft ends before a token
+// the target lacks.
+func TestModelDrafterVocabEdges(t *testing.T) {
+	m := loadTiny(t)
+	d, err := NewModelDrafter(m, m, &ModelDrafterParams{Context: &ContextParams{NCtx: 256}, MinProb: -1})
+	require.NoError(t, err)
+	defer d.Close()
+	prompt, err := m.Tokenize("one two three four", AddSpecial)
+	require.NoError(t, err)
+
+	full, err := d.Draft(t.Context(), prompt, 4)
+	require.NoError(t, err)
+	require.Len(t, full, 4)
+
+	unknown := append(append([]Token(nil), prompt...), Token(m.Vocab().NTokens))
+	got, err := d.Draft(t.Context(), unknown, 4)
+	require.NoError(t, err)
+	assert.Empty(t, got, "a token the draft model lacks: no draft")
+
+	// As if the target's vocabulary ended below the largest drafted token.
+	d.targetTokens = int(slices.Max(full))
+	want := append([]Token{}, full[:slices.Index(full, slices.Max(full))]...)
+	got, err = d.Draft(t.Context(), prompt, 4)
+	require.NoError(t, err)
+	assert.Equal(t, want, append([]Token{}, got...), "the draft ends before a token the target lacks")
+	assert.Less(t, len(got), len(full))
 }

@@ -57,7 +57,7 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 		reason := finishReason(res.FinishReason, false)
 		out.Choices = []completionChoice{{Text: text, FinishReason: &reason}}
 		if withLogprobs {
-			out.Choices[0].Logprobs = m.completionLogprobsOf(lps, 0)
+			out.Choices[0].Logprobs, _ = m.completionLogprobsOf(lps, 0)
 		}
 		out.Usage = usageOf(&res)
 		writeJSON(w, http.StatusOK, out)
@@ -68,11 +68,7 @@ func (s *server) completions(w http.ResponseWriter, r *http.Request) error {
 	offset := 0               // where their text starts
 	withLP := func(c completionChoice) []completionChoice {
 		if withLogprobs && len(lps) > 0 {
-			c.Logprobs = m.completionLogprobsOf(lps, offset)
-			for _, g := range lps {
-				piece, _ := m.model.TokenPiece(g.Token, true)
-				offset += len(piece)
-			}
+			c.Logprobs, offset = m.completionLogprobsOf(lps, offset)
 			lps = lps[:0]
 		}
 		return []completionChoice{c}

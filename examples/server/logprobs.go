@@ -80,8 +80,9 @@ type completionLogprobs struct {
 }
 
 // completionLogprobsOf renders generated tokens in the completions API's shape; offset is
-// where the first token's text starts in the choice's text.
-func (m *served) completionLogprobsOf(gs []llama.Generated, offset int) *completionLogprobs {
+// where the first token's text starts in the choice's text, next where the text after
+// the last one starts.
+func (m *served) completionLogprobsOf(gs []llama.Generated, offset int) (lp *completionLogprobs, next int) {
 	out := &completionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []map[string]float32{}, TextOffset: []int{}}
 	for _, g := range gs {
 		piece, _ := m.model.TokenPiece(g.Token, true)
@@ -98,5 +99,5 @@ func (m *served) completionLogprobsOf(gs []llama.Generated, offset int) *complet
 		out.TextOffset = append(out.TextOffset, offset)
 		offset += len(piece)
 	}
-	return out
+	return out, offset
 }

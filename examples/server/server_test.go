@@ -430,30 +430,13 @@ func TestGracefulShutdown(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t, "-shutdown-grace", tc.grace)
-			cmd := exec.Command("node", "testdata/client.cjs", "slow", s.url+"/v1", testKey)
-			cmd.Env = append(os.Environ(), "NODE_PATH="+openaiModules(t), "MAX_TOKENS=3000")
-			stderr, err := cmd.StderrPipe()
-			require.NoError(t, err)
-			var out bytes.Buffer
-			cmd.Stdout = &out
-			require.NoError(t, cmd.Start())
-			started := bufio.NewScanner(stderr)
-			require.True(t, started.Scan(), "the stream started")
-			require.Equal(t, "STARTED", started.Text())
-			require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-			require.NoError(t, cmd.Wait())
-			select {
-			case <-s.exited:
-				assert.NoError(t, s.waitErr, "clean exit")
-			case <-time.After(time.Minute):
-				t.Fatal("the server did not exit")
-			}
+			out := s.terminateDuring(t, "slow", "MAX_TOKENS=3000")
 			var r struct {
 				Finish *string `json:"finish"`
 				Error  *apiErr `json:"error"`
 				Length int     `json:"length"`
 			}
-			require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
+			require.NoError(t, json.Unmarshal(out, &r), string(out))
 			if tc.finished {
 				assert.Nil(t, r.Error)
 				require.NotNil(t, r.Finish)
@@ -468,4 +451,30 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// terminateDuring runs a scenario of testdata/client.cjs that prints STARTED to stderr
+// once its streams are under way, sends the server SIGTERM then, and returns the
+// client's report after both have ended (the server cleanly).
+func (s *runningServer) terminateDuring(t *testing.T, scenario string, env ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("node", "testdata/client.cjs", scenario, s.url+"/v1", testKey)
+	cmd.Env = append(append(os.Environ(), "NODE_PATH="+openaiModules(t)), env...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	require.NoError(t, cmd.Start())
+	started := bufio.NewScanner(stderr)
+	require.True(t, started.Scan(), "the streams started")
+	require.Equal(t, "STARTED", started.Text())
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+	select {
+	case <-s.exited:
+		assert.NoError(t, s.waitErr, "clean exit")
+	case <-time.After(time.Minute):
+		t.Fatal("the server did not exit")
+	}
+	return out.Bytes()
 }

@@ -2,16 +2,12 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -92,31 +88,14 @@ func TestSoak(t *testing.T) {
 
 	// Shutdown with 4 streams generating and 4 queued: within the grace period the short
 	// ones finish, the rest end with an error event; none is cut off mid-stream.
-	cmd := exec.Command("node", "testdata/client.cjs", "inflight", s.url+"/v1", testKey)
-	cmd.Env = append(os.Environ(), "NODE_PATH="+openaiModules(t), "STREAMS=8", "SLOTS=4")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	require.NoError(t, cmd.Start())
-	started := bufio.NewScanner(stderr)
-	require.True(t, started.Scan(), "the streams started")
-	require.Equal(t, "STARTED", started.Text())
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait())
-	select {
-	case <-s.exited:
-		assert.NoError(t, s.waitErr, "clean exit")
-	case <-time.After(time.Minute):
-		t.Fatal("the server did not exit")
-	}
+	out := s.terminateDuring(t, "inflight", "STREAMS=8", "SLOTS=4")
 	var in struct {
 		Streams []struct {
 			Finish *string
 			Error  *apiErr
 		}
 	}
-	require.NoError(t, json.Unmarshal(out.Bytes(), &in), out.String())
+	require.NoError(t, json.Unmarshal(out, &in), string(out))
 	finished, ended := 0, 0
 	for i, st := range in.Streams {
 		switch {

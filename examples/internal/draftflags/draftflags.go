@@ -93,9 +93,11 @@ func (f *Flags) Load(ctx context.Context, target *llama.Model, gpuLayers int, nC
 		d.pMin = -1 // the flag's 0 means no threshold
 	}
 	// A draft model of another vocabulary is refused now, not at the first request.
-	if d.first, err = llama.NewModelDrafter(target, m, &llama.ModelDrafterParams{Context: &llama.ContextParams{NCtx: nCtx}, MinProb: d.pMin}); err != nil {
+	first, err := d.New()
+	if err != nil {
 		m.Close()
 		return nil, err
 	}
+	d.first = first.(*llama.ModelDrafter)
 	return d, nil
 }
