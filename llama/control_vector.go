@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/llamago/llamago/internal/modelcheck"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -47,8 +48,8 @@ func LoadControlVector(path string, strength float32) (*ControlVector, error) {
 		}
 		layer, err := strconv.Atoi(layerName)
 		switch {
-		case err != nil || layer < 1 || layer > maxLayers: // as block_count: no allocation for absurd layers
-			return fail("tensor %s: want direction.<layer> with a layer from 1 to %d", t.Name, maxLayers)
+		case err != nil || layer < 1 || layer > modelcheck.MaxLayers: // as block_count: no allocation for absurd layers
+			return fail("tensor %s: want direction.<layer> with a layer from 1 to %d", t.Name, modelcheck.MaxLayers)
 		case t.Type != gguf.TypeF32 || len(t.Shape) != 1:
 			return fail("tensor %s: want a 1-D F32 tensor, got %v %v", t.Name, t.Type, t.Shape)
 		case v.NEmbd != 0 && int(t.Shape[0]) != v.NEmbd:

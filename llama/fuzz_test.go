@@ -22,6 +22,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/llamago/llamago/internal/modelcheck"
+	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -49,7 +51,7 @@ func fuzzModel(t testing.TB, name string) *Model {
 		if name == "micro-nobytes" {
 			edit = renameByteTokens
 		}
-		path = filepath.Join(synthModels.dir, name+".gguf")
+		path = filepath.Join(testmodel.Dir(t), name+".gguf")
 		if err := os.WriteFile(path, microModel(t, 8, 16, edit), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +183,7 @@ func FuzzLoadModel(f *testing.F) {
 	var path string
 	stats := fuzzStats{name: "load"}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		once.Do(func() { path = filepath.Join(synthModels.dir, fmt.Sprintf("fuzz-%d.gguf", os.Getpid())) })
+		once.Do(func() { path = filepath.Join(testmodel.Dir(t), fmt.Sprintf("fuzz-%d.gguf", os.Getpid())) })
 		defer stats.flush()
 		if len(data) > 0 && data[0] == fuzzEditMarker {
 			var err error
@@ -190,7 +192,7 @@ func FuzzLoadModel(f *testing.F) {
 				return
 			}
 		}
-		if _, err := precheckGGUF(bytes.NewReader(data), int64(len(data)), true); err != nil {
+		if _, err := modelcheck.Read(bytes.NewReader(data), int64(len(data)), true); err != nil {
 			stats.refused++
 			return // refused before llama.cpp sees it
 		}
@@ -215,7 +217,7 @@ func FuzzModelMetadata(f *testing.F) {
 	var path string
 	stats := fuzzStats{name: "meta"}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		once.Do(func() { path = filepath.Join(synthModels.dir, fmt.Sprintf("fuzz-meta-%d.gguf", os.Getpid())) })
+		once.Do(func() { path = filepath.Join(testmodel.Dir(t), fmt.Sprintf("fuzz-meta-%d.gguf", os.Getpid())) })
 		defer stats.flush()
 		file, err := fuzzEdits(data)
 		if err != nil {

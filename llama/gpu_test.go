@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -122,7 +123,7 @@ func TestGPUOutOfMemory(t *testing.T) {
 	t.Logf("huge context: %v", err)
 
 	// A 70B-shape F16 model (140 GB, a sparse file) on one 80 GB card: a load error.
-	huge := writeSparseModel(t, gguf.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: 80,
+	huge := writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: 80,
 		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
 	_, err = LoadModel(t.Context(), huge, &ModelParams{GPULayers: -1, SplitMode: SplitNone})
 	var le *LoadError
@@ -135,7 +136,7 @@ func TestGPUOutOfMemory(t *testing.T) {
 
 // writeSparseModel writes the header of a synthetic model of shape s and extends the
 // file to its full size without writing the weights (they read as zeros).
-func writeSparseModel(t *testing.T, s gguf.Shape) string {
+func writeSparseModel(t *testing.T, s synth.Shape) string {
 	tiny, err := gguf.Open(synthModel(t, "llama-tiny", gguf.TypeF16))
 	require.NoError(t, err)
 	defer tiny.Close()

@@ -8,15 +8,19 @@ import "C"
 import (
 	"fmt"
 	"regexp"
-	"strconv"
-	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/llamago/llamago/internal/gbnf"
 )
 
 // MaxGrammarNesting bounds the parenthesis nesting of a GBNF grammar: llama.cpp's parser
 // recurses per level and would overflow the stack on grammars nested thousands deep.
-const MaxGrammarNesting = 256
+const MaxGrammarNesting = gbnf.MaxNesting
+
+// MaxGrammarRepetitionChain bounds repetitions applied directly to a repetition, such as
+// x++, ((x)+)* or x{0,10}{0,10}: llama.cpp's grammar stacks multiply with each level.
+const MaxGrammarRepetitionChain = gbnf.MaxRepetitionChain
 
 // Trigger starts a lazy grammar (see LazyGrammar).
 type Trigger struct {
@@ -119,93 +123,10 @@ func (s grammarStage) add(b *chainBuilder) error {
 	return nil
 }
 
-// checkGBNF rejects what llama.cpp's grammar parser cannot survive: invalid UTF-8,
-// parenthesis nesting deeper than MaxGrammarNesting, repetitions {m,n} with n < m, left
-// recursion it does not detect itself and repetition chains longer than
-// MaxGrammarRepetitionChain (grammar_check.go). Syntax errors are left to the parser,
-// which reports them.
+// checkGBNF refuses what llama.cpp's grammar parser cannot survive (see package gbnf).
 func checkGBNF(g string) error {
-	if i := strings.IndexByte(g, 0); i >= 0 {
-		g = g[:i] // what llama.cpp sees of it (a C string)
+	if err := gbnf.Check(g); err != nil {
+		return fmt.Errorf("%w: %w", ErrGrammar, err)
 	}
-	if g == "" {
-		return fmt.Errorf("%w: empty grammar", ErrGrammar)
-	}
-	if !utf8.ValidString(g) {
-		return fmt.Errorf("%w: not valid UTF-8", ErrGrammar)
-	}
-	depth := 0
-	for i := 0; i < len(g); i++ {
-		switch g[i] {
-		case '#': // comment to end of line
-			for i < len(g) && g[i] != '\n' {
-				i++
-			}
-		case '"', '[': // string literal or character class, with backslash escapes
-			end := byte('"')
-			if g[i] == '[' {
-				end = ']'
-			}
-			for i++; i < len(g) && g[i] != end; i++ {
-				if g[i] == '\\' {
-					i++
-				}
-			}
-		case '(':
-			depth++
-			if depth > MaxGrammarNesting {
-				return fmt.Errorf("%w: nested deeper than %d levels", ErrGrammar, MaxGrammarNesting)
-			}
-		case ')':
-			depth--
-		case '{':
-			if lo, hi, ok := parseRepetition(g[i+1:]); ok && hi < lo {
-				return fmt.Errorf("%w: repetition {%d,%d} has its maximum below its minimum", ErrGrammar, lo, hi)
-			}
-		}
-	}
-	return checkGrammarShape(g)
-}
-
-// parseRepetition reads the "m,n}" of a repetition {m,n} as llama.cpp's parser does
-// (blanks and comments allowed around the numbers). llama.cpp computes n-m unsigned: with
-// n < m it loops almost forever, adding rules until memory runs out.
-func parseRepetition(s string) (lo, hi uint64, ok bool) {
-	skip := func() {
-		for len(s) > 0 {
-			switch s[0] {
-			case ' ', '\t', '\r', '\n':
-				s = s[1:]
-			case '#':
-				for len(s) > 0 && s[0] != '\n' && s[0] != '\r' {
-					s = s[1:]
-				}
-			default:
-				return
-			}
-		}
-	}
-	number := func() (uint64, bool) {
-		n := 0
-		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-			n++
-		}
-		v, err := strconv.ParseUint(s[:n], 10, 64)
-		s = s[n:]
-		return v, err == nil // no digits, or too many for llama.cpp's stoull (which throws)
-	}
-	skip()
-	if lo, ok = number(); !ok {
-		return 0, 0, false
-	}
-	skip()
-	if len(s) == 0 || s[0] != ',' {
-		return 0, 0, false
-	}
-	s = s[1:]
-	skip()
-	if hi, ok = number(); !ok {
-		return 0, 0, false
-	}
-	return lo, hi, true
+	return nil
 }

@@ -6,15 +6,13 @@ package llama
 import "C"
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
 
-	"github.com/llamago/llamago/llama/gguf"
+	"github.com/llamago/llamago/internal/modelcheck"
 )
 
 // LoRA is a LoRA adapter (a GGUF file made by llama.cpp's convert_lora_to_gguf.py) loaded
@@ -43,7 +41,7 @@ type LoRAScale struct {
 // model file; llama.cpp then checks that it is an adapter of m's architecture whose
 // tensors match m's.
 func (m *Model) LoadLoRA(path string) (*LoRA, error) {
-	if err := checkAdapterFile(path); err != nil {
+	if err := modelcheck.Adapter(path); err != nil {
 		return nil, &LoadError{Path: path, Err: err}
 	}
 	cpath, err := cPath(path)
@@ -64,22 +62,6 @@ func (m *Model) LoadLoRA(path string) (*LoRA, error) {
 	a := &LoRA{ptr: ptr, model: m, meta: loraMetadata(ptr)}
 	a.cleanup = runtime.AddCleanup(a, freeLoRA, loraResources{ptr, m})
 	return a, nil
-}
-
-// checkAdapterFile is the pure-Go check of an adapter file: a well-formed GGUF whose
-// tensor data ggml can map.
-func checkAdapterFile(path string) error {
-	if fi, err := os.Stat(path); err != nil {
-		return err
-	} else if fi.IsDir() {
-		return errors.New("is a directory")
-	}
-	f, err := gguf.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return checkTensorAlignment(f)
 }
 
 type loraResources struct {

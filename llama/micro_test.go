@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/require"
 )
@@ -62,8 +63,8 @@ func microVocab() []gguf.KV {
 }
 
 // microShape is the micro model's shape with embedding size embd and feed-forward size ff.
-func microShape(embd, ff int) gguf.Shape {
-	return gguf.Shape{Name: "micro", Arch: "llama", Embd: embd, Layers: 1, Heads: 2, HeadsKV: 1, FF: ff,
+func microShape(embd, ff int) synth.Shape {
+	return synth.Shape{Name: "micro", Arch: "llama", Embd: embd, Layers: 1, Heads: 2, HeadsKV: 1, FF: ff,
 		Ctx: 256, RopeBase: 10000, RMSEps: 1e-5, TiedEmbeddings: true}
 }
 

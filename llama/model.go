@@ -7,15 +7,15 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"runtime/cgo"
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/llamago/llamago/internal/modelcheck"
 )
 
 // SplitMode says how a model is spread over several GPUs.
@@ -195,28 +195,23 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 	return m, nil
 }
 
-// checkModelFile turns bad paths and files into clear errors before llama.cpp sees them.
+// modelFacts are what the pre-check learned of a model file.
+type modelFacts struct {
+	headDim          int
+	learnedPositions bool
+	pooling          PoolingType
+}
+
+// flashAttnHeadDims are the head sizes of llama.cpp v0.4.0's CUDA flash-attention kernels.
+// SplitTensor needs flash attention; without a kernel, llama.cpp aborts in the first decode.
+var flashAttnHeadDims = map[int]bool{40: true, 64: true, 72: true, 80: true, 96: true, 112: true, 128: true,
+	192: true, 256: true, 320: true, 512: true, 576: true}
+
+// checkModelFile turns bad paths and files into clear errors before llama.cpp sees them
+// (package internal/modelcheck).
 func checkModelFile(path string, vocabOnly bool) (modelFacts, error) {
-	if path == "" {
-		return modelFacts{}, errors.New("empty path")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return modelFacts{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return modelFacts{}, err
-	}
-	if st.IsDir() {
-		return modelFacts{}, errors.New("is a directory")
-	}
-	facts, err := precheckGGUF(f, st.Size(), vocabOnly)
-	if err == nil && facts.splits > 1 {
-		err = precheckSplits(path, facts.splits)
-	}
-	return facts, err
+	f, err := modelcheck.File(path, vocabOnly)
+	return modelFacts{headDim: f.HeadDim, learnedPositions: f.LearnedPositions, pooling: PoolingType(f.Pooling + 1)}, err
 }
 
 func applyModelParams(cp *C.struct_llama_model_params, p *ModelParams, pins *[]unsafe.Pointer) error {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,7 +22,7 @@ func TestSyntheticShapesLoad(t *testing.T) {
 				m, err := LoadModel(t.Context(), synthModel(t, shape, typ), &ModelParams{GPULayers: 0})
 				require.NoError(t, err, "type %v", typ)
 				info := m.Info()
-				s, err := gguf.ShapeByName(shape)
+				s, err := synth.ShapeByName(shape)
 				require.NoError(t, err)
 				assert.Equal(t, s.Arch, info.Architecture)
 				assert.Equal(t, s.Embd, info.NEmbd)

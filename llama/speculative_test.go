@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -36,10 +37,10 @@ func generateTokens(t *testing.T, c *Context, prompt []Token, s *Sampler, o Gene
 // vocabulary and disagrees with the target most of the time.
 func otherTiny(t *testing.T) *Model {
 	t.Helper()
-	s, err := gguf.ShapeByName("llama-tiny")
+	s, err := synth.ShapeByName("llama-tiny")
 	require.NoError(t, err)
 	p := filepath.Join(t.TempDir(), "other.gguf")
-	require.NoError(t, gguf.WriteSyntheticFile(p, gguf.SynthOptions{Shape: "llama-tiny", VocabPath: vocabPath(t, s.Vocab), Type: gguf.TypeF16, Seed: 7}))
+	require.NoError(t, synth.WriteFile(p, synth.Options{Shape: "llama-tiny", VocabPath: vocabPath(t, s.Vocab), Type: gguf.TypeF16, Seed: 7}))
 	m, err := LoadModel(t.Context(), p, &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })

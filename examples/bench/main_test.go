@@ -19,6 +19,7 @@ import (
 
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		tinyModel = filepath.Join(dir, "qwen2-tiny-f16.gguf")
-		if err := gguf.WriteSyntheticFile(tinyModel, gguf.SynthOptions{Shape: "qwen2-tiny", VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}); err != nil {
+		if err := synth.WriteFile(tinyModel, synth.Options{Shape: "qwen2-tiny", VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}); err != nil {
 			fmt.Fprintln(os.Stderr, "writing the test model:", err)
 			return 1
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -66,7 +67,7 @@ func runSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("bench synth", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	names := make([]string, 0)
-	for _, s := range gguf.Shapes() {
+	for _, s := range synth.Shapes() {
 		names = append(names, s.Name)
 	}
 	shape := fs.String("shape", defaultShape, "model shape: "+strings.Join(names, ", "))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/assert"
@@ -55,7 +56,7 @@ func setup(t *testing.T) (bin, model string) {
 			return
 		}
 		modelPath = filepath.Join(workDir, "qwen2-tiny.gguf")
-		buildErr = gguf.WriteSyntheticFile(modelPath, gguf.SynthOptions{Shape: "qwen2-tiny", VocabPath: vocab, Type: gguf.TypeF16, Seed: 3})
+		buildErr = synth.WriteFile(modelPath, synth.Options{Shape: "qwen2-tiny", VocabPath: vocab, Type: gguf.TypeF16, Seed: 3})
 	})
 	require.NoError(t, buildErr)
 	return binPath, modelPath

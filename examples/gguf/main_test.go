@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/assert"
@@ -151,7 +152,7 @@ func TestErrors(t *testing.T) {
 func TestList(t *testing.T) {
 	out, _, err := runCmd("synth", "-list")
 	require.NoError(t, err)
-	for _, s := range gguf.Shapes() {
+	for _, s := range synth.Shapes() {
 		assert.Contains(t, out, s.Name)
 	}
 	out, _, err = runCmd("help")

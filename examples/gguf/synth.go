@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -44,7 +45,7 @@ func synthCmd(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("synth needs -shape and -o")
 	}
-	s, err := gguf.ShapeByName(*shape)
+	s, err := synth.ShapeByName(*shape)
 	if err != nil {
 		return err
 	}
@@ -62,17 +63,17 @@ func synthCmd(args []string, stdout, stderr io.Writer) error {
 		*vocab = filepath.Join(dir, s.VocabFile())
 	}
 	start := time.Now()
-	opts := gguf.SynthOptions{Shape: s.Name, VocabPath: *vocab, Type: t, Seed: *seed}
+	opts := synth.Options{Shape: s.Name, VocabPath: *vocab, Type: t, Seed: *seed}
 	var size int64
 	report := stdout
 	if *out == "-" {
 		cw := &countingWriter{w: os.Stdout}
-		if err := gguf.WriteSynthetic(cw, opts); err != nil {
+		if err := synth.Write(cw, opts); err != nil {
 			return runtimeErr(err)
 		}
 		size, report = cw.n, stderr // keep the model stream clean
 	} else {
-		if err := gguf.WriteSyntheticFile(*out, opts); err != nil {
+		if err := synth.WriteFile(*out, opts); err != nil {
 			return runtimeErr(err)
 		}
 		st, err := os.Stat(*out)
@@ -101,7 +102,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func listShapes(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "name\tarch\tn_embd\tlayers\theads\tkv heads\tn_ff\tctx\trope base\ttied\tqkv bias\tvocab")
-	for _, s := range gguf.Shapes() {
+	for _, s := range synth.Shapes() {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%g\t%v\t%v\t%s\n", s.Name, s.Arch, s.Embd, s.Layers,
 			s.Heads, s.HeadsKV, s.FF, s.Ctx, s.RopeBase, s.TiedEmbeddings, s.QKVBias, s.VocabFile())
 	}

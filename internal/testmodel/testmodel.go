@@ -9,10 +9,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
+	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -38,7 +39,7 @@ func Main(m *testing.M) int {
 // once per test process.
 func Path(t testing.TB, shape string, typ gguf.TensorType) string {
 	t.Helper()
-	s, err := gguf.ShapeByName(shape)
+	s, err := synth.ShapeByName(shape)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,30 +49,43 @@ func Path(t testing.TB, shape string, typ gguf.TensorType) string {
 	if p, ok := written.paths[key]; ok {
 		return p
 	}
-	if written.dir == "" {
-		if written.dir, err = os.MkdirTemp("", "llamago-test-models-"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := filepath.Join(written.dir, key+".gguf")
-	if err := gguf.WriteSyntheticFile(p, gguf.SynthOptions{Shape: shape, VocabPath: VocabPath(t, s.Vocab), Type: typ, Seed: 42}); err != nil {
+	p := filepath.Join(dirLocked(t), key+".gguf")
+	if err := synth.WriteFile(p, synth.Options{Shape: shape, VocabPath: VocabPath(t, s.Vocab), Type: typ, Seed: 42}); err != nil {
 		t.Fatal(err)
 	}
 	written.paths[key] = p
 	return p
 }
 
+// Dir is the directory of this test process's models, for files a test writes beside
+// them; Main removes it.
+func Dir(t testing.TB) string {
+	t.Helper()
+	written.Lock()
+	defer written.Unlock()
+	return dirLocked(t)
+}
+
+func dirLocked(t testing.TB) string {
+	if written.dir == "" {
+		dir, err := os.MkdirTemp("", "llamago-test-models-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		written.dir = dir
+	}
+	return written.dir
+}
+
 // VocabPath is llama.cpp's vocab-only GGUF of the given name (e.g. "qwen2"), from
 // LLAMA_CPP_DIR or the repository's third_party/llama.cpp (made by `make deps`).
 func VocabPath(t testing.TB, name string) string {
 	t.Helper()
-	dir := os.Getenv("LLAMA_CPP_DIR")
-	if dir == "" {
-		_, file, _, _ := runtime.Caller(0)
-		dir = filepath.Join(filepath.Dir(file), "..", "..", "third_party", "llama.cpp")
+	p, err := llamacpp.Model("ggml-vocab-" + name + ".gguf")
+	if err == nil {
+		_, err = os.Stat(p)
 	}
-	p := filepath.Join(dir, "models", "ggml-vocab-"+name+".gguf")
-	if _, err := os.Stat(p); err != nil {
+	if err != nil {
 		t.Fatalf("vocabulary %s: %v (run `make deps` or set LLAMA_CPP_DIR)", name, err)
 	}
 	return p

@@ -7,43 +7,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/stretchr/testify/require"
 )
 
-// modelsDir returns llama.cpp's models directory: $LLAMA_CPP_DIR/models, or
-// third_party/llama.cpp/models at the repository root (found by walking up
-// to go.mod). A missing directory fails the test: CI always has it.
+// modelsDir is llama.cpp's models directory; a missing one fails the test (CI always has it).
 func modelsDir(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("LLAMA_CPP_DIR")
-	if dir == "" {
-		root, err := os.Getwd()
-		require.NoError(t, err)
-		for {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(root)
-			require.NotEqual(t, root, parent, "no go.mod above the test directory")
-			root = parent
-		}
-		dir = filepath.Join(root, "third_party", "llama.cpp")
-	}
-	models := filepath.Join(dir, "models")
-	_, err := os.Stat(models)
-	require.NoError(t, err, "llama.cpp models directory %s is missing: run `make deps` (or set LLAMA_CPP_DIR)", models)
-	return models
-}
-
-// vocabFor returns the path of a shape's default vocab.
-func vocabFor(t testing.TB, shape string) string {
-	t.Helper()
-	s, err := ShapeByName(shape)
+	dir, err := llamacpp.Dir()
 	require.NoError(t, err)
-	p := filepath.Join(modelsDir(t), s.VocabFile())
-	_, err = os.Stat(p)
-	require.NoError(t, err)
-	return p
+	return filepath.Join(dir, "models")
 }
 
 // allValues has one entry of every value type, arrays of every element

@@ -273,19 +273,3 @@ func (ft FileType) String() string {
 	}
 	return fmt.Sprintf("unknown(%d)", uint32(ft))
 }
-
-// fileTypeFor is the general.file_type a converter writes when 2-D weights
-// have type t.
-func fileTypeFor(t TensorType) (FileType, bool) {
-	switch t {
-	case TypeF32:
-		return FileTypeAllF32, true
-	case TypeF16:
-		return FileTypeMostlyF16, true
-	case TypeBF16:
-		return FileTypeMostlyBF16, true
-	case TypeQ8_0:
-		return FileTypeMostlyQ8_0, true
-	}
-	return 0, false
-}

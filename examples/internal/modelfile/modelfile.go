@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
@@ -74,7 +75,7 @@ func Resolve(path, shape string, weights gguf.TensorType) (string, error) {
 	if path != "" {
 		return path, nil
 	}
-	s, err := gguf.ShapeByName(shape)
+	s, err := synth.ShapeByName(shape)
 	if err != nil {
 		return "", err
 	}
@@ -94,7 +95,7 @@ func Resolve(path, shape string, weights gguf.TensorType) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	if err := gguf.WriteSyntheticFile(out, gguf.SynthOptions{Shape: shape, VocabPath: vocab, Type: weights, Seed: 1}); err != nil {
+	if err := synth.WriteFile(out, synth.Options{Shape: shape, VocabPath: vocab, Type: weights, Seed: 1}); err != nil {
 		return "", err
 	}
 	return out, nil

@@ -34,6 +34,7 @@ import (
 	"strings"
 
 	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
@@ -296,9 +297,9 @@ func (b Blob) Float32s(data []byte) ([]float32, error) {
 // Shape is the model's shape in the gguf package's terms. The trained model ties the
 // output projection to the token embedding; with suppressBOS the file carries an
 // output.weight of its own (TiedEmbeddings false), derived from token_embd.weight.
-func (idx *Index) Shape(suppressBOS bool) gguf.Shape {
+func (idx *Index) Shape(suppressBOS bool) synth.Shape {
 	c := idx.Config
-	return gguf.Shape{Name: "kjv-demo", Arch: "llama", Vocab: "llama-spm", Embd: c.Dim, Layers: c.Layers,
+	return synth.Shape{Name: "kjv-demo", Arch: "llama", Vocab: "llama-spm", Embd: c.Dim, Layers: c.Layers,
 		Heads: c.Heads, HeadsKV: c.KVHeads, FF: c.FFN, Ctx: c.Ctx, RopeBase: float32(c.RopeBase),
 		RMSEps: float32(c.Eps), TiedEmbeddings: !suppressBOS}
 }

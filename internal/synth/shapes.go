@@ -1,8 +1,9 @@
-package gguf
+package synth
 
 import (
 	"errors"
 	"fmt"
+	"github.com/llamago/llamago/llama/gguf"
 )
 
 // Shape describes the hyperparameters of a dense model, enough to lay out
@@ -86,7 +87,7 @@ func ShapeByName(name string) (Shape, error) {
 	for i, s := range shapes {
 		names[i] = s.Name
 	}
-	return Shape{}, fmt.Errorf("gguf: unknown shape %q (known: %q)", name, names)
+	return Shape{}, fmt.Errorf("synth: unknown shape %q (known: %q)", name, names)
 }
 
 // VocabFile returns the file name of the shape's default vocab inside
@@ -103,21 +104,21 @@ func (s Shape) Validate() error {
 	}
 	switch {
 	case s.Arch != "llama" && s.Arch != "qwen2":
-		return fmt.Errorf("gguf: shape %q: unsupported architecture %q", s.Name, s.Arch)
+		return fmt.Errorf("synth: shape %q: unsupported architecture %q", s.Name, s.Arch)
 	case s.Pooling != "":
-		return fmt.Errorf("gguf: shape %q: only bert shapes declare a pooling type", s.Name)
+		return fmt.Errorf("synth: shape %q: only bert shapes declare a pooling type", s.Name)
 	case s.Embd <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.HeadsKV <= 0 || s.FF <= 0 || s.Ctx <= 0:
-		return fmt.Errorf("gguf: shape %q: sizes must be positive", s.Name)
+		return fmt.Errorf("synth: shape %q: sizes must be positive", s.Name)
 	case s.Embd%s.Heads != 0:
-		return fmt.Errorf("gguf: shape %q: n_embd %d is not a multiple of n_head %d", s.Name, s.Embd, s.Heads)
+		return fmt.Errorf("synth: shape %q: n_embd %d is not a multiple of n_head %d", s.Name, s.Embd, s.Heads)
 	case s.Heads%s.HeadsKV != 0:
-		return fmt.Errorf("gguf: shape %q: n_head %d is not a multiple of n_head_kv %d", s.Name, s.Heads, s.HeadsKV)
+		return fmt.Errorf("synth: shape %q: n_head %d is not a multiple of n_head_kv %d", s.Name, s.Heads, s.HeadsKV)
 	case s.HeadDim()%2 != 0:
-		return fmt.Errorf("gguf: shape %q: head dimension %d must be even for rope", s.Name, s.HeadDim())
+		return fmt.Errorf("synth: shape %q: head dimension %d must be even for rope", s.Name, s.HeadDim())
 	case s.Layers > 512: // LLAMA_MAX_LAYERS
-		return fmt.Errorf("gguf: shape %q: %d layers, llama.cpp allows at most 512", s.Name, s.Layers)
+		return fmt.Errorf("synth: shape %q: %d layers, llama.cpp allows at most 512", s.Name, s.Layers)
 	case s.RopeBase <= 0 || s.RMSEps <= 0:
-		return errors.New("gguf: shape " + s.Name + ": rope base and rms epsilon must be positive")
+		return errors.New("synth: shape " + s.Name + ": rope base and rms epsilon must be positive")
 	}
 	return nil
 }
@@ -132,7 +133,7 @@ const (
 )
 
 type synthTensor struct {
-	TensorInfo
+	gguf.TensorInfo
 	role tensorRole
 }
 
@@ -140,12 +141,12 @@ type synthTensor struct {
 // tokens, with 2-D weights of type weight. Names and shapes follow
 // llama.cpp's load_tensors for LLM_ARCH_LLAMA and LLM_ARCH_QWEN2; shapes
 // are in ggml order ([n_in, n_out]).
-func (s Shape) Tensors(nVocab int, weight TensorType) ([]TensorInfo, error) {
+func (s Shape) Tensors(nVocab int, weight gguf.TensorType) ([]gguf.TensorInfo, error) {
 	st, err := s.tensors(nVocab, weight)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TensorInfo, len(st))
+	out := make([]gguf.TensorInfo, len(st))
 	for i, t := range st {
 		out[i] = t.TensorInfo
 	}
@@ -154,7 +155,7 @@ func (s Shape) Tensors(nVocab int, weight TensorType) ([]TensorInfo, error) {
 
 // Params returns the number of parameters for a vocabulary of nVocab.
 func (s Shape) Params(nVocab int) (int64, error) {
-	ts, err := s.tensors(nVocab, TypeF32)
+	ts, err := s.tensors(nVocab, gguf.TypeF32)
 	if err != nil {
 		return 0, err
 	}
@@ -165,15 +166,15 @@ func (s Shape) Params(nVocab int) (int64, error) {
 	return n, nil
 }
 
-func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
+func (s Shape) tensors(nVocab int, weight gguf.TensorType) ([]synthTensor, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if nVocab <= 0 {
-		return nil, fmt.Errorf("gguf: shape %q: vocabulary size %d must be positive", s.Name, nVocab)
+		return nil, fmt.Errorf("synth: shape %q: vocabulary size %d must be positive", s.Name, nVocab)
 	}
 	if _, ok := fileTypeFor(weight); !ok {
-		return nil, fmt.Errorf("gguf: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", weight)
+		return nil, fmt.Errorf("synth: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", weight)
 	}
 	var ts []synthTensor
 	if s.Arch == "bert" {
@@ -182,8 +183,8 @@ func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
 		ts = s.decoderTensors(nVocab, weight)
 	}
 	for _, t := range ts {
-		if _, err := tensorSize(t.Type, t.Shape); err != nil {
-			return nil, fmt.Errorf("gguf: shape %q: tensor %s as %s: %w", s.Name, t.Name, t.Type, err)
+		if _, err := gguf.TensorSize(t.Type, t.Shape); err != nil {
+			return nil, fmt.Errorf("synth: shape %q: tensor %s as %s: %w", s.Name, t.Name, t.Type, err)
 		}
 	}
 	return ts, nil
@@ -192,19 +193,19 @@ func (s Shape) tensors(nVocab int, weight TensorType) ([]synthTensor, error) {
 // tensorList collects a layout: weight matrices in the requested type, norms and
 // biases in F32.
 type tensorList struct {
-	weight TensorType
+	weight gguf.TensorType
 	ts     []synthTensor
 }
 
 func (l *tensorList) add(name string, role tensorRole, shape ...int64) {
-	t := TypeF32
+	t := gguf.TypeF32
 	if role == roleWeight {
 		t = l.weight
 	}
-	l.ts = append(l.ts, synthTensor{TensorInfo{Name: name, Type: t, Shape: shape}, role})
+	l.ts = append(l.ts, synthTensor{gguf.TensorInfo{Name: name, Type: t, Shape: shape}, role})
 }
 
-func (s Shape) decoderTensors(nVocab int, weight TensorType) []synthTensor {
+func (s Shape) decoderTensors(nVocab int, weight gguf.TensorType) []synthTensor {
 	var (
 		embd   = int64(s.Embd)
 		ff     = int64(s.FF)
@@ -244,32 +245,32 @@ func (s Shape) decoderTensors(nVocab int, weight TensorType) []synthTensor {
 
 // metadata returns the architecture keys llama.cpp reads for the shape, in
 // the order convert_hf_to_gguf.py writes them.
-func (s Shape) metadata(nVocab int, ft FileType) []KV {
+func (s Shape) metadata(nVocab int, ft gguf.FileType) []gguf.KV {
 	if s.Arch == "bert" {
 		return s.bertMetadata(ft)
 	}
 	a := s.Arch + "."
-	kv := []KV{
-		{"general.architecture", String(s.Arch)},
-		{"general.name", String("llamago synthetic " + s.Name)},
-		{a + "block_count", Uint32(uint32(s.Layers))},
-		{a + "context_length", Uint32(uint32(s.Ctx))},
-		{a + "embedding_length", Uint32(uint32(s.Embd))},
-		{a + "feed_forward_length", Uint32(uint32(s.FF))},
-		{a + "attention.head_count", Uint32(uint32(s.Heads))},
-		{a + "attention.head_count_kv", Uint32(uint32(s.HeadsKV))},
-		{a + "rope.freq_base", Float32(s.RopeBase)},
-		{a + "attention.layer_norm_rms_epsilon", Float32(s.RMSEps)},
-		{"general.file_type", Uint32(uint32(ft))},
+	kv := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String(s.Arch)},
+		{Key: "general.name", Value: gguf.String("llamago synthetic " + s.Name)},
+		{Key: a + "block_count", Value: gguf.Uint32(uint32(s.Layers))},
+		{Key: a + "context_length", Value: gguf.Uint32(uint32(s.Ctx))},
+		{Key: a + "embedding_length", Value: gguf.Uint32(uint32(s.Embd))},
+		{Key: a + "feed_forward_length", Value: gguf.Uint32(uint32(s.FF))},
+		{Key: a + "attention.head_count", Value: gguf.Uint32(uint32(s.Heads))},
+		{Key: a + "attention.head_count_kv", Value: gguf.Uint32(uint32(s.HeadsKV))},
+		{Key: a + "rope.freq_base", Value: gguf.Float32(s.RopeBase)},
+		{Key: a + "attention.layer_norm_rms_epsilon", Value: gguf.Float32(s.RMSEps)},
+		{Key: "general.file_type", Value: gguf.Uint32(uint32(ft))},
 	}
 	if s.Arch == "llama" {
 		kv = append(kv,
-			KV{a + "vocab_size", Uint32(uint32(nVocab))},
-			KV{a + "rope.dimension_count", Uint32(uint32(s.HeadDim()))},
+			gguf.KV{Key: a + "vocab_size", Value: gguf.Uint32(uint32(nVocab))},
+			gguf.KV{Key: a + "rope.dimension_count", Value: gguf.Uint32(uint32(s.HeadDim()))},
 		)
 	}
-	if ft == FileTypeMostlyQ8_0 {
-		kv = append(kv, KV{"general.quantization_version", Uint32(2)})
+	if ft == gguf.FileTypeMostlyQ8_0 {
+		kv = append(kv, gguf.KV{Key: "general.quantization_version", Value: gguf.Uint32(2)})
 	}
 	return kv
 }
@@ -277,20 +278,20 @@ func (s Shape) metadata(nVocab int, ft FileType) []KV {
 func (s Shape) validateBert() error {
 	switch {
 	case s.Embd <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.FF <= 0 || s.Ctx <= 0:
-		return fmt.Errorf("gguf: shape %q: sizes must be positive", s.Name)
+		return fmt.Errorf("synth: shape %q: sizes must be positive", s.Name)
 	case s.HeadsKV != s.Heads:
-		return fmt.Errorf("gguf: shape %q: bert has no grouped-query attention (n_head_kv %d != n_head %d)", s.Name, s.HeadsKV, s.Heads)
+		return fmt.Errorf("synth: shape %q: bert has no grouped-query attention (n_head_kv %d != n_head %d)", s.Name, s.HeadsKV, s.Heads)
 	case s.Embd%s.Heads != 0:
-		return fmt.Errorf("gguf: shape %q: n_embd %d is not a multiple of n_head %d", s.Name, s.Embd, s.Heads)
+		return fmt.Errorf("synth: shape %q: n_embd %d is not a multiple of n_head %d", s.Name, s.Embd, s.Heads)
 	case s.Layers > 512:
-		return fmt.Errorf("gguf: shape %q: %d layers, llama.cpp allows at most 512", s.Name, s.Layers)
+		return fmt.Errorf("synth: shape %q: %d layers, llama.cpp allows at most 512", s.Name, s.Layers)
 	case s.RMSEps <= 0:
-		return errors.New("gguf: shape " + s.Name + ": layer norm epsilon must be positive")
+		return errors.New("synth: shape " + s.Name + ": layer norm epsilon must be positive")
 	case s.TiedEmbeddings || s.QKVBias:
-		return fmt.Errorf("gguf: shape %q: TiedEmbeddings and QKVBias are for decoder shapes (bert always has biases)", s.Name)
+		return fmt.Errorf("synth: shape %q: TiedEmbeddings and QKVBias are for decoder shapes (bert always has biases)", s.Name)
 	}
 	if _, ok := poolingTypes[s.Pooling]; !ok {
-		return fmt.Errorf("gguf: shape %q: unknown pooling type %q", s.Name, s.Pooling)
+		return fmt.Errorf("synth: shape %q: unknown pooling type %q", s.Name, s.Pooling)
 	}
 	return nil
 }
@@ -298,7 +299,7 @@ func (s Shape) validateBert() error {
 // bertTensors lays out LLM_ARCH_BERT as llama.cpp's llama_model_bert loads it:
 // token, token-type and position embeddings, an embedding layer norm, and
 // post-norm layers whose every matrix and norm has a bias.
-func (s Shape) bertTensors(nVocab int, weight TensorType) []synthTensor {
+func (s Shape) bertTensors(nVocab int, weight gguf.TensorType) []synthTensor {
 	var (
 		embd  = int64(s.Embd)
 		ff    = int64(s.FF)
@@ -341,22 +342,22 @@ func (s Shape) bertTensors(nVocab int, weight TensorType) []synthTensor {
 }
 
 // bertMetadata returns the keys llama.cpp reads for LLM_ARCH_BERT.
-func (s Shape) bertMetadata(ft FileType) []KV {
-	kv := []KV{
-		{"general.architecture", String("bert")},
-		{"general.name", String("llamago synthetic " + s.Name)},
-		{"bert.block_count", Uint32(uint32(s.Layers))},
-		{"bert.context_length", Uint32(uint32(s.Ctx))},
-		{"bert.embedding_length", Uint32(uint32(s.Embd))},
-		{"bert.feed_forward_length", Uint32(uint32(s.FF))},
-		{"bert.attention.head_count", Uint32(uint32(s.Heads))},
-		{"bert.attention.layer_norm_epsilon", Float32(s.RMSEps)},
-		{"general.file_type", Uint32(uint32(ft))},
-		{"bert.attention.causal", Bool(false)},
-		{"bert.pooling_type", Uint32(poolingTypes[s.Pooling])},
+func (s Shape) bertMetadata(ft gguf.FileType) []gguf.KV {
+	kv := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String("bert")},
+		{Key: "general.name", Value: gguf.String("llamago synthetic " + s.Name)},
+		{Key: "bert.block_count", Value: gguf.Uint32(uint32(s.Layers))},
+		{Key: "bert.context_length", Value: gguf.Uint32(uint32(s.Ctx))},
+		{Key: "bert.embedding_length", Value: gguf.Uint32(uint32(s.Embd))},
+		{Key: "bert.feed_forward_length", Value: gguf.Uint32(uint32(s.FF))},
+		{Key: "bert.attention.head_count", Value: gguf.Uint32(uint32(s.Heads))},
+		{Key: "bert.attention.layer_norm_epsilon", Value: gguf.Float32(s.RMSEps)},
+		{Key: "general.file_type", Value: gguf.Uint32(uint32(ft))},
+		{Key: "bert.attention.causal", Value: gguf.Bool(false)},
+		{Key: "bert.pooling_type", Value: gguf.Uint32(poolingTypes[s.Pooling])},
 	}
-	if ft == FileTypeMostlyQ8_0 {
-		kv = append(kv, KV{"general.quantization_version", Uint32(2)})
+	if ft == gguf.FileTypeMostlyQ8_0 {
+		kv = append(kv, gguf.KV{Key: "general.quantization_version", Value: gguf.Uint32(2)})
 	}
 	return kv
 }

@@ -1,6 +1,7 @@
-package gguf
+package synth
 
 import (
+	"github.com/llamago/llamago/llama/gguf"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,23 +14,23 @@ import (
 // 280K merges) and 291 tensor infos of a Llama 3 8B F16 file. The file is
 // sparse: the header is real, the 16 GB of data are a hole.
 func BenchmarkReadMetadata8B(b *testing.B) {
-	meta, tensors, err := synthLayout(SynthOptions{Shape: "llama3-8b", VocabPath: vocabFor(b, "llama3-8b"), Type: TypeF16})
+	meta, tensors, err := synthLayout(Options{Shape: "llama3-8b", VocabPath: vocabFor(b, "llama3-8b"), Type: gguf.TypeF16})
 	require.NoError(b, err)
-	infos := make([]TensorInfo, len(tensors))
+	infos := make([]gguf.TensorInfo, len(tensors))
 	for i, t := range tensors {
 		infos[i] = t.TensorInfo
 	}
 	p := filepath.Join(b.TempDir(), "llama3-8b.gguf")
 	fh, err := os.Create(p)
 	require.NoError(b, err)
-	w, err := NewWriter(fh, meta, infos)
+	w, err := gguf.NewWriter(fh, meta, infos)
 	require.NoError(b, err)
 	require.NoError(b, fh.Truncate(w.Size()))
 	require.NoError(b, fh.Close())
 	b.ReportMetric(float64(w.DataOffset()), "header-bytes")
 	b.ResetTimer()
 	for b.Loop() {
-		f, err := Open(p)
+		f, err := gguf.Open(p)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -43,15 +44,15 @@ func BenchmarkReadMetadata8B(b *testing.B) {
 // BenchmarkWriteSynthetic measures synthetic weight generation for the
 // llama3.2-1b shape in F16 (2.5 GB per op, discarded).
 func BenchmarkWriteSynthetic(b *testing.B) {
-	for _, typ := range []TensorType{TypeF16, TypeQ8_0} {
+	for _, typ := range []gguf.TensorType{gguf.TypeF16, gguf.TypeQ8_0} {
 		b.Run(typ.String(), func(b *testing.B) {
-			opts := SynthOptions{Shape: "llama3.2-1b", VocabPath: vocabFor(b, "llama3.2-1b"), Type: typ, Seed: 1}
+			opts := Options{Shape: "llama3.2-1b", VocabPath: vocabFor(b, "llama3.2-1b"), Type: typ, Seed: 1}
 			var n countWriter
-			require.NoError(b, WriteSynthetic(&n, opts))
+			require.NoError(b, Write(&n, opts))
 			b.SetBytes(int64(n))
 			b.ResetTimer()
 			for b.Loop() {
-				if err := WriteSynthetic(io.Discard, opts); err != nil {
+				if err := Write(io.Discard, opts); err != nil {
 					b.Fatal(err)
 				}
 			}

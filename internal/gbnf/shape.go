@@ -1,4 +1,4 @@
-package llama
+package gbnf
 
 import (
 	"fmt"
@@ -13,25 +13,25 @@ import (
 // runs out (e.g. term ::= ws expr ")" with expr ::= term ...). checkLeftRecursion finds
 // it with a complete nullability analysis.
 
-// gbnfElem is one element of a GBNF sequence, as far as the analysis needs it.
-type gbnfElem struct {
-	ref      string       // a rule reference
-	group    [][]gbnfElem // the alternatives of a group (also wraps an element repeated twice)
-	empty    bool         // the empty literal ""
-	terminal bool         // a literal, class, token or '.' that consumes input
-	min, max uint64       // repetition bounds (1, 1 without one; max gbnfUnbounded for *, +, {m,})
+// elem is one element of a GBNF sequence, as far as the analysis needs it.
+type elem struct {
+	ref      string   // a rule reference
+	group    [][]elem // the alternatives of a group (also wraps an element repeated twice)
+	empty    bool     // the empty literal ""
+	terminal bool     // a literal, class, token or '.' that consumes input
+	min, max uint64   // repetition bounds (1, 1 without one; max unbounded for *, +, {m,})
 }
 
-const gbnfUnbounded = math.MaxUint64
+const unbounded = math.MaxUint64
 
-// gbnfParser mirrors the recursive-descent parser of llama-grammar.cpp. It reports
+// parser mirrors the recursive-descent parser of llama-grammar.cpp. It reports
 // failure (ok false) on anything llama.cpp would refuse; llama.cpp then reports the error.
-type gbnfParser struct {
+type parser struct {
 	s   string
 	pos int
 }
 
-func (p *gbnfParser) peek(off int) byte {
+func (p *parser) peek(off int) byte {
 	if p.pos+off < len(p.s) {
 		return p.s[p.pos+off]
 	}
@@ -39,7 +39,7 @@ func (p *gbnfParser) peek(off int) byte {
 }
 
 // space skips blanks and comments, and newlines when newlineOK (parse_space).
-func (p *gbnfParser) space(newlineOK bool) {
+func (p *parser) space(newlineOK bool) {
 	for {
 		switch c := p.peek(0); {
 		case c == ' ' || c == '\t':
@@ -56,19 +56,19 @@ func (p *gbnfParser) space(newlineOK bool) {
 	}
 }
 
-func isGBNFWordChar(c byte) bool {
+func isWordChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-'
 }
 
-func (p *gbnfParser) name() (string, bool) {
+func (p *parser) name() (string, bool) {
 	start := p.pos
-	for isGBNFWordChar(p.peek(0)) {
+	for isWordChar(p.peek(0)) {
 		p.pos++
 	}
 	return p.s[start:p.pos], p.pos > start
 }
 
-func (p *gbnfParser) number() (uint64, bool) {
+func (p *parser) number() (uint64, bool) {
 	start := p.pos
 	for c := p.peek(0); c >= '0' && c <= '9'; c = p.peek(0) {
 		p.pos++
@@ -78,7 +78,7 @@ func (p *gbnfParser) number() (uint64, bool) {
 }
 
 // until skips to just after the unescaped byte end; n counts the characters skipped.
-func (p *gbnfParser) until(end byte) (n int, ok bool) {
+func (p *parser) until(end byte) (n int, ok bool) {
 	for {
 		switch c := p.peek(0); c {
 		case 0:
@@ -95,8 +95,8 @@ func (p *gbnfParser) until(end byte) (n int, ok bool) {
 	}
 }
 
-func (p *gbnfParser) alternates(nested bool) ([][]gbnfElem, bool) {
-	var alts [][]gbnfElem
+func (p *parser) alternates(nested bool) ([][]elem, bool) {
+	var alts [][]elem
 	for {
 		seq, ok := p.sequence(nested)
 		if !ok {
@@ -111,21 +111,21 @@ func (p *gbnfParser) alternates(nested bool) ([][]gbnfElem, bool) {
 	}
 }
 
-func (p *gbnfParser) sequence(nested bool) ([]gbnfElem, bool) {
-	var seq []gbnfElem
+func (p *parser) sequence(nested bool) ([]elem, bool) {
+	var seq []elem
 	repeat := func(min, max uint64) bool {
 		if len(seq) == 0 {
 			return false
 		}
 		last := &seq[len(seq)-1]
 		if last.min != 1 || last.max != 1 { // repeating a repetition
-			*last = gbnfElem{group: [][]gbnfElem{{*last}}, min: 1, max: 1}
+			*last = elem{group: [][]elem{{*last}}, min: 1, max: 1}
 		}
 		last.min, last.max = min, max
 		return true
 	}
 	for {
-		elem := gbnfElem{min: 1, max: 1}
+		elem := elem{min: 1, max: 1}
 		switch c := p.peek(0); {
 		case c == '"':
 			p.pos++
@@ -156,7 +156,7 @@ func (p *gbnfParser) sequence(nested bool) ([]gbnfElem, bool) {
 				return nil, false
 			}
 			elem.terminal = true
-		case isGBNFWordChar(c):
+		case isWordChar(c):
 			elem.ref, _ = p.name()
 		case c == '(':
 			p.pos++
@@ -173,7 +173,7 @@ func (p *gbnfParser) sequence(nested bool) ([]gbnfElem, bool) {
 		case c == '*' || c == '+' || c == '?':
 			p.pos++
 			p.space(nested)
-			min, max := uint64(0), uint64(gbnfUnbounded)
+			min, max := uint64(0), uint64(unbounded)
 			switch c {
 			case '+':
 				min = 1
@@ -196,7 +196,7 @@ func (p *gbnfParser) sequence(nested bool) ([]gbnfElem, bool) {
 			if p.peek(0) == ',' {
 				p.pos++
 				p.space(nested)
-				max = gbnfUnbounded
+				max = unbounded
 				if c := p.peek(0); c >= '0' && c <= '9' {
 					if max, ok = p.number(); !ok {
 						return nil, false
@@ -210,7 +210,7 @@ func (p *gbnfParser) sequence(nested bool) ([]gbnfElem, bool) {
 			p.pos++
 			p.space(nested)
 			if max > 2000 { // llama.cpp's MAX_REPETITION_THRESHOLD: treated as unbounded
-				max = gbnfUnbounded
+				max = unbounded
 			}
 			if !repeat(min, max) {
 				return nil, false
@@ -224,11 +224,11 @@ func (p *gbnfParser) sequence(nested bool) ([]gbnfElem, bool) {
 	}
 }
 
-// parseGBNF returns the rules of a grammar (a later definition replaces an earlier one,
+// parse returns the rules of a grammar (a later definition replaces an earlier one,
 // as in llama.cpp), or false when llama.cpp would refuse its syntax.
-func parseGBNF(g string) (map[string][][]gbnfElem, bool) {
-	p := &gbnfParser{s: g}
-	rules := map[string][][]gbnfElem{}
+func parse(g string) (map[string][][]elem, bool) {
+	p := &parser{s: g}
+	rules := map[string][][]elem{}
 	p.space(true)
 	for p.pos < len(p.s) {
 		name, ok := p.name()
@@ -263,16 +263,16 @@ func parseGBNF(g string) (map[string][][]gbnfElem, bool) {
 	return rules, true
 }
 
-// MaxGrammarRepetitionChain bounds repetitions applied directly to a repetition, such as
+// MaxRepetitionChain bounds repetitions applied directly to a repetition, such as
 // x++, ((x)+)* or x{0,10}{0,10} (also through a rule whose whole body is one repeated
 // element): llama.cpp's grammar stacks multiply with each level (3 nested '+' cost 0.1 ms
 // per token over a hundred candidates, 8 cost 10-35 ms, 27 exhaust memory).
-const MaxGrammarRepetitionChain = 2
+const MaxRepetitionChain = 2
 
-// checkGrammarShape refuses grammars llama.cpp's grammar engine cannot run within bounded
+// checkShape refuses grammars llama.cpp's grammar engine cannot run within bounded
 // memory: hidden left recursion and long chains of directly nested repetitions.
-func checkGrammarShape(g string) error {
-	rules, ok := parseGBNF(g)
+func checkShape(g string) error {
+	rules, ok := parse(g)
 	if !ok {
 		return nil
 	}
@@ -282,11 +282,11 @@ func checkGrammarShape(g string) error {
 	return checkRepetitionChains(rules)
 }
 
-// checkRepetitionChains refuses repetition chains longer than MaxGrammarRepetitionChain.
-func checkRepetitionChains(rules map[string][][]gbnfElem) error {
+// checkRepetitionChains refuses repetition chains longer than MaxRepetitionChain.
+func checkRepetitionChains(rules map[string][][]elem) error {
 	// inner is what e repeats when that is a single element: the only element of a group
 	// or of a rule with one alternative.
-	inner := func(e gbnfElem) (gbnfElem, bool) {
+	inner := func(e elem) (elem, bool) {
 		alts := e.group
 		if e.ref != "" {
 			alts = rules[e.ref]
@@ -294,10 +294,10 @@ func checkRepetitionChains(rules map[string][][]gbnfElem) error {
 		if len(alts) == 1 && len(alts[0]) == 1 {
 			return alts[0][0], true
 		}
-		return gbnfElem{}, false
+		return elem{}, false
 	}
-	var chain func(e gbnfElem, depth int) int
-	chain = func(e gbnfElem, depth int) int {
+	var chain func(e elem, depth int) int
+	chain = func(e elem, depth int) int {
 		n := 0
 		if e.max > 1 {
 			n = 1
@@ -307,13 +307,13 @@ func checkRepetitionChains(rules map[string][][]gbnfElem) error {
 		}
 		return n
 	}
-	var walk func(alts [][]gbnfElem) error
-	walk = func(alts [][]gbnfElem) error {
+	var walk func(alts [][]elem) error
+	walk = func(alts [][]elem) error {
 		for _, seq := range alts {
 			for _, e := range seq {
-				if n := chain(e, 0); n > MaxGrammarRepetitionChain {
-					return fmt.Errorf("%w: %d repetitions applied directly to each other (at most %d): llama.cpp's grammar stacks grow exponentially with them",
-						ErrGrammar, n, MaxGrammarRepetitionChain)
+				if n := chain(e, 0); n > MaxRepetitionChain {
+					return fmt.Errorf("%d repetitions applied directly to each other (at most %d): llama.cpp's grammar stacks grow exponentially with them",
+						n, MaxRepetitionChain)
 				}
 				if err := walk(e.group); err != nil {
 					return err
@@ -332,10 +332,10 @@ func checkRepetitionChains(rules map[string][][]gbnfElem) error {
 
 // checkLeftRecursion refuses grammars with a rule that can reach itself without consuming
 // input (see above).
-func checkLeftRecursion(rules map[string][][]gbnfElem) error {
+func checkLeftRecursion(rules map[string][][]elem) error {
 	nullable := map[string]bool{}
-	var elemNullable func(e gbnfElem) bool
-	altsNullable := func(alts [][]gbnfElem) bool {
+	var elemNullable func(e elem) bool
+	altsNullable := func(alts [][]elem) bool {
 	alt:
 		for _, seq := range alts {
 			for _, e := range seq {
@@ -347,7 +347,7 @@ func checkLeftRecursion(rules map[string][][]gbnfElem) error {
 		}
 		return false
 	}
-	elemNullable = func(e gbnfElem) bool {
+	elemNullable = func(e elem) bool {
 		switch {
 		case e.min == 0 || e.empty:
 			return true
@@ -367,8 +367,8 @@ func checkLeftRecursion(rules map[string][][]gbnfElem) error {
 		}
 	}
 	// first[name]: the rules that name's expansion can begin with.
-	var firstRefs func(alts [][]gbnfElem, into map[string]bool)
-	firstRefs = func(alts [][]gbnfElem, into map[string]bool) {
+	var firstRefs func(alts [][]elem, into map[string]bool)
+	firstRefs = func(alts [][]elem, into map[string]bool) {
 		for _, seq := range alts {
 			for _, e := range seq {
 				if e.max == 0 { // x{0} and x{0,0} are dropped
@@ -417,7 +417,7 @@ func checkLeftRecursion(rules map[string][][]gbnfElem) error {
 	}
 	for name := range rules {
 		if r := visit(name); r != "" {
-			return fmt.Errorf("%w: rule %q is left-recursive (it can reach itself before matching any input)", ErrGrammar, r)
+			return fmt.Errorf("rule %q is left-recursive (it can reach itself before matching any input)", r)
 		}
 	}
 	return nil

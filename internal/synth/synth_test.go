@@ -1,11 +1,14 @@
-package gguf
+package synth
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"github.com/llamago/llamago/internal/llamacpp"
+	"github.com/llamago/llamago/llama/gguf"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,9 +77,9 @@ func TestShapeParams(t *testing.T) {
 func TestShapeTensors(t *testing.T) {
 	s, err := ShapeByName("qwen2-7b")
 	require.NoError(t, err)
-	ts, err := s.Tensors(1000, TypeQ8_0)
+	ts, err := s.Tensors(1000, gguf.TypeQ8_0)
 	require.NoError(t, err)
-	byName := map[string]TensorInfo{}
+	byName := map[string]gguf.TensorInfo{}
 	for _, ti := range ts {
 		byName[ti.Name] = ti
 	}
@@ -103,16 +106,16 @@ func TestShapeTensors(t *testing.T) {
 		if assert.True(t, ok, name) {
 			assert.Equal(t, shape, ti.Shape, name)
 			if len(shape) == 1 {
-				assert.Equal(t, TypeF32, ti.Type, "%s: norms and biases stay f32", name)
+				assert.Equal(t, gguf.TypeF32, ti.Type, "%s: norms and biases stay f32", name)
 			} else {
-				assert.Equal(t, TypeQ8_0, ti.Type, name)
+				assert.Equal(t, gguf.TypeQ8_0, ti.Type, name)
 			}
 		}
 	}
 
 	tied, err := ShapeByName("llama3.2-1b")
 	require.NoError(t, err)
-	ts, err = tied.Tensors(1000, TypeF16)
+	ts, err = tied.Tensors(1000, gguf.TypeF16)
 	require.NoError(t, err)
 	for _, ti := range ts {
 		assert.NotEqual(t, "output.weight", ti.Name, "tied embeddings")
@@ -120,11 +123,11 @@ func TestShapeTensors(t *testing.T) {
 	}
 
 	odd := Shape{Name: "odd", Arch: "llama", Embd: 48, Layers: 1, Heads: 4, HeadsKV: 2, FF: 64, Ctx: 64, RopeBase: 1e4, RMSEps: 1e-5}
-	_, err = odd.Tensors(100, TypeQ8_0)
+	_, err = odd.Tensors(100, gguf.TypeQ8_0)
 	assert.ErrorContains(t, err, "not a multiple of the q8_0 block size")
-	_, err = odd.Tensors(100, TypeF16)
+	_, err = odd.Tensors(100, gguf.TypeF16)
 	assert.NoError(t, err)
-	_, err = odd.Tensors(100, TypeQ4_K)
+	_, err = odd.Tensors(100, gguf.TypeQ4_K)
 	assert.ErrorContains(t, err, "not supported")
 	odd.Heads = 5
 	assert.ErrorContains(t, odd.Validate(), "not a multiple of n_head")
@@ -135,7 +138,7 @@ func TestShapeTensors(t *testing.T) {
 // TestSynthHeader8B checks the complete layout of the 8B shape without
 // writing its 16 GB of data.
 func TestSynthHeader8B(t *testing.T) {
-	meta, tensors, err := synthLayout(SynthOptions{Shape: "llama3-8b", VocabPath: vocabFor(t, "llama3-8b"), Type: TypeF16})
+	meta, tensors, err := synthLayout(Options{Shape: "llama3-8b", VocabPath: vocabFor(t, "llama3-8b"), Type: gguf.TypeF16})
 	require.NoError(t, err)
 	assert.Len(t, tensors, 1+32*9+2)
 	var size int64
@@ -145,17 +148,17 @@ func TestSynthHeader8B(t *testing.T) {
 	assert.Equal(t, int64(8030261248*2-(1+32*2)*4096*2)+(1+32*2)*4096*4, size, "f16 weights + f32 norms")
 
 	var buf bytes.Buffer
-	infos := make([]TensorInfo, len(tensors))
+	infos := make([]gguf.TensorInfo, len(tensors))
 	for i, ti := range tensors {
 		infos[i] = ti.TensorInfo
 	}
-	w, err := NewWriter(&buf, meta, infos)
+	w, err := gguf.NewWriter(&buf, meta, infos)
 	require.NoError(t, err)
-	_, err = Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	_, err = gguf.Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	require.Error(t, err, "the header alone is short of data")
 	assert.ErrorContains(t, err, "beyond the end")
 
-	f, err := Read(sparseReader{buf.Bytes()}, w.Size())
+	f, err := gguf.Read(sparseReader{buf.Bytes()}, w.Size())
 	require.NoError(t, err)
 	checkHparams(t, f, "llama3-8b")
 }
@@ -173,7 +176,7 @@ func (r sparseReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // checkHparams verifies the metadata llama.cpp reads for a shape.
-func checkHparams(t *testing.T, f *File, shape string) {
+func checkHparams(t *testing.T, f *gguf.File, shape string) {
 	t.Helper()
 	s, err := ShapeByName(shape)
 	require.NoError(t, err)
@@ -217,10 +220,10 @@ func checkHparams(t *testing.T, f *File, shape string) {
 func TestSynthTiny(t *testing.T) {
 	// Every type on the smallest shape, one type each on the big-vocab ones
 	// (keeps -race runs short).
-	types := map[string][]TensorType{
-		"mistral-tiny": {TypeF32, TypeF16, TypeBF16, TypeQ8_0},
-		"llama-tiny":   {TypeF16},
-		"qwen2-tiny":   {TypeQ8_0},
+	types := map[string][]gguf.TensorType{
+		"mistral-tiny": {gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0},
+		"llama-tiny":   {gguf.TypeF16},
+		"qwen2-tiny":   {gguf.TypeQ8_0},
 	}
 	for _, shape := range []string{"llama-tiny", "mistral-tiny", "qwen2-tiny"} {
 		for _, typ := range types[shape] {
@@ -228,8 +231,8 @@ func TestSynthTiny(t *testing.T) {
 				t.Parallel()
 				vocab := vocabFor(t, shape)
 				p := filepath.Join(t.TempDir(), "model.gguf")
-				require.NoError(t, WriteSyntheticFile(p, SynthOptions{Shape: shape, VocabPath: vocab, Type: typ, Seed: 7}))
-				f, err := Open(p)
+				require.NoError(t, WriteFile(p, Options{Shape: shape, VocabPath: vocab, Type: typ, Seed: 7}))
+				f, err := gguf.Open(p)
 				require.NoError(t, err)
 				defer f.Close()
 				checkHparams(t, f, shape)
@@ -239,7 +242,7 @@ func TestSynthTiny(t *testing.T) {
 				assert.Equal(t, wantFT, ft)
 
 				// The tokenizer is copied verbatim.
-				v, err := Open(vocab)
+				v, err := gguf.Open(vocab)
 				require.NoError(t, err)
 				defer v.Close()
 				for _, kv := range v.Metadata {
@@ -255,7 +258,7 @@ func TestSynthTiny(t *testing.T) {
 					vals := tensorValues(t, f, ti)
 					switch {
 					case strings.HasSuffix(ti.Name, "norm.weight"):
-						assert.Equal(t, TypeF32, ti.Type)
+						assert.Equal(t, gguf.TypeF32, ti.Type)
 						for _, x := range vals {
 							if x != 1 {
 								assert.Failf(t, "norm weights must be 1", "%s has %g", ti.Name, x)
@@ -278,7 +281,7 @@ func TestSynthTiny(t *testing.T) {
 
 // tensorValues decodes the tensor's first values (up to 64K, enough for
 // statistics and fast under -race).
-func tensorValues(t *testing.T, f *File, ti TensorInfo) []float32 {
+func tensorValues(t *testing.T, f *gguf.File, ti gguf.TensorInfo) []float32 {
 	t.Helper()
 	r, err := f.TensorData(ti.Name)
 	require.NoError(t, err)
@@ -286,7 +289,7 @@ func tensorValues(t *testing.T, f *File, ti TensorInfo) []float32 {
 	b := make([]byte, n/ti.Type.BlockSize()*ti.Type.BlockBytes())
 	_, err = io.ReadFull(r, b)
 	require.NoError(t, err)
-	vals, err := Decode(nil, ti.Type, b)
+	vals, err := gguf.Decode(nil, ti.Type, b)
 	require.NoError(t, err)
 	require.Len(t, vals, int(n))
 	return vals
@@ -305,16 +308,16 @@ func meanStd(v []float32) (mean, std float64) {
 
 func TestSynthDeterministic(t *testing.T) {
 	vocab := vocabFor(t, "mistral-tiny")
-	hash := func(seed uint64, workers int, typ TensorType) [32]byte {
+	hash := func(seed uint64, workers int, typ gguf.TensorType) [32]byte {
 		h := sha256.New()
-		require.NoError(t, WriteSynthetic(h, SynthOptions{Shape: "mistral-tiny", VocabPath: vocab, Type: typ, Seed: seed, Workers: workers}))
+		require.NoError(t, Write(h, Options{Shape: "mistral-tiny", VocabPath: vocab, Type: typ, Seed: seed, Workers: workers}))
 		return [32]byte(h.Sum(nil))
 	}
-	a := hash(1, 1, TypeF16)
-	assert.Equal(t, a, hash(1, 3, TypeF16), "the number of workers does not matter")
-	assert.Equal(t, a, hash(1, 0, TypeF16))
-	assert.NotEqual(t, a, hash(2, 2, TypeF16), "the seed matters")
-	assert.Equal(t, hash(3, 1, TypeQ8_0), hash(3, 4, TypeQ8_0))
+	a := hash(1, 1, gguf.TypeF16)
+	assert.Equal(t, a, hash(1, 3, gguf.TypeF16), "the number of workers does not matter")
+	assert.Equal(t, a, hash(1, 0, gguf.TypeF16))
+	assert.NotEqual(t, a, hash(2, 2, gguf.TypeF16), "the seed matters")
+	assert.Equal(t, hash(3, 1, gguf.TypeQ8_0), hash(3, 4, gguf.TypeQ8_0))
 
 	// Chunks of one tensor use different streams.
 	x := make([]float32, 64)
@@ -327,36 +330,40 @@ func TestSynthDeterministic(t *testing.T) {
 func TestSynthErrors(t *testing.T) {
 	vocab := vocabFor(t, "mistral-tiny")
 	for _, tc := range []struct {
-		opts SynthOptions
+		opts Options
 		msg  string
 	}{
-		{SynthOptions{Shape: "nope", VocabPath: vocab}, `unknown shape "nope"`},
-		{SynthOptions{Shape: "mistral-tiny"}, "VocabPath is required"},
-		{SynthOptions{Shape: "mistral-tiny", VocabPath: vocab, Type: TypeQ4_0}, "not supported"},
-		{SynthOptions{Shape: "mistral-tiny", VocabPath: filepath.Join(t.TempDir(), "none.gguf")}, "reading vocab"},
+		{Options{Shape: "nope", VocabPath: vocab}, `unknown shape "nope"`},
+		{Options{Shape: "mistral-tiny"}, "VocabPath is required"},
+		{Options{Shape: "mistral-tiny", VocabPath: vocab, Type: gguf.TypeQ4_0}, "not supported"},
+		{Options{Shape: "mistral-tiny", VocabPath: filepath.Join(t.TempDir(), "none.gguf")}, "reading vocab"},
 	} {
-		err := WriteSynthetic(io.Discard, tc.opts)
+		err := Write(io.Discard, tc.opts)
 		if assert.Error(t, err, tc.msg) {
 			assert.Contains(t, err.Error(), tc.msg)
-			assert.Regexp(t, "^gguf: ", err.Error())
+			assert.Regexp(t, "^synth: ", err.Error())
 		}
 	}
 
 	// A vocab without tokens.
 	noTok := filepath.Join(t.TempDir(), "notok.gguf")
-	writeFile(t, noTok, writeGGUF(t, []KV{{"general.architecture", String("llama")}}, nil, nil))
-	err := WriteSyntheticFile(filepath.Join(t.TempDir(), "out.gguf"), SynthOptions{Shape: "mistral-tiny", VocabPath: noTok})
-	assert.ErrorIs(t, err, ErrKeyNotFound)
+	var buf bytes.Buffer
+	w, err := gguf.NewWriter(&buf, []gguf.KV{{Key: "general.architecture", Value: gguf.String("llama")}}, nil)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, os.WriteFile(noTok, buf.Bytes(), 0o644))
+	err = WriteFile(filepath.Join(t.TempDir(), "out.gguf"), Options{Shape: "mistral-tiny", VocabPath: noTok})
+	assert.ErrorIs(t, err, gguf.ErrKeyNotFound)
 
 	// Failed writes leave no file behind.
 	dir := t.TempDir()
-	err = WriteSyntheticFile(filepath.Join(dir, "x.gguf"), SynthOptions{Shape: "nope", VocabPath: vocab})
+	err = WriteFile(filepath.Join(dir, "x.gguf"), Options{Shape: "nope", VocabPath: vocab})
 	assert.Error(t, err)
 	entries, _ := filepath.Glob(filepath.Join(dir, "*"))
 	assert.Empty(t, entries)
 
 	// Write errors propagate and stop the generators.
-	err = WriteSynthetic(&failWriter{n: 2 << 20}, SynthOptions{Shape: "mistral-tiny", VocabPath: vocab, Type: TypeF32})
+	err = Write(&failWriter{n: 2 << 20}, Options{Shape: "mistral-tiny", VocabPath: vocab, Type: gguf.TypeF32})
 	assert.ErrorContains(t, err, "disk full")
 }
 
@@ -377,8 +384,8 @@ func TestSynthBert(t *testing.T) {
 			require.NoError(t, err)
 			vocab := vocabFor(t, shape)
 			p := filepath.Join(t.TempDir(), "model.gguf")
-			require.NoError(t, WriteSyntheticFile(p, SynthOptions{Shape: shape, VocabPath: vocab, Type: TypeF16, Seed: 7}))
-			f, err := Open(p)
+			require.NoError(t, WriteFile(p, Options{Shape: shape, VocabPath: vocab, Type: gguf.TypeF16, Seed: 7}))
+			f, err := gguf.Open(p)
 			require.NoError(t, err)
 			defer f.Close()
 			arch, err := f.String("general.architecture")
@@ -398,7 +405,7 @@ func TestSynthBert(t *testing.T) {
 			assert.Equal(t, s.RMSEps, eps)
 			causal, ok := f.Lookup("bert.attention.causal")
 			if assert.True(t, ok) {
-				assert.Equal(t, Bool(false), causal)
+				assert.Equal(t, gguf.Bool(false), causal)
 			}
 			pooling, err := f.Uint32("bert.pooling_type")
 			assert.NoError(t, err)
@@ -436,9 +443,9 @@ func TestSynthBert(t *testing.T) {
 				if assert.True(t, ok, name) {
 					assert.Equal(t, shape, ti.Shape, name)
 					if len(shape) == 1 || name == "token_types.weight" {
-						assert.Equal(t, TypeF32, ti.Type, name)
+						assert.Equal(t, gguf.TypeF32, ti.Type, name)
 					} else {
-						assert.Equal(t, TypeF16, ti.Type, name)
+						assert.Equal(t, gguf.TypeF16, ti.Type, name)
 					}
 				}
 			}
@@ -462,4 +469,15 @@ func TestSynthBert(t *testing.T) {
 	require.NoError(t, err)
 	dec.Pooling = "mean"
 	assert.ErrorContains(t, dec.Validate(), "only bert shapes")
+}
+
+// vocabFor is the path of a shape's default vocabulary in llama.cpp's models directory.
+func vocabFor(t testing.TB, shape string) string {
+	t.Helper()
+	s, err := ShapeByName(shape)
+	require.NoError(t, err)
+	p, err := llamacpp.Model(s.VocabFile())
+	require.NoError(t, err)
+	require.FileExists(t, p)
+	return p
 }

@@ -1,7 +1,8 @@
-package gguf
+package synth
 
 import (
 	"fmt"
+	"github.com/llamago/llamago/llama/gguf"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,13 +11,13 @@ import (
 	"sync"
 )
 
-// SynthOptions configures a synthetic model.
-type SynthOptions struct {
+// Options configures a synthetic model.
+type Options struct {
 	Shape     string // a name from Shapes()
 	VocabPath string // vocab GGUF whose tokenizer.* keys are copied (required)
 	// Type is the type of 2-D weight matrices: TypeF32 (the zero value),
 	// TypeF16, TypeBF16 or TypeQ8_0. Norms and biases are always F32.
-	Type TensorType
+	Type gguf.TensorType
 	Seed uint64
 	// Workers is the number of goroutines generating weights; 0 means
 	// min(GOMAXPROCS, 4). The output does not depend on it.
@@ -32,12 +33,12 @@ const synthStd = 0.02
 // is a multiple of the Q8_0 block size.
 const synthChunk = 1 << 18
 
-// WriteSyntheticFile writes a synthetic model to path, through a temporary
+// WriteFile writes a synthetic model to path, through a temporary
 // file in the same directory that is renamed into place on success.
-func WriteSyntheticFile(path string, opts SynthOptions) (err error) {
+func WriteFile(path string, opts Options) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("gguf: %w", err)
+		return fmt.Errorf("synth: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -45,22 +46,22 @@ func WriteSyntheticFile(path string, opts SynthOptions) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := WriteSynthetic(tmp, opts); err != nil {
+	if err := Write(tmp, opts); err != nil {
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes it private
-		return fmt.Errorf("gguf: %w", err)
+		return fmt.Errorf("synth: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("gguf: %w", err)
+		return fmt.Errorf("synth: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("gguf: %w", err)
+		return fmt.Errorf("synth: %w", err)
 	}
 	return nil
 }
 
-// WriteSynthetic streams a model with the named shape to w: the tokenizer
+// Write streams a model with the named shape to w: the tokenizer
 // is copied from opts.VocabPath, norm weights are 1, other weights and
 // biases are random with mean 0 and standard deviation 0.02. The same
 // options always produce the same bytes.
@@ -69,16 +70,16 @@ func WriteSyntheticFile(path string, opts SynthOptions) (err error) {
 // close, cheap approximation of a normal distribution that is bounded at
 // ±3.46σ and computed with integer arithmetic, so files do not depend on
 // the Go version or the platform.
-func WriteSynthetic(w io.Writer, opts SynthOptions) error {
+func Write(w io.Writer, opts Options) error {
 	meta, tensors, err := synthLayout(opts)
 	if err != nil {
 		return err
 	}
-	infos := make([]TensorInfo, len(tensors))
+	infos := make([]gguf.TensorInfo, len(tensors))
 	for i, t := range tensors {
 		infos[i] = t.TensorInfo
 	}
-	gw, err := NewWriter(w, meta, infos)
+	gw, err := gguf.NewWriter(w, meta, infos)
 	if err != nil {
 		return err
 	}
@@ -93,17 +94,17 @@ func WriteSynthetic(w io.Writer, opts SynthOptions) error {
 }
 
 // synthLayout builds the metadata and tensor list of a synthetic model.
-func synthLayout(opts SynthOptions) ([]KV, []synthTensor, error) {
+func synthLayout(opts Options) ([]gguf.KV, []synthTensor, error) {
 	shape, err := ShapeByName(opts.Shape)
 	if err != nil {
 		return nil, nil, err
 	}
 	ft, ok := fileTypeFor(opts.Type)
 	if !ok {
-		return nil, nil, fmt.Errorf("gguf: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", opts.Type)
+		return nil, nil, fmt.Errorf("synth: synthetic weights of type %s are not supported (use f32, f16, bf16 or q8_0)", opts.Type)
 	}
 	if opts.VocabPath == "" {
-		return nil, nil, fmt.Errorf("gguf: SynthOptions.VocabPath is required (shape %s uses llama.cpp's models/%s)", shape.Name, shape.VocabFile())
+		return nil, nil, fmt.Errorf("synth: Options.VocabPath is required (shape %s uses llama.cpp's models/%s)", shape.Name, shape.VocabFile())
 	}
 	tok, nVocab, err := readTokenizer(opts.VocabPath)
 	if err != nil {
@@ -118,20 +119,20 @@ func synthLayout(opts SynthOptions) ([]KV, []synthTensor, error) {
 
 // readTokenizer returns every tokenizer.* entry of a vocab GGUF and the
 // number of tokens.
-func readTokenizer(path string) ([]KV, int, error) {
-	f, err := Open(path)
+func readTokenizer(path string) ([]gguf.KV, int, error) {
+	f, err := gguf.Open(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("gguf: reading vocab: %w", err)
+		return nil, 0, fmt.Errorf("synth: reading vocab: %w", err)
 	}
 	defer f.Close()
 	tokens, err := f.Strings("tokenizer.ggml.tokens")
 	if err != nil {
-		return nil, 0, fmt.Errorf("gguf: vocab %s: %w", path, err)
+		return nil, 0, fmt.Errorf("synth: vocab %s: %w", path, err)
 	}
 	if len(tokens) == 0 {
-		return nil, 0, fmt.Errorf("gguf: vocab %s has no tokens", path)
+		return nil, 0, fmt.Errorf("synth: vocab %s has no tokens", path)
 	}
-	var kv []KV
+	var kv []gguf.KV
 	for _, e := range f.Metadata {
 		if strings.HasPrefix(e.Key, "tokenizer.") {
 			kv = append(kv, e)
@@ -215,9 +216,9 @@ func fillChunk(dst []byte, vals []float32, t synthTensor, seed uint64, c *chunk)
 	default:
 		fillNormal(vals, chunkSeed(seed, c.tensor, c.index), synthStd)
 	}
-	out, err := Encode(dst, t.Type, vals)
+	out, err := gguf.Encode(dst, t.Type, vals)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: tensor %s: %w", t.Name, err)
+		return nil, fmt.Errorf("synth: tensor %s: %w", t.Name, err)
 	}
 	return out, nil
 }
@@ -248,4 +249,20 @@ func fillNormal(dst []float32, state uint64, std float32) {
 		sum := int32(z&0xffff) + int32(z>>16&0xffff) + int32(z>>32&0xffff) + int32(z>>48) - 2*65535
 		dst[i] = float32(sum) * scale
 	}
+}
+
+// fileTypeFor is the general.file_type a converter writes when 2-D weights
+// have type t.
+func fileTypeFor(t gguf.TensorType) (gguf.FileType, bool) {
+	switch t {
+	case gguf.TypeF32:
+		return gguf.FileTypeAllF32, true
+	case gguf.TypeF16:
+		return gguf.FileTypeMostlyF16, true
+	case gguf.TypeBF16:
+		return gguf.FileTypeMostlyBF16, true
+	case gguf.TypeQ8_0:
+		return gguf.FileTypeMostlyQ8_0, true
+	}
+	return 0, false
 }

@@ -1,17 +1,22 @@
-package llama
+// Package modelcheck reads a GGUF model file the way llama.cpp's loader will and refuses
+// what would make the loader abort the process instead of returning an error: absurd layer
+// or expert counts, keys of the wrong type, duplicate token strings, misaligned tensor
+// data, broken split sets. What it learns on the way (Facts) serves later checks.
+package modelcheck
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strings"
 
 	"github.com/llamago/llamago/llama/gguf"
 )
 
-// maxLayers is llama.cpp's LLAMA_MAX_LAYERS: a block_count above it (or 0) aborts the loader.
-const maxLayers = 512
+// MaxLayers is llama.cpp's LLAMA_MAX_LAYERS: a block_count above it (or 0) aborts the loader.
+const MaxLayers = 512
 
 // maxExperts is llama.cpp's LLAMA_MAX_EXPERTS: an expert_count above it aborts the loader.
 const maxExperts = 1024
@@ -21,18 +26,13 @@ const maxExperts = 1024
 // general.alignment below 32 can place tensors so).
 const tensorAlignment = 32
 
-// modelFacts are what the pre-check learns that later checks need.
-type modelFacts struct {
-	headDim          int         // attention head size, 0 when unknown
-	learnedPositions bool        // absolute position embeddings (BERT): positions must stay below the trained context
-	pooling          PoolingType // the model's pooling type ({arch}.pooling_type), PoolingNone when absent
-	splits           int         // split.count of a model split over several files (gguf-split), else 0
+// Facts are what the check learns that later checks need.
+type Facts struct {
+	HeadDim          int  // attention head size, 0 when unknown
+	LearnedPositions bool // absolute position embeddings (BERT): positions must stay below the trained context
+	Pooling          int  // {arch}.pooling_type as llama.cpp numbers it (0 none, 1 mean, 2 cls, 3 last, 4 rank); 0 when absent
+	Splits           int  // split.count of a model split over several files (gguf-split), else 0
 }
-
-// flashAttnHeadDims are the head sizes of llama.cpp v0.4.0's CUDA flash-attention kernels.
-// SplitTensor needs flash attention; without a kernel, llama.cpp aborts in the first decode.
-var flashAttnHeadDims = map[int]bool{40: true, 64: true, 72: true, 80: true, 96: true, 112: true, 128: true,
-	192: true, 256: true, 320: true, 512: true, 576: true}
 
 // keyKind is the stored form llama.cpp's loader requires for a known key.
 type keyKind uint8
@@ -181,12 +181,12 @@ func uint32Of(f *gguf.File, key string) uint64 {
 	return 0
 }
 
-// precheckGGUF validates a model file in Go before llama.cpp opens it: the GGUF structure
+// Read validates a model file in Go before llama.cpp opens it: the GGUF structure
 // (counts and offsets bounded by the file size, see package gguf) and the metadata that
 // llama.cpp asserts on instead of returning an error. Known keys must have the types
 // llama.cpp reads them with (it would refuse them too, but later and less clearly).
-func precheckGGUF(r io.ReaderAt, size int64, vocabOnly bool) (modelFacts, error) {
-	var facts modelFacts
+func Read(r io.ReaderAt, size int64, vocabOnly bool) (Facts, error) {
+	var facts Facts
 	f, err := gguf.Read(r, size)
 	if err != nil {
 		return facts, err
@@ -198,10 +198,10 @@ func precheckGGUF(r io.ReaderAt, size int64, vocabOnly bool) (modelFacts, error)
 			}
 		}
 	}
-	if facts.splits, err = checkSplitKeys(f); err != nil {
+	if facts.Splits, err = checkSplitKeys(f); err != nil {
 		return facts, err
 	}
-	_, facts.learnedPositions = f.Tensor("position_embd.weight")
+	_, facts.LearnedPositions = f.Tensor("position_embd.weight")
 	if tokens, err := f.Strings("tokenizer.ggml.tokens"); err == nil {
 		seen := make(map[string]int, len(tokens))
 		for i, tok := range tokens {
@@ -247,8 +247,8 @@ func precheckGGUF(r io.ReaderAt, size int64, vocabOnly bool) (modelFacts, error)
 		return facts, nil // architectures without layers (and llama.cpp reports missing keys itself)
 	}
 	layers := uint32Of(f, a+"block_count")
-	if layers < 1 || layers > maxLayers {
-		return facts, fmt.Errorf("%sblock_count = %d: llama.cpp supports 1 to %d layers", a, layers, maxLayers)
+	if layers < 1 || layers > MaxLayers {
+		return facts, fmt.Errorf("%sblock_count = %d: llama.cpp supports 1 to %d layers", a, layers, MaxLayers)
 	}
 	if nextn := uint32Of(f, a+"nextn_predict_layers"); nextn > layers {
 		return facts, fmt.Errorf("%snextn_predict_layers = %d exceeds block_count %d", a, nextn, layers)
@@ -271,14 +271,13 @@ func precheckGGUF(r io.ReaderAt, size int64, vocabOnly bool) (modelFacts, error)
 			}
 		}
 	}
-	facts.pooling = PoolingNone
 	if pt, err := f.Int(a + "pooling_type"); err == nil && pt >= 0 && pt <= 4 {
-		facts.pooling = PoolingType(pt + 1)
+		facts.Pooling = int(pt)
 	}
 	if k := uint32Of(f, a+"attention.key_length"); k > 0 {
-		facts.headDim = int(k)
+		facts.HeadDim = int(k)
 	} else if embd, heads := uint32Of(f, a+"embedding_length"), uint32Max(f, a+"attention.head_count"); heads > 0 {
-		facts.headDim = int(embd / heads)
+		facts.HeadDim = int(embd / heads)
 	}
 	return facts, nil
 }
@@ -338,10 +337,10 @@ func checkSplitKeys(f *gguf.File) (int, error) {
 	return n, nil
 }
 
-// precheckSplits checks the other files of a model split in n files, which llama.cpp
+// checkSplits checks the other files of a model split in n files, which llama.cpp
 // opens by name (path ends in -00001-of-0000n.gguf): each must be a sound GGUF file whose
 // split.no is a uint16 (llama.cpp asserts on its type).
-func precheckSplits(path string, n int) error {
+func checkSplits(path string, n int) error {
 	suffix := fmt.Sprintf("-%05d-of-%05d.gguf", 1, n)
 	prefix, ok := strings.CutSuffix(path, suffix)
 	if !ok {
@@ -349,14 +348,14 @@ func precheckSplits(path string, n int) error {
 	}
 	for i := 1; i < n; i++ {
 		p := prefix + fmt.Sprintf("-%05d-of-%05d.gguf", i+1, n)
-		if err := precheckSplit(p); err != nil {
+		if err := checkSplit(p); err != nil {
 			return fmt.Errorf("split file %s: %w", p, err)
 		}
 	}
 	return nil
 }
 
-func precheckSplit(path string) error {
+func checkSplit(path string) error {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return err
@@ -381,4 +380,44 @@ func checkTensorAlignment(f *gguf.File) error {
 		}
 	}
 	return nil
+}
+
+// File checks the model file at path, and the other files of a split model.
+func File(path string, vocabOnly bool) (Facts, error) {
+	if path == "" {
+		return Facts{}, errors.New("empty path")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Facts{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Facts{}, err
+	}
+	if st.IsDir() {
+		return Facts{}, errors.New("is a directory")
+	}
+	facts, err := Read(f, st.Size(), vocabOnly)
+	if err == nil && facts.Splits > 1 {
+		err = checkSplits(path, facts.Splits)
+	}
+	return facts, err
+}
+
+// Adapter checks a LoRA adapter file: a sound GGUF file (package gguf) with tensor data ggml
+// can map.
+func Adapter(path string) error {
+	if fi, err := os.Stat(path); err != nil {
+		return err
+	} else if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return checkTensorAlignment(f)
 }
