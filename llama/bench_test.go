@@ -86,7 +86,7 @@ func BenchmarkGenerateLoop(b *testing.B) {
 	for remaining > 0 {
 		n := min(remaining, benchChunk)
 		require.NoError(b, c.MemoryClear(false))
-		for _, err := range c.Generate(ctx, []Token{1}, s, &GenerateOptions{MaxTokens: n, IgnoreEOG: true}) {
+		for _, err := range c.Generate(ctx, []Token{1}, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -50,7 +50,7 @@ type ChatSessionParams struct {
 	Seq SeqID
 	// Overflow is the policy for a conversation that outgrows the context.
 	Overflow OverflowPolicy
-	// Draft and DraftMax decode replies speculatively, as in GenerateOptions; the
+	// Draft and DraftMax decode replies speculatively, as in GenerateParams; the
 	// drafter sees the whole conversation.
 	Draft    Drafter
 	DraftMax int
@@ -308,7 +308,6 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 	}
 
 	var (
-		gres    GenerateResult
 		text    []byte
 		sent    int
 		gen     []Token
@@ -316,7 +315,7 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 		genErr  error
 		stopped bool
 	)
-	opts := &GenerateOptions{MaxTokens: s.p.MaxTokens, Stop: prompt.Stop, Seq: seq, Result: &gres,
+	opts := &GenerateParams{MaxTokens: s.p.MaxTokens, Stop: prompt.Stop, Seq: seq,
 		Draft: s.p.Draft, DraftMax: s.p.DraftMax, history: tokens[:n]}
 	for g, err := range s.c.Generate(ctx, tokens[n:], sampler, opts) {
 		if err != nil {
@@ -352,6 +351,7 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 		}
 	}
 	s.syncCache(tokens[:n], tokens[n:], gen)
+	gres := s.c.LastGeneration()
 	s.last = TurnResult{
 		Text: strings.ToValidUTF8(string(text), "\uFFFD"), PromptTokens: len(tokens), PromptTokensReused: n,
 		PromptTokensDecoded: gres.PromptTokens, GeneratedTokens: gres.GeneratedTokens, DroppedMessages: dropped,

@@ -170,7 +170,7 @@ func TestChatSessionSaveLoadRestoresCache(t *testing.T) {
 }
 
 func mustTemplate(t *testing.T, m *Model) *ChatTemplate {
-	tmpl, err := NewChatTemplate(m, &ChatTemplateOptions{Source: "{% for m in messages %}{{ m.content }}{% endfor %}"})
+	tmpl, err := NewChatTemplate(m, &ChatTemplateParams{Source: "{% for m in messages %}{{ m.content }}{% endfor %}"})
 	require.NoError(t, err)
 	t.Cleanup(func() { tmpl.Close() })
 	return tmpl

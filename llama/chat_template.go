@@ -17,8 +17,8 @@ import (
 	"unsafe"
 )
 
-// ChatTemplateOptions configures NewChatTemplate.
-type ChatTemplateOptions struct {
+// ChatTemplateParams configures NewChatTemplate.
+type ChatTemplateParams struct {
 	// Source is a Jinja chat template, or the name of one of llama.cpp's built-in
 	// templates (BuiltinChatTemplates). Empty: the model's own template
 	// (ModelInfo.ChatTemplate), or ChatML when the model has none.
@@ -50,8 +50,8 @@ type ChatTemplate struct {
 // NewChatTemplate prepares the chat template of m (nil opts) or of opts.Source.
 // m may be nil when opts.Source is set. A template that neither the Jinja engine nor
 // the built-in templates can handle is an error matching ErrChat.
-func NewChatTemplate(m *Model, opts *ChatTemplateOptions) (*ChatTemplate, error) {
-	var o ChatTemplateOptions
+func NewChatTemplate(m *Model, opts *ChatTemplateParams) (*ChatTemplate, error) {
+	var o ChatTemplateParams
 	if opts != nil {
 		o = *opts
 	}

@@ -27,7 +27,7 @@ func readTemplate(t testing.TB, name string) *ChatTemplate {
 	t.Helper()
 	src, err := os.ReadFile(templatePath(t, name))
 	require.NoError(t, err)
-	tmpl, err := NewChatTemplate(nil, &ChatTemplateOptions{Source: string(src), BOS: "<s>", EOS: "</s>"})
+	tmpl, err := NewChatTemplate(nil, &ChatTemplateParams{Source: string(src), BOS: "<s>", EOS: "</s>"})
 	require.NoError(t, err, name)
 	return tmpl
 }

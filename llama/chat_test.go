@@ -39,7 +39,7 @@ func TestChatBadInput(t *testing.T) {
 		assert.ErrorIs(t, err, ErrChat, name)
 	}
 	// A template that fails at render time (raise_exception) returns its message.
-	strict, err := NewChatTemplate(nil, &ChatTemplateOptions{Source: `{% for m in messages %}{% if m.role == 'user' %}{{ raise_exception('no users here') }}{% endif %}{% endfor %}`})
+	strict, err := NewChatTemplate(nil, &ChatTemplateParams{Source: `{% for m in messages %}{% if m.role == 'user' %}{{ raise_exception('no users here') }}{% endif %}{% endfor %}`})
 	require.NoError(t, err)
 	defer strict.Close()
 	_, err = strict.Apply(&ChatRequest{Messages: []Message{user}})
@@ -54,12 +54,12 @@ func TestChatTemplateBadSource(t *testing.T) {
 		"unclosed expr":  "{{ messages[0",
 		"invalid UTF-8":  "{{ '\xff' }}",
 	} {
-		_, err := NewChatTemplate(nil, &ChatTemplateOptions{Source: src})
+		_, err := NewChatTemplate(nil, &ChatTemplateParams{Source: src})
 		assert.Error(t, err, name)
 	}
 	_, err := NewChatTemplate(nil, nil)
 	assert.ErrorIs(t, err, ErrInvalidParams)
-	_, err = NewChatTemplate(nil, &ChatTemplateOptions{Source: "not-a-template-name", NoJinja: true})
+	_, err = NewChatTemplate(nil, &ChatTemplateParams{Source: "not-a-template-name", NoJinja: true})
 	assert.ErrorIs(t, err, ErrChat)
 }
 
@@ -70,7 +70,7 @@ func TestChatTemplateBuiltinFallback(t *testing.T) {
 	msgs := []Message{{Role: RoleSystem, Content: "sys"}, {Role: RoleUser, Content: "hi"}}
 
 	// A built-in template by name.
-	tmpl, err := NewChatTemplate(nil, &ChatTemplateOptions{Source: "llama3"})
+	tmpl, err := NewChatTemplate(nil, &ChatTemplateParams{Source: "llama3"})
 	require.NoError(t, err)
 	jinja, _ := tmpl.Jinja()
 	assert.False(t, jinja)
@@ -90,7 +90,7 @@ func TestChatTemplateBuiltinFallback(t *testing.T) {
 	// A Jinja template the engine cannot parse, but llama.cpp recognises (ChatML markers):
 	// the built-in template renders it.
 	broken := "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %"
-	tmpl, err = NewChatTemplate(nil, &ChatTemplateOptions{Source: broken})
+	tmpl, err = NewChatTemplate(nil, &ChatTemplateParams{Source: broken})
 	require.NoError(t, err)
 	defer tmpl.Close()
 	jinja, jerr := tmpl.Jinja()
@@ -128,7 +128,7 @@ func TestChatTemplateFromModel(t *testing.T) {
 	assert.Contains(t, p.Prompt, "a")
 
 	// The same with the built-in template only.
-	bt, err := NewChatTemplate(m, &ChatTemplateOptions{NoJinja: true})
+	bt, err := NewChatTemplate(m, &ChatTemplateParams{NoJinja: true})
 	require.NoError(t, err)
 	defer bt.Close()
 	pb, err := bt.Apply(&ChatRequest{Messages: []Message{{Role: RoleUser, Content: "Hi"}}})

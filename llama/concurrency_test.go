@@ -36,7 +36,7 @@ func generateRun(t *testing.T, m *Model, c *Context, prompt string, seed uint32,
 			s.Close()
 			return run, false
 		}
-		for g, err := range c.Generate(context.Background(), toks, s, &GenerateOptions{MaxTokens: n, IgnoreEOG: true}) {
+		for g, err := range c.Generate(context.Background(), toks, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 			if !assert.NoError(t, err) {
 				s.Close()
 				return run, false

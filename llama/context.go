@@ -133,6 +133,8 @@ type ContextParams struct {
 // memory alive until then.
 type Context struct {
 	mu      sync.Mutex // held by the call in progress
+	lastMu  sync.Mutex // guards lastGen
+	lastGen GenerateResult
 	closing atomic.Bool
 	ptr     *C.struct_llama_context
 	abort   *C.lgo_abort // C memory read by the abort callback

@@ -80,5 +80,5 @@
 //	C++ exceptions: in the shim's entry points, and those llama.cpp's
 //	tokenizer throws (a vocabulary without byte-fallback tokens)          an error; none crosses into Go
 //	an RPC worker that is down, dies or hangs (load, decode; -tags rpc)   *RPCError (ErrRPCWorker) within
-//	                                                                      RPCOptions.Timeout; the model stays failed
+//	                                                                      RPCServerParams.Timeout; the model stays failed
 package llama

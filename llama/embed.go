@@ -12,8 +12,8 @@ import (
 	"unsafe"
 )
 
-// EmbedOptions configures Embed, EmbedTokens and TokenEmbeddings. nil means the zero value.
-type EmbedOptions struct {
+// EmbedParams configures Embed, EmbedTokens and TokenEmbeddings. nil means the zero value.
+type EmbedParams struct {
 	// Normalize scales every vector to unit Euclidean (L2) norm, as llama.cpp's
 	// embedding tool does by default and as cosine similarity expects.
 	Normalize bool
@@ -37,7 +37,7 @@ type EmbedOptions struct {
 // their KV cache is unified (ContextParams.KVUnified) or NSeqMax is 1: a split cache
 // would spread one text over several micro-batches and break pooling, so they
 // then decode one text at a time.
-func (c *Context) Embed(ctx context.Context, texts []string, opts *EmbedOptions) ([][]float32, error) {
+func (c *Context) Embed(ctx context.Context, texts []string, opts *EmbedParams) ([][]float32, error) {
 	o := embedOpts(opts)
 	inputs, err := c.model.tokenizeInputs(texts, o)
 	if err != nil {
@@ -48,7 +48,7 @@ func (c *Context) Embed(ctx context.Context, texts []string, opts *EmbedOptions)
 
 // EmbedTokens is Embed for inputs that are already tokens (include any special tokens
 // the model expects). The tokenization options of opts are ignored.
-func (c *Context) EmbedTokens(ctx context.Context, inputs [][]Token, opts *EmbedOptions) ([][]float32, error) {
+func (c *Context) EmbedTokens(ctx context.Context, inputs [][]Token, opts *EmbedParams) ([][]float32, error) {
 	o := embedOpts(opts)
 	if err := c.enter(); err != nil {
 		return nil, err
@@ -83,7 +83,7 @@ func (c *Context) EmbedTokens(ctx context.Context, inputs [][]Token, opts *Embed
 // TokenEmbeddings returns the embedding of every token of every text: result[i][j] is
 // token j of text i (tokenized as opts says). The context needs Embeddings and
 // PoolingNone; texts are packed into decodes as Embed does.
-func (c *Context) TokenEmbeddings(ctx context.Context, texts []string, opts *EmbedOptions) ([][][]float32, error) {
+func (c *Context) TokenEmbeddings(ctx context.Context, texts []string, opts *EmbedParams) ([][][]float32, error) {
 	o := embedOpts(opts)
 	inputs, err := c.model.tokenizeInputs(texts, o)
 	if err != nil {
@@ -246,7 +246,7 @@ func (c *Context) pooledOutput(seq, n int) ([]float32, error) {
 	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), n)...), nil
 }
 
-func (m *Model) tokenizeInputs(texts []string, o EmbedOptions) ([][]Token, error) {
+func (m *Model) tokenizeInputs(texts []string, o EmbedParams) ([][]Token, error) {
 	if len(texts) == 0 {
 		return nil, invalidParam("no texts to embed")
 	}
@@ -271,9 +271,9 @@ func (m *Model) tokenizeInputs(texts []string, o EmbedOptions) ([][]Token, error
 	return inputs, nil
 }
 
-func embedOpts(o *EmbedOptions) EmbedOptions {
+func embedOpts(o *EmbedParams) EmbedParams {
 	if o == nil {
-		return EmbedOptions{}
+		return EmbedParams{}
 	}
 	return *o
 }

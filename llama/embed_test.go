@@ -59,7 +59,7 @@ func assertVectorsClose(t *testing.T, want, got [][]float32, tol float64, msg st
 }
 
 // embedOneByOne embeds each text in its own call.
-func embedOneByOne(t *testing.T, c *Context, texts []string, o *EmbedOptions) [][]float32 {
+func embedOneByOne(t *testing.T, c *Context, texts []string, o *EmbedParams) [][]float32 {
 	t.Helper()
 	out := make([][]float32, len(texts))
 	for i, s := range texts {
@@ -72,7 +72,7 @@ func embedOneByOne(t *testing.T, c *Context, texts []string, o *EmbedOptions) []
 
 func checkEmbeddings(t *testing.T, c *Context, dim int) {
 	t.Helper()
-	norm := &EmbedOptions{Normalize: true}
+	norm := &EmbedParams{Normalize: true}
 	batched, err := c.Embed(t.Context(), embedTexts, norm)
 	require.NoError(t, err)
 	require.Len(t, batched, len(embedTexts))
@@ -133,7 +133,7 @@ func TestEmbedBgeSmall(t *testing.T) {
 	m := loadModel(t, "bge-small", gguf.TypeF16)
 	c := newCtx(t, m, ContextParams{Embeddings: true, NSeqMax: 4})
 	assert.Equal(t, PoolingCLS, c.Pooling())
-	v, err := c.Embed(t.Context(), embedTexts[:4], &EmbedOptions{Normalize: true})
+	v, err := c.Embed(t.Context(), embedTexts[:4], &EmbedParams{Normalize: true})
 	require.NoError(t, err)
 	for _, e := range v {
 		assert.Len(t, e, 384)
@@ -170,9 +170,9 @@ func TestEmbedLlama(t *testing.T) {
 	// match the pooled ones.
 	none := newCtx(t, m, ContextParams{Embeddings: true, NCtx: 1024, NSeqMax: 4, KVUnified: true})
 	assert.Equal(t, PoolingNone, none.Pooling())
-	tokVecs, err := none.TokenEmbeddings(t.Context(), embedTexts, &EmbedOptions{Normalize: true})
+	tokVecs, err := none.TokenEmbeddings(t.Context(), embedTexts, &EmbedParams{Normalize: true})
 	require.NoError(t, err)
-	checkTokenEmbeddings(t, m, tokVecs, &EmbedOptions{Normalize: true})
+	checkTokenEmbeddings(t, m, tokVecs, &EmbedParams{Normalize: true})
 	raw, err := none.TokenEmbeddings(t.Context(), embedTexts, nil)
 	require.NoError(t, err)
 	assertVectorsClose(t, a, meanOf(raw), logitTolerance(), "mean of token embeddings vs mean pooling")
@@ -205,7 +205,7 @@ func meanOf(tokVecs [][][]float32) [][]float32 {
 
 // checkTokenEmbeddings checks counts, dimensions and norms, and that embedding the
 // texts one at a time gives the same vectors.
-func checkTokenEmbeddings(t *testing.T, m *Model, got [][][]float32, o *EmbedOptions) {
+func checkTokenEmbeddings(t *testing.T, m *Model, got [][][]float32, o *EmbedParams) {
 	t.Helper()
 	require.Len(t, got, len(embedTexts))
 	for i, s := range embedTexts {

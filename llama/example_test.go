@@ -35,12 +35,13 @@ func Example() {
 	prompt := "The LORD is my shepherd;"
 	fmt.Print(prompt)
 	var res llama.GenerateResult
-	for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateOptions{MaxTokens: 5, Result: &res}) {
+	for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateParams{MaxTokens: 5}) {
 		if err != nil {
 			log.Fatal(err) // cancellation matches both llama.ErrAborted and ctx's cause
 		}
 		fmt.Print(piece)
 	}
+	res = c.LastGeneration()
 	fmt.Printf("\n%d tokens, finished by %s\n", res.GeneratedTokens, res.FinishReason)
 	// Output:
 	// The LORD is my shepherd; I shall not want.

@@ -373,7 +373,7 @@ func exerciseModel(t *testing.T, m *Model, decode bool) {
 		return
 	}
 	defer s.Close()
-	for _, err := range c.Generate(t.Context(), toks, s, &GenerateOptions{MaxTokens: 3, IgnoreEOG: true}) {
+	for _, err := range c.Generate(t.Context(), toks, s, &GenerateParams{MaxTokens: 3, IgnoreEOG: true}) {
 		if err != nil {
 			return
 		}

@@ -28,9 +28,9 @@ const (
 	FinishError     FinishReason = "error"     // another error ended it
 )
 
-// GenerateOptions tunes Generate and GenerateText. The zero value (or nil) generates
+// GenerateParams tunes Generate and GenerateText. The zero value (or nil) generates
 // until an end-of-generation token or a full context, in sequence 0.
-type GenerateOptions struct {
+type GenerateParams struct {
 	MaxTokens int      // most tokens to generate; 0: no limit
 	Stop      []string // stop strings: generation ends before them, they are never emitted
 	IgnoreEOG bool     // keep generating past end-of-generation tokens
@@ -42,8 +42,6 @@ type GenerateOptions struct {
 	// draft. Not with a sampler on the device (SetBackendSampler).
 	Draft    Drafter
 	DraftMax int
-	// Result, when not nil, is filled in when the iteration ends.
-	Result *GenerateResult
 
 	history []Token // the sequence's tokens before the prompt, for Draft (ChatSession)
 }
@@ -57,7 +55,7 @@ type TokenLogprob struct {
 // Generated is one generated token.
 type Generated struct {
 	Token   Token
-	Logprob float32        // with GenerateOptions.Logprobs > 0
+	Logprob float32        // with GenerateParams.Logprobs > 0
 	Top     []TokenLogprob // the Logprobs most likely tokens at this step, most likely first
 }
 
@@ -70,8 +68,8 @@ type GenerateResult struct {
 	Load            time.Duration // how long the model took to load
 	Prompt          time.Duration // prompt processing
 	Generation      time.Duration // from the first sampled token to the end
-	Logprobs        []Generated   // every generated token, with GenerateOptions.Logprobs > 0
-	// Drafted tokens were proposed by GenerateOptions.Draft; DraftAccepted of them were
+	Logprobs        []Generated   // every generated token, with GenerateParams.Logprobs > 0
+	// Drafted tokens were proposed by GenerateParams.Draft; DraftAccepted of them were
 	// what the sampler picked (each saved a decode step).
 	Drafted, DraftAccepted int
 }
@@ -82,6 +80,20 @@ func (r *GenerateResult) PromptTokensPerSecond() float64 { return perSecond(r.Pr
 // GenerationTokensPerSecond is the generation speed.
 func (r *GenerateResult) GenerationTokensPerSecond() float64 {
 	return perSecond(r.GeneratedTokens, r.Generation)
+}
+
+// LastGeneration summarises the last generation (Generate, GenerateText) that ran on
+// the context, once its iteration has ended.
+func (c *Context) LastGeneration() GenerateResult {
+	c.lastMu.Lock()
+	defer c.lastMu.Unlock()
+	return c.lastGen
+}
+
+func (c *Context) setLastGeneration(r *GenerateResult) {
+	c.lastMu.Lock()
+	defer c.lastMu.Unlock()
+	c.lastGen = *r
 }
 
 // Generate decodes prompt after what the sequence already holds, then samples tokens
@@ -96,7 +108,7 @@ func (r *GenerateResult) GenerationTokensPerSecond() float64 {
 // Afterwards the sequence's cache holds the prompt and every yielded token except the
 // last one when the generation ended by length (it was sampled, not decoded); an
 // end-of-generation token is neither yielded nor decoded.
-func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateOptions) iter.Seq2[Generated, error] {
+func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateParams) iter.Seq2[Generated, error] {
 	return func(yield func(Generated, error) bool) {
 		c.generate(ctx, prompt, s, opts, false, func(tokens []Generated, _ []byte, _ bool) bool {
 			for _, g := range tokens {
@@ -115,7 +127,7 @@ func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts
 // tokens render as nothing. The prompt is tokenized with ParseSpecial (special-token
 // text such as "<|im_start|>" becomes the token), and AddSpecial when the sequence is
 // empty: a second call continues the same sequence without a new BOS.
-func (c *Context) GenerateText(ctx context.Context, prompt string, s *Sampler, opts *GenerateOptions) iter.Seq2[string, error] {
+func (c *Context) GenerateText(ctx context.Context, prompt string, s *Sampler, opts *GenerateParams) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		var seq SeqID
 		if opts != nil {
@@ -175,17 +187,13 @@ type heldToken struct {
 // generate is the loop behind Generate and GenerateText. It calls emit with the tokens
 // and text bytes it releases (text only when wantText or stop strings need it); final
 // marks the last call. fail receives the error that ended the generation, if any.
-func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateOptions, wantText bool,
+func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateParams, wantText bool,
 	emit func(tokens []Generated, text []byte, final bool) bool, fail func(error)) {
-	var o GenerateOptions
+	var o GenerateParams
 	if opts != nil {
 		o = *opts
 	}
 	res := &GenerateResult{}
-	if o.Result != nil {
-		res = o.Result
-		*res = GenerateResult{}
-	}
 	stops := newStopMatcher(o.Stop)
 	needText := wantText || stops != nil
 	var (
@@ -227,6 +235,7 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 		return
 	}
 	defer c.mu.Unlock()
+	defer c.setLastGeneration(res) // after the deferred timing below
 	// Every decode of the loop from one OS thread: the CPU backend's OpenMP workers belong
 	// to the thread that calls, and a goroutine moved to another thread between tokens
 	// woke a second team; on a 2-core machine that cost a fifth of the speed
@@ -386,7 +395,7 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 
 // draft asks o.Draft for the tokens to decode after the last of history, which goes
 // at pos: as many as fit the batch, the sequence and the tokens still to generate.
-func (c *Context) draft(ctx context.Context, o *GenerateOptions, history []Token, pos Pos, generated int) ([]Token, error) {
+func (c *Context) draft(ctx context.Context, o *GenerateParams, history []Token, pos Pos, generated int) ([]Token, error) {
 	n := o.DraftMax
 	if n == 0 {
 		n = 16
@@ -427,7 +436,7 @@ func (c *Context) decodeRows(ctx context.Context, tokens []Token, pos Pos, seq S
 	return c.run(ctx, b, false)
 }
 
-func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateOptions) error {
+func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateParams) error {
 	if s == nil {
 		return fmt.Errorf("%w: a generation needs a Sampler", ErrInvalidParams)
 	}
@@ -478,7 +487,7 @@ func (c *Context) nCtxSeq() int { return int(C.llama_n_ctx_seq(c.ptr)) }
 // Logprobs returns tok with its log-probability in the distribution of output i of the
 // last decode (a batch index, or negative from the end as in Logits), and the top most
 // likely tokens of that distribution (at most 1000), most likely first: what
-// GenerateOptions.Logprobs records, for loops of your own (the engine's requests).
+// GenerateParams.Logprobs records, for loops of your own (the engine's requests).
 func (c *Context) Logprobs(i int, tok Token, top int) (Generated, error) {
 	if err := c.enter(); err != nil {
 		return Generated{}, err

@@ -47,7 +47,7 @@ func greedyTokens(t *testing.T, m *Model, n int) []Token {
 	defer s.Close()
 	prompt, err := m.Tokenize("The GPU and the CPU agree on", AddSpecial)
 	require.NoError(t, err)
-	return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: n, IgnoreEOG: true}))
+	return collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}))
 }
 
 func TestGPUOffloadMatchesCPU(t *testing.T) {
@@ -88,7 +88,7 @@ func TestGPUBackendSampling(t *testing.T) {
 	ok, err := c.SetBackendSampler(0, s)
 	require.NoError(t, err)
 	assert.True(t, ok, "the default chain runs on the GPU")
-	toks := collect(t, c.Generate(t.Context(), []Token{1, 2, 3}, s, &GenerateOptions{MaxTokens: 32, IgnoreEOG: true}))
+	toks := collect(t, c.Generate(t.Context(), []Token{1, 2, 3}, s, &GenerateParams{MaxTokens: 32, IgnoreEOG: true}))
 	assert.Len(t, toks, 32)
 	for _, tok := range toks {
 		assert.True(t, m.ValidToken(tok))

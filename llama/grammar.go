@@ -16,11 +16,17 @@ import (
 
 // MaxGrammarNesting bounds the parenthesis nesting of a GBNF grammar: llama.cpp's parser
 // recurses per level and would overflow the stack on grammars nested thousands deep.
-const MaxGrammarNesting = gbnf.MaxNesting
+const MaxGrammarNesting = 256
 
 // MaxGrammarRepetitionChain bounds repetitions applied directly to a repetition, such as
 // x++, ((x)+)* or x{0,10}{0,10}: llama.cpp's grammar stacks multiply with each level.
-const MaxGrammarRepetitionChain = gbnf.MaxRepetitionChain
+const MaxGrammarRepetitionChain = 2
+
+// The checker (package internal/gbnf) enforces the limits documented here.
+const (
+	_ = uint(MaxGrammarNesting-gbnf.MaxNesting) + uint(gbnf.MaxNesting-MaxGrammarNesting)
+	_ = uint(MaxGrammarRepetitionChain-gbnf.MaxRepetitionChain) + uint(gbnf.MaxRepetitionChain-MaxGrammarRepetitionChain)
+)
 
 // Trigger starts a lazy grammar (see LazyGrammar).
 type Trigger struct {

@@ -78,7 +78,7 @@ func assertGenerates(t *testing.T, m *Model) {
 	require.NoError(t, err)
 	defer s.Close()
 	n := 0
-	for _, err := range c.Generate(t.Context(), []Token{m.Vocab().BOS, 300, 301}, s, &GenerateOptions{MaxTokens: 4, IgnoreEOG: true}) {
+	for _, err := range c.Generate(t.Context(), []Token{m.Vocab().BOS, 300, 301}, s, &GenerateParams{MaxTokens: 4, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		n++
 	}
@@ -320,7 +320,7 @@ func TestHardeningTokenIDs(t *testing.T) {
 		require.NoError(t, b.Add(bad, 0, true, 0))
 		assert.ErrorIs(t, c.Decode(t.Context(), b), ErrInvalidToken, "Decode")
 		assert.ErrorIs(t, c.DecodeTokens(t.Context(), []Token{1, bad}, 0, 0), ErrInvalidToken, "DecodeTokens")
-		for _, err := range c.Generate(t.Context(), []Token{1, bad}, newTestSampler(t, m, Greedy()), &GenerateOptions{MaxTokens: 2}) {
+		for _, err := range c.Generate(t.Context(), []Token{1, bad}, newTestSampler(t, m, Greedy()), &GenerateParams{MaxTokens: 2}) {
 			assert.ErrorIs(t, err, ErrInvalidToken, "Generate prompt")
 		}
 		_, err = NewSampler(m, LogitBias(map[Token]float32{bad: 1}))
@@ -368,7 +368,7 @@ func TestHardeningUTF8(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidUTF8)
 		_, err = m.AppendTokens(nil, bad, AddSpecial)
 		assert.ErrorIs(t, err, ErrInvalidUTF8)
-		for _, err := range c.GenerateText(t.Context(), bad, s, &GenerateOptions{MaxTokens: 2}) {
+		for _, err := range c.GenerateText(t.Context(), bad, s, &GenerateParams{MaxTokens: 2}) {
 			assert.ErrorIs(t, err, ErrInvalidUTF8, "GenerateText prompt")
 		}
 		_, err = ApplyBuiltinChatTemplate("chatml", []Message{{Role: RoleUser, Content: bad}}, true)
@@ -378,7 +378,7 @@ func TestHardeningUTF8(t *testing.T) {
 		assert.ErrorIs(t, err, ErrGrammar)
 	}
 	var text strings.Builder
-	for piece, err := range c.GenerateText(t.Context(), "valid text", s, &GenerateOptions{MaxTokens: 3, IgnoreEOG: true}) {
+	for piece, err := range c.GenerateText(t.Context(), "valid text", s, &GenerateParams{MaxTokens: 3, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		text.WriteString(piece)
 	}
@@ -423,13 +423,13 @@ func TestHardeningContextFull(t *testing.T) {
 	long := longPrompt(c.NCtx() + 1)
 	assert.ErrorIs(t, c.DecodeTokens(t.Context(), long, 0, 0), ErrContextFull)
 	require.NoError(t, c.MemoryClear(true))
-	var res GenerateResult
-	for _, err := range c.Generate(t.Context(), long, s, &GenerateOptions{MaxTokens: 4, Result: &res}) {
+	for _, err := range c.Generate(t.Context(), long, s, &GenerateParams{MaxTokens: 4}) {
 		assert.ErrorIs(t, err, ErrContextFull)
 	}
+	assert.Equal(t, FinishError, c.LastGeneration().FinishReason)
 	require.NoError(t, c.MemoryClear(true))
 	n := 0
-	for _, err := range c.Generate(t.Context(), long[:20], s, &GenerateOptions{MaxTokens: 4, IgnoreEOG: true}) {
+	for _, err := range c.Generate(t.Context(), long[:20], s, &GenerateParams{MaxTokens: 4, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		n++
 	}
@@ -537,7 +537,7 @@ func TestHardeningGrammar(t *testing.T) {
 	c := newTestContext(t, m, 256)
 	g := newTestSampler(t, m, Grammar(`root ::= ("yes" | "no") "."`), Greedy())
 	var text strings.Builder
-	for piece, err := range c.GenerateText(t.Context(), "Answer:", g, &GenerateOptions{MaxTokens: 8}) {
+	for piece, err := range c.GenerateText(t.Context(), "Answer:", g, &GenerateParams{MaxTokens: 8}) {
 		require.NoError(t, err)
 		text.WriteString(piece)
 	}
@@ -594,7 +594,7 @@ func TestHardeningClose(t *testing.T) {
 	require.NoError(t, err)
 	b, err := NewBatch(2, 1)
 	require.NoError(t, err)
-	tmpl, err := NewChatTemplate(nil, &ChatTemplateOptions{Source: "chatml", NoJinja: true})
+	tmpl, err := NewChatTemplate(nil, &ChatTemplateParams{Source: "chatml", NoJinja: true})
 	require.NoError(t, err)
 
 	for name, cl := range map[string]interface{ Close() error }{"sampler": s, "batch": b, "context": c, "model": m, "template": tmpl} {
@@ -640,7 +640,7 @@ func TestHardeningContextBusy(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		first := true
-		for _, err := range c.Generate(context.Background(), []Token{1, 2, 3}, s, &GenerateOptions{MaxTokens: 3, IgnoreEOG: true}) {
+		for _, err := range c.Generate(context.Background(), []Token{1, 2, 3}, s, &GenerateParams{MaxTokens: 3, IgnoreEOG: true}) {
 			if err != nil {
 				done <- err
 				return
@@ -680,7 +680,7 @@ func TestHardeningCloseWhileGenerating(t *testing.T) {
 	var n int
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for _, err := range c.Generate(context.Background(), longPrompt(8), s, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true}) {
+		for _, err := range c.Generate(context.Background(), longPrompt(8), s, &GenerateParams{MaxTokens: 1500, IgnoreEOG: true}) {
 			if err != nil {
 				genErr = err
 				return

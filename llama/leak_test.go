@@ -112,7 +112,7 @@ func leakCycle(t *testing.T, path string, i int) {
 	_, err = c.Logits(3)
 	require.NoError(t, err)
 	n := 0
-	for _, err := range c.GenerateText(t.Context(), " hello world", s, &GenerateOptions{MaxTokens: 8, Seq: 0}) {
+	for _, err := range c.GenerateText(t.Context(), " hello world", s, &GenerateParams{MaxTokens: 8, Seq: 0}) {
 		require.NoError(t, err)
 		n++
 	}

@@ -9,7 +9,7 @@ package llama
 // Failures. llama.cpp's RPC client aborts the process when a worker cannot be reached,
 // closes its connection or answers out of protocol, and waits forever for one that hangs.
 // So llama.cpp never talks to a worker directly: it connects to a relay on a loopback
-// port of this process (rpc_relay.go), which talks to the worker with timeouts and, once
+// port of this process (package internal/rpcwire), which talks to the worker with timeouts and, once
 // the worker failed, answers llama.cpp itself with well-formed neutral replies. The
 // decode (or load) in flight therefore returns, and the Go side turns the relay's
 // recorded failure into an *RPCError: run in decode.go checks it before and after every
@@ -27,21 +27,24 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/llamago/llamago/internal/rpcwire"
 )
 
-// DefaultRPCTimeout is RPCOptions.Timeout when zero.
+// DefaultRPCTimeout is RPCServerParams.Timeout when zero.
 const DefaultRPCTimeout = time.Minute
 
 // rpcBackendName is Device.Backend of a remote device.
 const rpcBackendName = "RPC"
 
-// RPCOptions configures AddRPCServer. A nil *RPCOptions means the defaults.
-type RPCOptions struct {
+// RPCServerParams configures AddRPCServer. A nil *RPCServerParams means the defaults.
+type RPCServerParams struct {
 	// Timeout bounds every wait for the worker: connecting, and each stretch of silence
 	// while it owes a reply or must take data (a graph computation is one such wait, so
 	// allow for the longest micro-batch the worker computes). A worker silent for longer
@@ -87,7 +90,7 @@ type rpcServer struct {
 	endpoint string
 	timeout  time.Duration
 	names    []string // stable device names, as first registered
-	relay    *rpcRelay
+	relay    *rpcwire.Relay
 	devs     []C.ggml_backend_dev_t // llama.cpp's devices behind relay
 }
 
@@ -98,8 +101,8 @@ var rpcRegistry = struct {
 	servers    []*rpcServer
 	byEndpoint map[string]*rpcServer
 	byName     map[string]rpcDeviceRef
-	byDev      map[C.ggml_backend_dev_t]*rpcRelay // the devices of every relay, failed ones included
-}{byEndpoint: map[string]*rpcServer{}, byName: map[string]rpcDeviceRef{}, byDev: map[C.ggml_backend_dev_t]*rpcRelay{}}
+	byDev      map[C.ggml_backend_dev_t]*rpcwire.Relay // the devices of every relay, failed ones included
+}{byEndpoint: map[string]*rpcServer{}, byName: map[string]rpcDeviceRef{}, byDev: map[C.ggml_backend_dev_t]*rpcwire.Relay{}}
 
 type rpcDeviceRef struct {
 	s     *rpcServer
@@ -115,7 +118,7 @@ type rpcDeviceRef struct {
 // local and remote, in their order.
 //
 // The RPC protocol has no authentication or encryption: use it only on networks you trust.
-func AddRPCServer(ctx context.Context, endpoint string, opts *RPCOptions) ([]RPCDevice, error) {
+func AddRPCServer(ctx context.Context, endpoint string, opts *RPCServerParams) ([]RPCDevice, error) {
 	if !rpcBuilt {
 		return nil, ErrRPCUnavailable
 	}
@@ -191,19 +194,19 @@ func checkRPCEndpoint(endpoint string) error {
 // connect checks that the worker answers and puts a new relay, and llama.cpp devices
 // behind it, in front of it. The registry is locked.
 func (s *rpcServer) connect(ctx context.Context) error {
-	count, err := rpcHandshake(ctx, s.endpoint, s.timeout)
+	count, err := rpcwire.Handshake(ctx, s.endpoint, s.timeout)
 	if err != nil {
 		return &RPCError{Endpoint: s.endpoint, Err: err}
 	}
 	if s.names != nil && int(count) != len(s.names) {
 		return &RPCError{Endpoint: s.endpoint, Err: fmt.Errorf("the worker now serves %d devices, it served %d when added: restart this process to use it", count, len(s.names))}
 	}
-	r, err := newRPCRelay(s.endpoint, s.timeout, count)
+	r, err := rpcwire.NewRelay(s.endpoint, s.timeout, count, logRPCFailure(s.endpoint))
 	if err != nil {
 		return err
 	}
-	devs, err := rpcAddServer(r.addr)
-	if err == nil && r.err() == nil {
+	devs, err := rpcAddServer(r.Addr())
+	if err == nil && r.Err() == nil {
 		// llama.cpp asks each device's alignment and maximum buffer size once and keeps the
 		// answers: ask now, while the worker is known to answer.
 		for _, d := range devs {
@@ -217,9 +220,9 @@ func (s *rpcServer) connect(ctx context.Context) error {
 		rpcRegistry.byDev[d] = r
 	}
 	if err != nil {
-		r.fail(err) // the relay stays (llama.cpp may hold its address) but is not used again
+		r.Fail(err) // the relay stays (llama.cpp may hold its address) but is not used again
 	}
-	if err := r.err(); err != nil {
+	if err := relayErr(r); err != nil {
 		return err
 	}
 	s.relay, s.devs = r, devs
@@ -228,7 +231,7 @@ func (s *rpcServer) connect(ctx context.Context) error {
 
 // revive replaces a failed relay when the worker answers again. The registry is locked.
 func (s *rpcServer) revive(ctx context.Context) error {
-	if s.relay != nil && s.relay.err() == nil {
+	if s.relay != nil && s.relay.Err() == nil {
 		return nil
 	}
 	return s.connect(ctx)
@@ -246,7 +249,7 @@ func (s *rpcServer) list(ctx context.Context) []RPCDevice {
 		if err == nil {
 			var free, total C.size_t
 			C.ggml_backend_dev_memory(s.devs[i], &free, &total)
-			if err = s.relay.err(); err == nil {
+			if err = relayErr(s.relay); err == nil {
 				d.FreeMemory, d.TotalMemory = uint64(free), uint64(total)
 			}
 		}
@@ -276,7 +279,7 @@ func modelDevice(d Device) (C.ggml_backend_dev_t, error) {
 
 // rpcUse is the set of relays a model's layers depend on (nil: none).
 type rpcUse struct {
-	relays []*rpcRelay
+	relays []*rpcwire.Relay
 }
 
 // rpcUseOf finds the RPC devices among the devices of model parameters.
@@ -307,11 +310,29 @@ func (u *rpcUse) err() error {
 		return nil
 	}
 	for _, r := range u.relays {
-		if err := r.err(); err != nil {
+		if err := relayErr(r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// relayErr is a relay's failure as an *RPCError, nil while it relays.
+func relayErr(r *rpcwire.Relay) error {
+	if err := r.Err(); err != nil {
+		return &RPCError{Endpoint: r.Endpoint(), Err: err}
+	}
+	return nil
+}
+
+// logRPCFailure logs the first failure of the relay to endpoint.
+func logRPCFailure(endpoint string) func(error) {
+	return func(err error) {
+		if l := logger.Load(); l != nil {
+			l.Warn("llama: RPC worker failed", slog.String("endpoint", endpoint), slog.Any("error", err),
+				slog.String("source", "llamago"))
+		}
+	}
 }
 
 // rpcSettle waits for the work queued on the workers by the last decode and returns the

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llamago/llamago/internal/rpcwire"
+	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/assert"
@@ -41,7 +43,7 @@ var rpcServerBin struct {
 func rpcServerBinary(t *testing.T) string {
 	t.Helper()
 	rpcServerBin.once.Do(func() {
-		rpcServerBin.path = filepath.Join(synthModels.dir, "rpc-server")
+		rpcServerBin.path = filepath.Join(testmodel.Dir(t), "rpc-server")
 		cmd := exec.Command("go", "build", "-tags", "rpc "+Backend, "-o", rpcServerBin.path, "./examples/rpc-server")
 		cmd.Dir = ".."
 		rpcServerBin.out, rpcServerBin.err = cmd.CombinedOutput()
@@ -156,7 +158,7 @@ func rpcGreedyTokens(t *testing.T, m *Model, n int) []Token {
 	prompt, err := m.Tokenize("The quick brown fox jumps over the lazy dog", AddSpecial)
 	require.NoError(t, err)
 	var got []Token
-	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: n, IgnoreEOG: true}) {
+	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		got = append(got, g.Token)
 	}
@@ -195,9 +197,9 @@ func TestRPCSplitMatchesLocal(t *testing.T) {
 	w1 := startRPCWorker(t, "-mem", "256MiB")
 	w2 := startRPCWorker(t, "-mem", "256MiB")
 	ctx := t.Context()
-	d1, err := AddRPCServer(ctx, w1.addr, &RPCOptions{Timeout: 30 * time.Second})
+	d1, err := AddRPCServer(ctx, w1.addr, &RPCServerParams{Timeout: 30 * time.Second})
 	require.NoError(t, err)
-	d2, err := AddRPCServer(ctx, w2.addr, &RPCOptions{Timeout: 30 * time.Second})
+	d2, err := AddRPCServer(ctx, w2.addr, &RPCServerParams{Timeout: 30 * time.Second})
 	require.NoError(t, err)
 	for i, d := range [][]RPCDevice{d1, d2} {
 		addr := []string{w1.addr, w2.addr}[i]
@@ -265,9 +267,9 @@ func TestRPCWorkerKilledMidGeneration(t *testing.T) {
 	const timeout = 20 * time.Second
 	w1, w2 := startRPCWorker(t), startRPCWorker(t)
 	ctx := t.Context()
-	d1, err := AddRPCServer(ctx, w1.addr, &RPCOptions{Timeout: timeout})
+	d1, err := AddRPCServer(ctx, w1.addr, &RPCServerParams{Timeout: timeout})
 	require.NoError(t, err)
-	d2, err := AddRPCServer(ctx, w2.addr, &RPCOptions{Timeout: timeout})
+	d2, err := AddRPCServer(ctx, w2.addr, &RPCServerParams{Timeout: timeout})
 	require.NoError(t, err)
 	path := synthModel(t, rpcShape, gguf.TypeF16)
 	split := &ModelParams{Devices: rpcDevicesOf(t, d1, d2), GPULayers: 2, TensorSplit: []float32{1, 1}}
@@ -284,7 +286,7 @@ func TestRPCWorkerKilledMidGeneration(t *testing.T) {
 	var killed time.Time
 	var genErr error
 	n := 0
-	for _, err := range c.Generate(ctx, prompt, s, &GenerateOptions{IgnoreEOG: true, MaxTokens: 400}) {
+	for _, err := range c.Generate(ctx, prompt, s, &GenerateParams{IgnoreEOG: true, MaxTokens: 400}) {
 		if err != nil {
 			genErr = err
 			break
@@ -360,7 +362,7 @@ func TestRPCWorkerKilledMidGeneration(t *testing.T) {
 func TestRPCWorkerKilledMidLoad(t *testing.T) {
 	w := startRPCWorker(t)
 	ctx := t.Context()
-	devs, err := AddRPCServer(ctx, w.addr, &RPCOptions{Timeout: 20 * time.Second})
+	devs, err := AddRPCServer(ctx, w.addr, &RPCServerParams{Timeout: 20 * time.Second})
 	require.NoError(t, err)
 	var once sync.Once
 	_, err = LoadModel(ctx, synthModel(t, "mistral-256", gguf.TypeF16), &ModelParams{
@@ -385,7 +387,7 @@ func TestRPCWorkerHungMidGeneration(t *testing.T) {
 	const timeout = 2 * time.Second
 	w := startRPCWorker(t)
 	ctx := t.Context()
-	devs, err := AddRPCServer(ctx, w.addr, &RPCOptions{Timeout: timeout})
+	devs, err := AddRPCServer(ctx, w.addr, &RPCServerParams{Timeout: timeout})
 	require.NoError(t, err)
 	m, err := LoadModel(ctx, synthModel(t, rpcShape, gguf.TypeF16), &ModelParams{Devices: rpcDevicesOf(t, devs), GPULayers: -1})
 	require.NoError(t, err)
@@ -402,7 +404,7 @@ func TestRPCWorkerHungMidGeneration(t *testing.T) {
 	var stopped time.Time
 	var genErr error
 	n := 0
-	for _, err := range c.Generate(ctx, prompt, s, &GenerateOptions{IgnoreEOG: true, MaxTokens: 400}) {
+	for _, err := range c.Generate(ctx, prompt, s, &GenerateParams{IgnoreEOG: true, MaxTokens: 400}) {
 		if err != nil {
 			genErr = err
 			break
@@ -429,7 +431,7 @@ func TestRPCAddServerErrors(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err = AddRPCServer(ctx, addr, &RPCOptions{Timeout: 5 * time.Second})
+	_, err = AddRPCServer(ctx, addr, &RPCServerParams{Timeout: 5 * time.Second})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, ErrRPCWorker)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
@@ -449,7 +451,7 @@ func TestRPCAddServerErrors(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	_, err = AddRPCServer(ctx, silent.Addr().String(), &RPCOptions{Timeout: time.Second})
+	_, err = AddRPCServer(ctx, silent.Addr().String(), &RPCServerParams{Timeout: time.Second})
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	assert.Contains(t, err.Error(), silent.Addr().String())
 	assert.Less(t, time.Since(start), 5*time.Second)
@@ -464,7 +466,7 @@ func TestRPCAddServerErrors(t *testing.T) {
 		_, err := AddRPCServer(ctx, bad, nil)
 		assert.ErrorIs(t, err, ErrInvalidParams, "%q", bad)
 	}
-	_, err = AddRPCServer(ctx, "127.0.0.1:1", &RPCOptions{Timeout: -time.Second})
+	_, err = AddRPCServer(ctx, "127.0.0.1:1", &RPCServerParams{Timeout: -time.Second})
 	assert.ErrorIs(t, err, ErrInvalidParams)
 
 	// A remote device name that was never added.
@@ -477,7 +479,7 @@ func TestRPCAddServerErrors(t *testing.T) {
 func TestRPCWorkerMemoryLimit(t *testing.T) {
 	w := startRPCWorker(t, "-mem", "8MiB")
 	ctx := t.Context()
-	devs, err := AddRPCServer(ctx, w.addr, &RPCOptions{Timeout: 30 * time.Second})
+	devs, err := AddRPCServer(ctx, w.addr, &RPCServerParams{Timeout: 30 * time.Second})
 	require.NoError(t, err)
 	require.Len(t, devs, 1)
 	assert.Equal(t, uint64(8<<20), devs[0].TotalMemory)
@@ -527,7 +529,7 @@ func TestRPCListen(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() { served <- w.Serve(ctx) }()
-	devs, err := AddRPCServer(t.Context(), w.Addr(), &RPCOptions{Timeout: 30 * time.Second})
+	devs, err := AddRPCServer(t.Context(), w.Addr(), &RPCServerParams{Timeout: 30 * time.Second})
 	require.NoError(t, err)
 	require.Len(t, devs, 1)
 	assert.Equal(t, uint64(128<<20), devs[0].TotalMemory)
@@ -556,25 +558,32 @@ func TestRPCWorkerSurvivesVanishingClient(t *testing.T) {
 	for round := range 2 {
 		c, err := net.Dial("tcp", w.addr)
 		require.NoError(t, err)
-		rc := &rpcClient{t, c}
-		rc.call(rpcCmdHello, make([]byte, rpcCapsSize), rpcHelloReplySize)
+		call := func(cmd byte, body []byte, want uint64) []byte {
+			req := rpcwire.Request{Cmd: cmd, Size: uint64(len(body))}
+			_, err := c.Write(append(req.Header(), body...))
+			require.NoError(t, err)
+			reply := make([]byte, 8+want)
+			_, err = io.ReadFull(c, reply)
+			require.NoError(t, err)
+			require.Equal(t, want, le.Uint64(reply), "reply size to %s", rpcwire.CmdName(cmd))
+			return reply[8:]
+		}
+		call(rpcwire.CmdHello, make([]byte, rpcwire.CapsSize), rpcwire.HelloReplySize)
 		const size = 64 << 20
-		ptr := le.Uint64(rc.call(rpcCmdAllocBuffer, le.AppendUint64(le.AppendUint32(nil, 0), size), 16))
+		ptr := le.Uint64(call(rpcwire.CmdAllocBuffer, le.AppendUint64(le.AppendUint32(nil, 0), size), 16))
 		require.NotZero(t, ptr)
-		base := le.Uint64(rc.call(rpcCmdBufferGetBase, le.AppendUint64(nil, ptr), 8))
-		req := append(tensorReq(0, 4, 1, [4]uint32{size / 4, 1, 1, 1}), make([]byte, 16)...)
-		le.PutUint64(req[rpcTensorBuffer:], ptr)
-		le.PutUint64(req[rpcTensorData:], base)
-		le.PutUint64(req[rpcTensorSize+8:], size)
-		hdr := rpcRequest{cmd: rpcCmdGetTensor, size: uint64(len(req))}
-		_, err = c.Write(append(hdr.header(), req...))
+		base := le.Uint64(call(rpcwire.CmdBufferGetBase, le.AppendUint64(nil, ptr), 8))
+		tensor := rpcwire.Tensor{Type: gguf.TypeF32, Buffer: ptr, Data: base, Ne: [4]uint32{size / 4, 1, 1, 1}, Nb: [4]uint32{4, size, size, size}}
+		req := le.AppendUint64(le.AppendUint64(tensor.Append(nil), 0), size) // tensor, offset, size
+		hdr := rpcwire.Request{Cmd: rpcwire.CmdGetTensor, Size: uint64(len(req))}
+		_, err = c.Write(append(hdr.Header(), req...))
 		require.NoError(t, err)
 		var size8 [8]byte
 		_, err = io.ReadFull(c, size8[:])
 		require.NoError(t, err, "the worker accepted the request")
 		assert.Equal(t, uint64(size), le.Uint64(size8[:]))
 		c.Close()
-		_, err = rpcHandshake(t.Context(), w.addr, 30*time.Second)
+		_, err = rpcwire.Handshake(t.Context(), w.addr, 30*time.Second)
 		require.NoError(t, err, "round %d: %s", round, w.output())
 	}
 	select {

@@ -6,17 +6,16 @@ package llama
 import "C"
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/llamago/llamago/internal/rpcwire"
 )
 
 // RPCWorkerParams configures ListenRPC. A nil *RPCWorkerParams means the defaults.
@@ -55,9 +54,7 @@ type RPCWorker struct {
 	closeMu sync.Mutex
 	conns   map[net.Conn]struct{}
 	closed  bool
-
-	mu        sync.Mutex
-	allocated []uint64 // bytes allocated per device by the client being served
+	front   *rpcwire.Front
 }
 
 // ListenRPC starts llama.cpp's RPC server for the devices of p and listens for clients;
@@ -118,10 +115,14 @@ func ListenRPC(p *RPCWorkerParams) (*RPCWorker, error) {
 		ln.Close()
 		return nil, err
 	}
+	names := make([]string, len(devs))
+	for i, d := range devs {
+		names[i] = d.Name
+	}
 	w := &RPCWorker{
 		ln: ln, inner: inner, devs: devs, memory: params.Memory, log: params.Logger,
 		turn: make(chan struct{}, 1), done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		allocated: make([]uint64, len(devs)),
+		front: rpcwire.NewFront(params.Memory, names, params.Logger),
 	}
 	return w, nil
 }
@@ -266,7 +267,7 @@ func (w *RPCWorker) logf(level slog.Level, msg string, args ...any) {
 	}
 }
 
-// serveClient relays one client to llama.cpp's server, applying the memory limit.
+// serveClient relays one client to llama.cpp's server through the worker's front.
 func (w *RPCWorker) serveClient(c net.Conn) {
 	select {
 	case w.turn <- struct{}{}:
@@ -288,148 +289,5 @@ func (w *RPCWorker) serveClient(c net.Conn) {
 		return
 	}
 	defer w.track(inner, false)
-	// Buffers of this client: llama.cpp's server frees them all when the client leaves.
-	buffers := map[uint64]rpcWorkerBuffer{}
-	defer func() {
-		w.mu.Lock()
-		for _, b := range buffers {
-			w.allocated[b.dev] -= b.size
-		}
-		w.mu.Unlock()
-	}()
-	f := &rpcFront{
-		w: w, client: bufio.NewReaderSize(c, 64<<10), out: bufio.NewWriterSize(c, 64<<10),
-		innerR: bufio.NewReaderSize(inner, 64<<10), innerW: bufio.NewWriterSize(inner, 64<<10),
-		buffers: buffers, buf: make([]byte, rpcMaxBufferedPacket),
-	}
-	for {
-		req, err := readRPCRequest(f.client, f.buf)
-		if err != nil {
-			return
-		}
-		if !req.wellFormed() {
-			// Not a request of this protocol: llama.cpp's server answers as it does (it
-			// drops the connection); from here on bytes pass unchanged.
-			f.innerW.Write(req.header())
-			f.innerW.Write(req.body)
-			f.innerW.Flush()
-			go io.Copy(inner, f.client)
-			io.Copy(c, f.innerR)
-			return
-		}
-		if err := f.handle(&req); err != nil {
-			return
-		}
-	}
-}
-
-type rpcWorkerBuffer struct {
-	dev  int
-	size uint64
-}
-
-// rpcFront relays one client of an RPCWorker.
-type rpcFront struct {
-	w       *RPCWorker
-	client  *bufio.Reader
-	out     *bufio.Writer
-	innerR  *bufio.Reader
-	innerW  *bufio.Writer
-	buffers map[uint64]rpcWorkerBuffer
-	buf     []byte
-	reply   [rpcMaxBufferedPacket]byte
-}
-
-func (f *rpcFront) handle(req *rpcRequest) error {
-	le := binary.LittleEndian
-	w := f.w
-	switch req.cmd {
-	case rpcCmdHello:
-		clear(req.body) // plain TCP: no transport upgrade
-	case rpcCmdAllocBuffer:
-		dev, size := le.Uint32(req.body), le.Uint64(req.body[4:])
-		if w.memory > 0 && int(dev) < len(w.allocated) {
-			w.mu.Lock()
-			used := w.allocated[dev]
-			w.mu.Unlock()
-			if size > w.memory || used+size > w.memory {
-				w.logf(slog.LevelWarn, "RPC worker: allocation refused: over the memory offered",
-					"device", w.devs[dev].Name, "request_MiB", size>>20, "used_MiB", used>>20, "offered_MiB", w.memory>>20)
-				var reply [8 + 16]byte // remote_ptr 0: the allocation failed
-				le.PutUint64(reply[:], 16)
-				f.out.Write(reply[:])
-				return f.out.Flush()
-			}
-		}
-	case rpcCmdFreeBuffer:
-		if b, ok := f.buffers[le.Uint64(req.body)]; ok {
-			delete(f.buffers, le.Uint64(req.body))
-			w.mu.Lock()
-			w.allocated[b.dev] -= b.size
-			w.mu.Unlock()
-		}
-	}
-	// Forward the request.
-	f.innerW.Write(req.header())
-	f.innerW.Write(req.body)
-	if req.streamed() {
-		if _, err := io.CopyN(f.innerW, f.client, int64(req.size)); err != nil {
-			return err
-		}
-	}
-	noReply := rpcReplies[req.cmd] == 0
-	if !noReply || f.client.Buffered() == 0 { // requests in a row go in one write
-		if err := f.innerW.Flush(); err != nil {
-			return err
-		}
-	}
-	if noReply {
-		return nil
-	}
-	// Relay the reply, adjusting what the memory limit changes.
-	var hdr [8]byte
-	if _, err := io.ReadFull(f.innerR, hdr[:]); err != nil {
-		return err
-	}
-	n := le.Uint64(hdr[:])
-	if _, err := f.out.Write(hdr[:]); err != nil {
-		return err
-	}
-	if n > rpcMaxBufferedPacket {
-		if _, err := io.CopyN(f.out, f.innerR, int64(n)); err != nil {
-			return err
-		}
-		return f.out.Flush()
-	}
-	reply := f.reply[:n]
-	if _, err := io.ReadFull(f.innerR, reply); err != nil {
-		return err
-	}
-	switch {
-	case req.cmd == rpcCmdHello && n == rpcHelloReplySize:
-		clear(reply[4:])
-	case req.cmd == rpcCmdAllocBuffer && n == 16:
-		dev := int(le.Uint32(req.body))
-		if ptr := le.Uint64(reply); ptr != 0 && dev < len(w.allocated) {
-			size := le.Uint64(reply[8:])
-			f.buffers[ptr] = rpcWorkerBuffer{dev, size}
-			w.mu.Lock()
-			w.allocated[dev] += size
-			w.mu.Unlock()
-		}
-	case req.cmd == rpcCmdGetDeviceMemory && n == 16 && w.memory > 0:
-		dev := int(le.Uint32(req.body))
-		if dev < len(w.allocated) {
-			free, total := le.Uint64(reply), le.Uint64(reply[8:])
-			w.mu.Lock()
-			left := w.memory - min(w.memory, w.allocated[dev])
-			w.mu.Unlock()
-			le.PutUint64(reply, min(free, left))
-			le.PutUint64(reply[8:], min(total, w.memory))
-		}
-	}
-	if _, err := f.out.Write(reply); err != nil {
-		return err
-	}
-	return f.out.Flush()
+	w.front.Serve(c, inner)
 }

@@ -149,10 +149,11 @@ func TestSchemaConstrainedOverSeeds(t *testing.T) {
 		require.NoError(t, c.MemoryClear(true))
 		var out strings.Builder
 		var res GenerateResult
-		for piece, err := range c.GenerateText(t.Context(), "Reply in JSON:", s, &GenerateOptions{MaxTokens: 400, Result: &res}) {
+		for piece, err := range c.GenerateText(t.Context(), "Reply in JSON:", s, &GenerateParams{MaxTokens: 400}) {
 			require.NoError(t, err)
 			out.WriteString(piece)
 		}
+		res = c.LastGeneration()
 		s.Close()
 		require.Equal(t, FinishEOG, res.FinishReason, "seed %d: %q", seed, out.String())
 		var v struct {
@@ -195,7 +196,7 @@ func TestMultiByteStreaming(t *testing.T) {
 	c := newTestContext(t, m, 256)
 	s := newTestSampler(t, m, Grammar(`root ::= "`+want+`"`), Greedy())
 	var got strings.Builder
-	for piece, err := range c.GenerateText(t.Context(), "Say it:", s, &GenerateOptions{MaxTokens: 64}) {
+	for piece, err := range c.GenerateText(t.Context(), "Say it:", s, &GenerateParams{MaxTokens: 64}) {
 		require.NoError(t, err)
 		assert.True(t, utf8.ValidString(piece), "piece %q", piece)
 		got.WriteString(piece)
@@ -219,7 +220,7 @@ func TestBackendSampler(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, ok, "the CPU backend runs greedy sampling in the graph")
 		}
-		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true}))
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 12, IgnoreEOG: true}))
 	}
 	cpu, dev := run(false), run(true)
 	assert.Len(t, cpu, 12)
@@ -254,7 +255,7 @@ func TestBackendSampler(t *testing.T) {
 	if ok, _ := c.SetBackendSampler(0, detached); assert.True(t, ok) {
 		_, err := c.SetBackendSampler(0, nil)
 		require.NoError(t, err)
-		for _, err := range c.Generate(t.Context(), []Token{1}, detached, &GenerateOptions{MaxTokens: 1}) {
+		for _, err := range c.Generate(t.Context(), []Token{1}, detached, &GenerateParams{MaxTokens: 1}) {
 			assert.ErrorIs(t, err, ErrInvalidParams, "a detached sampler is spent")
 		}
 	}
@@ -280,7 +281,7 @@ func checkDeviceTopK(t *testing.T, m *Model) []Token {
 			assert.Nil(t, s.device, "not bound: the chain runs on the CPU")
 			assert.Equal(t, 40, c.attached.chains[0].narrow)
 		}
-		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 32, IgnoreEOG: true}))
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 32, IgnoreEOG: true}))
 	}
 	cpu, dev := run(false), run(true)
 	require.Len(t, cpu, 32)
@@ -374,7 +375,7 @@ func TestDeviceTopKRows(t *testing.T) {
 			require.True(t, ok)
 			assert.Equal(t, 1, c.attached.chains[0].narrow)
 		}
-		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 6, IgnoreEOG: true}))
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 6, IgnoreEOG: true}))
 	}
 	cpu := top1(false)
 	assert.Len(t, cpu, 6)
@@ -394,7 +395,7 @@ func TestGenerateNoAllocsPerToken(t *testing.T) {
 	generate := func(n int) func() {
 		return func() {
 			_ = c.MemoryClear(false)
-			for _, err := range c.Generate(ctx, prompt, s, &GenerateOptions{MaxTokens: n, IgnoreEOG: true}) {
+			for _, err := range c.Generate(ctx, prompt, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 				if err != nil {
 					panic(err)
 				}

@@ -72,7 +72,7 @@ func TestEverySamplerStage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newTestSampler(t, m, append(stages, Seed(7))...)
 			require.NoError(t, c.MemoryClear(true))
-			toks := collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 8, IgnoreEOG: true}))
+			toks := collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 8, IgnoreEOG: true}))
 			assert.Len(t, toks, 8)
 			for _, tok := range toks {
 				assert.True(t, m.ValidToken(tok))
@@ -96,7 +96,7 @@ func TestSamplerDeterministicSeed(t *testing.T) {
 		defer s.Close()
 		assert.Equal(t, seed, s.Seed())
 		require.NoError(t, c.MemoryClear(true))
-		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 16, IgnoreEOG: true}))
+		return collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 16, IgnoreEOG: true}))
 	}
 	a, b, other := run(42), run(42), run(43)
 	assert.Equal(t, a, b)
@@ -105,7 +105,7 @@ func TestSamplerDeterministicSeed(t *testing.T) {
 	// The logit bias bans token 11 (which this model likes), greedy respects it.
 	s := newTestSampler(t, m, LogitBias(map[Token]float32{11: float32(math.Inf(-1))}), Greedy())
 	require.NoError(t, c.MemoryClear(true))
-	for _, tok := range collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 8, IgnoreEOG: true})) {
+	for _, tok := range collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 8, IgnoreEOG: true})) {
 		assert.NotEqual(t, Token(11), tok)
 	}
 }
@@ -129,16 +129,16 @@ func TestLeadingTopKMatchesFullChain(t *testing.T) {
 			var got [2][]Token
 			for i, s := range []*Sampler{fast, full} {
 				require.NoError(t, c.MemoryClear(true))
-				got[i] = collect(t, c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
+				got[i] = collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 24, IgnoreEOG: true}))
 			}
 			assert.Equal(t, got[1], got[0], "k=%d seed=%d", k, seed)
 		}
 	}
 	// TopK(1) is greedy.
 	require.NoError(t, c.MemoryClear(true))
-	want := collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, Greedy()), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
+	want := collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, Greedy()), &GenerateParams{MaxTokens: 24, IgnoreEOG: true}))
 	require.NoError(t, c.MemoryClear(true))
-	assert.Equal(t, want, collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, TopK(1), Seed(3)), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true})))
+	assert.Equal(t, want, collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, TopK(1), Seed(3)), &GenerateParams{MaxTokens: 24, IgnoreEOG: true})))
 	// Greedy alone is a one-candidate selection; followed by a stage that sees every
 	// candidate (Dist re-picks from all of them), it is not.
 	assert.Equal(t, 1, newTestSampler(t, m, Greedy()).topK)
@@ -147,7 +147,7 @@ func TestLeadingTopKMatchesFullChain(t *testing.T) {
 	var picks [2][]Token
 	for i, st := range [][]Stage{greedyThenDist, append([]Stage{Temp(1)}, greedyThenDist...)} {
 		require.NoError(t, c.MemoryClear(true))
-		picks[i] = collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, st...), &GenerateOptions{MaxTokens: 24, IgnoreEOG: true}))
+		picks[i] = collect(t, c.Generate(t.Context(), prompt, newTestSampler(t, m, st...), &GenerateParams{MaxTokens: 24, IgnoreEOG: true}))
 	}
 	assert.Equal(t, picks[1], picks[0])
 	assert.NotEqual(t, want, picks[0], "Dist after Greedy samples from every candidate")
@@ -226,10 +226,11 @@ func TestGrammarConstrainsOutput(t *testing.T) {
 	s := newTestSampler(t, m, Grammar(`root ::= "The answer is " ("yes" | "no") "."`), Seed(3))
 	var text strings.Builder
 	var res GenerateResult
-	for piece, err := range c.GenerateText(t.Context(), "Question: is it?", s, &GenerateOptions{MaxTokens: 40, Result: &res}) {
+	for piece, err := range c.GenerateText(t.Context(), "Question: is it?", s, &GenerateParams{MaxTokens: 40}) {
 		require.NoError(t, err)
 		text.WriteString(piece)
 	}
+	res = c.LastGeneration()
 	assert.Contains(t, []string{"The answer is yes.", "The answer is no."}, text.String())
 	assert.Equal(t, FinishEOG, res.FinishReason, "a complete grammar allows only end of generation")
 
@@ -243,10 +244,11 @@ func TestGrammarConstrainsOutput(t *testing.T) {
 	defer js.Close()
 	require.NoError(t, c.MemoryClear(true))
 	text.Reset()
-	for piece, err := range c.GenerateText(t.Context(), "JSON:", js, &GenerateOptions{MaxTokens: 200, Result: &res}) {
+	for piece, err := range c.GenerateText(t.Context(), "JSON:", js, &GenerateParams{MaxTokens: 200}) {
 		require.NoError(t, err)
 		text.WriteString(piece)
 	}
+	res = c.LastGeneration()
 	var v struct {
 		N  *int  `json:"n"`
 		OK *bool `json:"ok"`
@@ -364,7 +366,7 @@ func TestGenerateStopStrings(t *testing.T) {
 	// What greedy generates without stop strings.
 	var full strings.Builder
 	require.NoError(t, c.MemoryClear(true))
-	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true}) {
+	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateParams{MaxTokens: 12, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		full.WriteString(piece)
 	}
@@ -378,17 +380,18 @@ func TestGenerateStopStrings(t *testing.T) {
 	var got strings.Builder
 	var res GenerateResult
 	require.NoError(t, c.MemoryClear(true))
-	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true, Stop: []string{"never appears", stop}, Result: &res}) {
+	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateParams{MaxTokens: 12, IgnoreEOG: true, Stop: []string{"never appears", stop}}) {
 		require.NoError(t, err)
 		got.WriteString(piece)
 	}
+	res = c.LastGeneration()
 	assert.Equal(t, want, got.String())
 	assert.Equal(t, FinishStop, res.FinishReason)
 
 	// Generate (tokens) with the same stop: tokens before the stop string only.
 	require.NoError(t, c.MemoryClear(true))
 	var toks []Token
-	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true, Stop: []string{stop}}) {
+	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 12, IgnoreEOG: true, Stop: []string{stop}}) {
 		require.NoError(t, err)
 		toks = append(toks, g.Token)
 	}
@@ -399,10 +402,11 @@ func TestGenerateStopStrings(t *testing.T) {
 	// A stop string that never completes: everything comes out at the end.
 	got.Reset()
 	require.NoError(t, c.MemoryClear(true))
-	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateOptions{MaxTokens: 12, IgnoreEOG: true, Stop: []string{text[len(text)-1:] + "\x01"}, Result: &res}) {
+	for piece, err := range c.GenerateText(t.Context(), "Stop here", s, &GenerateParams{MaxTokens: 12, IgnoreEOG: true, Stop: []string{text[len(text)-1:] + "\x01"}}) {
 		require.NoError(t, err)
 		got.WriteString(piece)
 	}
+	res = c.LastGeneration()
 	assert.Equal(t, text, got.String())
 	assert.Equal(t, FinishLength, res.FinishReason)
 	assert.Equal(t, 12, res.GeneratedTokens)
@@ -437,10 +441,11 @@ func TestGenerateResultAndLogprobs(t *testing.T) {
 	var gens []Generated
 	prompt, err := m.Tokenize("Logprobs", AddSpecial)
 	require.NoError(t, err)
-	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateOptions{MaxTokens: 5, IgnoreEOG: true, Logprobs: 3, Result: &res}) {
+	for g, err := range c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 5, IgnoreEOG: true, Logprobs: 3}) {
 		require.NoError(t, err)
 		gens = append(gens, g)
 	}
+	res = c.LastGeneration()
 	require.Len(t, gens, 5)
 	assert.Equal(t, gens, res.Logprobs)
 	for _, g := range gens {
@@ -466,27 +471,30 @@ func TestGenerateResultAndLogprobs(t *testing.T) {
 	// The caller can stop early.
 	require.NoError(t, c.MemoryClear(true))
 	n := 0
-	for range c.Generate(t.Context(), prompt, s, &GenerateOptions{IgnoreEOG: true, Result: &res}) {
+	for range c.Generate(t.Context(), prompt, s, &GenerateParams{IgnoreEOG: true}) {
 		n++
 		if n == 3 {
 			break
 		}
 	}
+	res = c.LastGeneration()
 	assert.Equal(t, 3, n)
 	assert.Equal(t, FinishStop, res.FinishReason)
 
 	// A prompt that does not fit the context.
 	long := longPrompt(c.NCtx() + 1)
-	for _, err := range c.Generate(t.Context(), long, s, &GenerateOptions{Result: &res}) {
+	for _, err := range c.Generate(t.Context(), long, s, nil) {
 		assert.ErrorIs(t, err, ErrContextFull)
 	}
+	res = c.LastGeneration()
 	// Generation fills the context and stops with length.
 	require.NoError(t, c.MemoryClear(true))
 	count := 0
-	for _, err := range c.Generate(t.Context(), longPrompt(c.NCtx()-4), s, &GenerateOptions{IgnoreEOG: true, Result: &res}) {
+	for _, err := range c.Generate(t.Context(), longPrompt(c.NCtx()-4), s, &GenerateParams{IgnoreEOG: true}) {
 		require.NoError(t, err)
 		count++
 	}
+	res = c.LastGeneration()
 	assert.Equal(t, FinishLength, res.FinishReason)
 	assert.Equal(t, 5, count, "4 decoded into the last free positions, the 5th sampled from the last logits")
 }
@@ -503,7 +511,7 @@ func TestGenerateCancel(t *testing.T) {
 	var res GenerateResult
 	n := 0
 	var last error
-	for _, err := range c.Generate(ctx, []Token{1, 2, 3}, s, &GenerateOptions{IgnoreEOG: true, Result: &res}) {
+	for _, err := range c.Generate(ctx, []Token{1, 2, 3}, s, &GenerateParams{IgnoreEOG: true}) {
 		if err != nil {
 			last = err
 			break
@@ -513,6 +521,7 @@ func TestGenerateCancel(t *testing.T) {
 			cancel(stopErr)
 		}
 	}
+	res = c.LastGeneration()
 	assert.ErrorIs(t, last, ErrAborted)
 	assert.ErrorIs(t, last, stopErr)
 	assert.Equal(t, 5, n, "no token after the cancel")
@@ -523,10 +532,11 @@ func TestGenerateCancel(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel2()
 	start := time.Now()
-	for _, err := range c.Generate(ctx2, longPrompt(4000), s, &GenerateOptions{Result: &res}) {
+	for _, err := range c.Generate(ctx2, longPrompt(4000), s, nil) {
 		assert.ErrorIs(t, err, ErrAborted)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 	}
+	res = c.LastGeneration()
 	assert.Equal(t, FinishCancelled, res.FinishReason)
 	t.Logf("prompt decode aborted after %v", time.Since(start))
 }
@@ -545,15 +555,17 @@ func TestGenerateTextContinues(t *testing.T) {
 	c := newTestContext(t, m, 512)
 	s := newTestSampler(t, m, Greedy())
 	var res GenerateResult
-	for _, err := range c.GenerateText(t.Context(), "First part.", s, &GenerateOptions{MaxTokens: 3, Result: &res, IgnoreEOG: true}) {
+	for _, err := range c.GenerateText(t.Context(), "First part.", s, &GenerateParams{MaxTokens: 3, IgnoreEOG: true}) {
 		require.NoError(t, err)
 	}
+	res = c.LastGeneration()
 	first, err := m.Tokenize("First part.", AddSpecial)
 	require.NoError(t, err)
 	assert.Equal(t, len(first), res.PromptTokens, "BOS at the start")
-	for _, err := range c.GenerateText(t.Context(), " Second part.", s, &GenerateOptions{MaxTokens: 3, Result: &res, IgnoreEOG: true}) {
+	for _, err := range c.GenerateText(t.Context(), " Second part.", s, &GenerateParams{MaxTokens: 3, IgnoreEOG: true}) {
 		require.NoError(t, err)
 	}
+	res = c.LastGeneration()
 	second, err := m.Tokenize(" Second part.", 0)
 	require.NoError(t, err)
 	assert.Equal(t, len(second), res.PromptTokens, "no BOS when continuing")
@@ -582,7 +594,7 @@ func TestGenerateTextInvalidBytes(t *testing.T) {
 	c := newTestContext(t, m, 256)
 	s := newTestSampler(t, m, LogitBias(map[Token]float32{lone: 100}), Greedy())
 	var got strings.Builder
-	for piece, err := range c.GenerateText(t.Context(), "x", s, &GenerateOptions{MaxTokens: 3, IgnoreEOG: true}) {
+	for piece, err := range c.GenerateText(t.Context(), "x", s, &GenerateParams{MaxTokens: 3, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		assert.True(t, utf8.ValidString(piece), "piece %q", piece)
 		got.WriteString(piece)
@@ -597,13 +609,13 @@ func TestGenerateLongWithStop(t *testing.T) {
 	c := newTestContext(t, m, 2048)
 	s := newTestSampler(t, m, Seed(4), Temp(1.5))
 	var plain, stopped strings.Builder
-	for piece, err := range c.GenerateText(t.Context(), "Long", s, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true}) {
+	for piece, err := range c.GenerateText(t.Context(), "Long", s, &GenerateParams{MaxTokens: 1500, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		plain.WriteString(piece)
 	}
 	require.NoError(t, c.MemoryClear(true))
 	s2 := newTestSampler(t, m, Seed(4), Temp(1.5))
-	for piece, err := range c.GenerateText(t.Context(), "Long", s2, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true, Stop: []string{"\x00never\x00"}}) {
+	for piece, err := range c.GenerateText(t.Context(), "Long", s2, &GenerateParams{MaxTokens: 1500, IgnoreEOG: true, Stop: []string{"\x00never\x00"}}) {
 		require.NoError(t, err)
 		stopped.WriteString(piece)
 	}
@@ -623,7 +635,7 @@ func TestSamplerBusy(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		n := 0
-		for _, err := range c1.Generate(context.Background(), []Token{1, 2}, s, &GenerateOptions{MaxTokens: 1500, IgnoreEOG: true}) {
+		for _, err := range c1.Generate(context.Background(), []Token{1, 2}, s, &GenerateParams{MaxTokens: 1500, IgnoreEOG: true}) {
 			if err != nil {
 				done <- err
 				return
@@ -638,7 +650,7 @@ func TestSamplerBusy(t *testing.T) {
 	assert.ErrorIs(t, s.Accept(1), ErrSamplerBusy)
 	_, _, err = s.Apply([]Candidate{{Token: 1}})
 	assert.ErrorIs(t, err, ErrSamplerBusy)
-	for _, err := range c2.Generate(t.Context(), []Token{1}, s, &GenerateOptions{MaxTokens: 2}) {
+	for _, err := range c2.Generate(t.Context(), []Token{1}, s, &GenerateParams{MaxTokens: 2}) {
 		assert.ErrorIs(t, err, ErrSamplerBusy)
 	}
 	require.NoError(t, s.Close(), "waits for the generation")
@@ -747,7 +759,7 @@ func TestDeviceGreedyLogprobs(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	var last error
-	for _, err := range c.Generate(t.Context(), []Token{1, 2}, s, &GenerateOptions{MaxTokens: 2, Logprobs: 3}) {
+	for _, err := range c.Generate(t.Context(), []Token{1, 2}, s, &GenerateParams{MaxTokens: 2, Logprobs: 3}) {
 		last = err
 	}
 	assert.ErrorIs(t, last, ErrNoLogits)

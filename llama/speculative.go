@@ -13,7 +13,7 @@ import (
 )
 
 // A Drafter proposes the tokens likely to follow a sequence, for speculative decoding
-// (GenerateOptions.Draft): the target model checks a whole draft in one decode, and
+// (GenerateParams.Draft): the target model checks a whole draft in one decode, and
 // the sampler keeps the drafted tokens it would have picked anyway. A draft changes
 // only the speed, never the output.
 type Drafter interface {

@@ -17,17 +17,16 @@ import (
 
 // generateTokens runs a generation in a fresh sequence 0 of c and returns its tokens,
 // its result and the sequence's last cached position afterwards.
-func generateTokens(t *testing.T, c *Context, prompt []Token, s *Sampler, o GenerateOptions) ([]Token, GenerateResult, Pos) {
+func generateTokens(t *testing.T, c *Context, prompt []Token, s *Sampler, o GenerateParams) ([]Token, GenerateResult, Pos) {
 	t.Helper()
 	_, err := c.MemorySeqRemove(0, -1, -1)
 	require.NoError(t, err)
-	var res GenerateResult
-	o.Result = &res
 	var out []Token
 	for g, err := range c.Generate(t.Context(), prompt, s, &o) {
 		require.NoError(t, err)
 		out = append(out, g.Token)
 	}
+	res := c.LastGeneration()
 	_, last, err := c.MemorySeqPosRange(0)
 	require.NoError(t, err)
 	return out, res, last
@@ -69,7 +68,7 @@ func TestSpeculativeGreedyIdentical(t *testing.T) {
 	require.NoError(t, err)
 
 	const n = 48
-	want, plain, wantLast := generateTokens(t, c, prompt, greedy, GenerateOptions{MaxTokens: n, IgnoreEOG: true})
+	want, plain, wantLast := generateTokens(t, c, prompt, greedy, GenerateParams{MaxTokens: n, IgnoreEOG: true})
 	require.Len(t, want, n)
 	assert.Zero(t, plain.Drafted)
 
@@ -99,7 +98,7 @@ func TestSpeculativeGreedyIdentical(t *testing.T) {
 		{"noise", noise, 4, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, res, last := generateTokens(t, c, prompt, greedy, GenerateOptions{MaxTokens: n, IgnoreEOG: true, Draft: tc.d, DraftMax: tc.draftMax})
+			got, res, last := generateTokens(t, c, prompt, greedy, GenerateParams{MaxTokens: n, IgnoreEOG: true, Draft: tc.d, DraftMax: tc.draftMax})
 			assert.Equal(t, want, got)
 			assert.Equal(t, wantLast, last, "the cache holds what plain decoding leaves")
 			assert.Equal(t, n, res.GeneratedTokens)
@@ -121,10 +120,11 @@ func TestSpeculativeGreedyIdentical(t *testing.T) {
 			require.NoError(t, err)
 			out := ""
 			for s, err := range c.GenerateText(t.Context(), "one two three four, one two", greedy,
-				&GenerateOptions{MaxTokens: 40, IgnoreEOG: true, Draft: d, Logprobs: 2, Stop: []string{"three four, one"}, Result: res}) {
+				&GenerateParams{MaxTokens: 40, IgnoreEOG: true, Draft: d, Logprobs: 2, Stop: []string{"three four, one"}}) {
 				require.NoError(t, err)
 				out += s
 			}
+			*res = c.LastGeneration()
 			return out
 		}
 		var res GenerateResult
@@ -202,9 +202,9 @@ func TestSpeculativeSamplingDistribution(t *testing.T) {
 	for seed := range uint32(draws) {
 		// The second token is sampled from the row that checks the draft made after the
 		// first; the third token lets that draft exist (none is made for the last token).
-		spec, res, _ := generateTokens(t, c, prompt, sampler(seed+1), GenerateOptions{MaxTokens: 3, IgnoreEOG: true, Draft: self})
+		spec, res, _ := generateTokens(t, c, prompt, sampler(seed+1), GenerateParams{MaxTokens: 3, IgnoreEOG: true, Draft: self})
 		if seed < 50 && Backend == "cpu" { // a GPU's kernels differ by row count: see the engine's test
-			plain, _, _ := generateTokens(t, c, prompt, sampler(seed+1), GenerateOptions{MaxTokens: 3, IgnoreEOG: true})
+			plain, _, _ := generateTokens(t, c, prompt, sampler(seed+1), GenerateParams{MaxTokens: 3, IgnoreEOG: true})
 			require.Equal(t, plain, spec, "seed %d: the same tokens as without a draft", seed+1)
 		}
 		require.Len(t, spec, 3)
@@ -250,7 +250,7 @@ func TestSpeculativeRefusals(t *testing.T) {
 	defer s.Close()
 	prompt, err := m.Tokenize("hello", AddSpecial)
 	require.NoError(t, err)
-	run := func(o GenerateOptions) error {
+	run := func(o GenerateParams) error {
 		_, err := c.MemorySeqRemove(0, -1, -1)
 		require.NoError(t, err)
 		for _, err := range c.Generate(t.Context(), prompt, s, &o) {
@@ -261,13 +261,13 @@ func TestSpeculativeRefusals(t *testing.T) {
 		return nil
 	}
 	outOfRange := drafterFunc(func([]Token, int) []Token { return []Token{Token(m.Vocab().NTokens)} })
-	assert.ErrorIs(t, run(GenerateOptions{MaxTokens: 4, Draft: outOfRange}), ErrInvalidToken)
+	assert.ErrorIs(t, run(GenerateParams{MaxTokens: 4, Draft: outOfRange}), ErrInvalidToken)
 	tooMany := drafterFunc(func(_ []Token, limit int) []Token { return make([]Token, limit+1) })
-	assert.ErrorIs(t, run(GenerateOptions{MaxTokens: 4, Draft: tooMany}), ErrInvalidParams)
-	assert.ErrorIs(t, run(GenerateOptions{MaxTokens: 4, Draft: &NgramDrafter{MinMatch: 5, MaxMatch: 2}}), ErrInvalidParams)
-	assert.ErrorIs(t, run(GenerateOptions{MaxTokens: 4, Draft: &NgramDrafter{}, DraftMax: -1}), ErrInvalidParams)
+	assert.ErrorIs(t, run(GenerateParams{MaxTokens: 4, Draft: tooMany}), ErrInvalidParams)
+	assert.ErrorIs(t, run(GenerateParams{MaxTokens: 4, Draft: &NgramDrafter{MinMatch: 5, MaxMatch: 2}}), ErrInvalidParams)
+	assert.ErrorIs(t, run(GenerateParams{MaxTokens: 4, Draft: &NgramDrafter{}, DraftMax: -1}), ErrInvalidParams)
 	// After all that, the context generates as before.
-	require.NoError(t, run(GenerateOptions{MaxTokens: 4, Draft: &NgramDrafter{}}))
+	require.NoError(t, run(GenerateParams{MaxTokens: 4, Draft: &NgramDrafter{}}))
 }
 
 // A ChatSession with a drafter replies as one without, and its drafter sees the whole

@@ -78,7 +78,7 @@ func parseBatched(args []string) (*batchedParams, error) {
 	ints(&p.npp, "npp", "128", "prompt tokens per sequence")
 	ints(&p.ntg, "ntg", "128", "generated tokens per sequence")
 	ints(&p.npl, "npl", "8,32,64", "parallel sequences")
-	fs.BoolVar(&p.kvUnified, "kvu", false, "one KV cache shared by all sequences (ours: the engine's default; without: engine.Config.SplitCache)")
+	fs.BoolVar(&p.kvUnified, "kvu", false, "one KV cache shared by all sequences (ours: the engine's default; without: engine.Params.SplitCache)")
 	fs.StringVar(&p.sampling, "sampling", "greedy", "the requests' sampler: greedy, or default (llama.cpp's default chain)")
 	fs.BoolVar(&p.deviceSampling, "device-sampling", false, "greedy requests pick on the device (one argmax over the step's rows) instead of the CPU")
 	fs.StringVar(&p.output, "o", "md", "output: md or jsonl")
@@ -183,7 +183,7 @@ func (p *batchedParams) measure(ctx context.Context, m *llama.Model) ([]batchedR
 				if pl*(pp+tg) > p.nCtx {
 					continue
 				}
-				e, err := engine.New(m, &engine.Config{Slots: slices.Max(p.npl), Context: cp, SplitCache: !p.kvUnified, DeviceSampling: p.deviceSampling})
+				e, err := engine.New(m, &engine.Params{Slots: slices.Max(p.npl), Context: cp, SplitCache: !p.kvUnified, DeviceSampling: p.deviceSampling})
 				if err != nil {
 					return nil, err
 				}

@@ -214,12 +214,13 @@ func measureApp(ctx context.Context, m *llama.Model, c *llama.Context, r *runner
 	generate := func(n int) (int, error) {
 		var res llama.GenerateResult
 		bytes := 0
-		for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateOptions{MaxTokens: n, IgnoreEOG: true, Result: &res}) {
+		for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 			if err != nil {
 				return 0, err
 			}
 			bytes += len(piece) // what an application would print
 		}
+		res = c.LastGeneration()
 		_ = bytes
 		if res.GeneratedTokens != n {
 			return 0, fmt.Errorf("generated %d tokens, want %d (%s)", res.GeneratedTokens, n, res.FinishReason)

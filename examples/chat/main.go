@@ -204,7 +204,7 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	if a.cfg.template != "" {
 		src, err := os.ReadFile(a.cfg.template)
 		if err == nil {
-			tmpl, err = llama.NewChatTemplate(m, &llama.ChatTemplateOptions{Source: string(src)})
+			tmpl, err = llama.NewChatTemplate(m, &llama.ChatTemplateParams{Source: string(src)})
 		}
 		if err != nil {
 			c.Close()

@@ -107,7 +107,7 @@ func run() error {
 		}
 		return enc.Encode(map[string]any{"model": m.Info().Name, "query": *query, "results": res})
 	}
-	opts := &llama.EmbedOptions{Normalize: *normalize}
+	opts := &llama.EmbedParams{Normalize: *normalize}
 	data := make([]embedding, len(texts))
 	if c.Pooling() == llama.PoolingNone {
 		vecs, err := c.TokenEmbeddings(ctx, texts, opts)

@@ -68,10 +68,11 @@ func TestDemoModelStaysInText(t *testing.T) {
 	require.NoError(t, err)
 	var res llama.GenerateResult
 	var toks []llama.Token
-	for g, err := range c.Generate(t.Context(), prompt, s, &llama.GenerateOptions{MaxTokens: 128, Result: &res}) {
+	for g, err := range c.Generate(t.Context(), prompt, s, &llama.GenerateParams{MaxTokens: 128}) {
 		require.NoError(t, err)
 		toks = append(toks, g.Token)
 	}
+	res = c.LastGeneration()
 	text, err := m.Detokenize(toks, 0)
 	require.NoError(t, err)
 	assert.Len(t, toks, 128, "stopped early (%s): %q", res.FinishReason, text)

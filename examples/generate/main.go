@@ -101,7 +101,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			return err
 		}
 	}
-	gopts := &llama.GenerateOptions{MaxTokens: o.n}
+	gopts := &llama.GenerateParams{MaxTokens: o.n}
 	if o.draft != nil {
 		drafts, err := o.draft.Load(ctx, m, o.gpuLayers, o.nCtx)
 		if err != nil {
@@ -133,8 +133,6 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 
 	fmt.Fprint(out, o.prompt)
-	var res llama.GenerateResult
-	gopts.Result = &res
 	for piece, err := range c.GenerateText(ctx, o.prompt, s, gopts) {
 		if err != nil {
 			return err
@@ -142,6 +140,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		fmt.Fprint(out, piece)
 	}
 	fmt.Fprintln(out)
+	res := c.LastGeneration()
 	fmt.Fprintf(os.Stderr, "prompt: %d tokens, %.1f t/s | generation: %d tokens, %.1f t/s | finish: %s (seed %d)\n",
 		res.PromptTokens, res.PromptTokensPerSecond(), res.GeneratedTokens, res.GenerationTokensPerSecond(),
 		res.FinishReason, s.Seed())

@@ -19,7 +19,7 @@ func TestStreamedToolCallDeltas(t *testing.T) {
 	dir := filepath.Dir(testmodel.VocabPath(t, "qwen2"))
 	src, err := os.ReadFile(filepath.Join(dir, "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"))
 	require.NoError(t, err)
-	tmpl, err := llama.NewChatTemplate(nil, &llama.ChatTemplateOptions{Source: string(src)})
+	tmpl, err := llama.NewChatTemplate(nil, &llama.ChatTemplateParams{Source: string(src)})
 	require.NoError(t, err)
 	defer tmpl.Close()
 	var tool llama.Tool

@@ -42,7 +42,7 @@ func newEmbedder(m *llama.Model, nCtx int) (*embedder, error) {
 func (e *embedder) embed(ctx context.Context, inputs [][]llama.Token) ([][]float32, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.ctx.EmbedTokens(ctx, inputs, &llama.EmbedOptions{Normalize: true})
+	return e.ctx.EmbedTokens(ctx, inputs, &llama.EmbedParams{Normalize: true})
 }
 
 func (e *embedder) rerank(ctx context.Context, query string, docs []string) ([]float32, error) {

@@ -42,7 +42,7 @@ func TestForcedToolChoice(t *testing.T) {
 	require.NoError(t, err)
 	src, err := os.ReadFile(filepath.Join(dir, "models", "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"))
 	require.NoError(t, err)
-	tmpl, err := llama.NewChatTemplate(m, &llama.ChatTemplateOptions{Source: string(src)})
+	tmpl, err := llama.NewChatTemplate(m, &llama.ChatTemplateParams{Source: string(src)})
 	require.NoError(t, err)
 	defer tmpl.Close()
 	p, err := tmpl.Apply(cr)
@@ -322,7 +322,7 @@ func TestRerankAndEmbeddingModel(t *testing.T) {
 	require.NoError(t, err)
 	defer bc.Close()
 	assert.NotEqual(t, llama.PoolingNone, bc.Pooling(), "the model's own pooling")
-	vecs, err := bc.Embed(t.Context(), []string{"a llama"}, &llama.EmbedOptions{Normalize: true})
+	vecs, err := bc.Embed(t.Context(), []string{"a llama"}, &llama.EmbedParams{Normalize: true})
 	require.NoError(t, err)
 	require.Len(t, got.Data[0].Embedding, len(vecs[0]))
 	for i := range vecs[0] {

@@ -175,7 +175,7 @@ func run(cfg config, log *slog.Logger) error {
 	if cfg.flashAttn {
 		fa = llama.FlashAttentionOn
 	}
-	ecfg := &engine.Config{
+	ecfg := &engine.Params{
 		Slots: cfg.slots, MaxQueue: cfg.queue, DefaultMaxTokens: cfg.maxTokens, DeviceSampling: device, Logger: log,
 		Context: &llama.ContextParams{NCtx: cfg.nCtx, NBatch: cfg.nBatch, Threads: cfg.threads, FlashAttention: fa},
 	}
@@ -208,13 +208,13 @@ func run(cfg config, log *slog.Logger) error {
 			return err
 		}
 	}
-	var topts *llama.ChatTemplateOptions
+	var topts *llama.ChatTemplateParams
 	if cfg.template != "" {
 		src, err := os.ReadFile(cfg.template)
 		if err != nil {
 			return err
 		}
-		topts = &llama.ChatTemplateOptions{Source: string(src)}
+		topts = &llama.ChatTemplateParams{Source: string(src)}
 	}
 	tmpl, err := llama.NewChatTemplate(m, topts)
 	if err != nil {

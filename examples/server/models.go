@@ -35,7 +35,7 @@ type pool struct {
 	entries []*poolEntry // in the order given
 	budget  int64        // bytes of model files loaded at once, the first model's included; 0: no limit
 	used    int64
-	ecfg    engine.Config // for each model's engine
+	ecfg    engine.Params // for each model's engine
 	gpu     int
 	log     *slog.Logger
 }
@@ -52,7 +52,7 @@ type poolEntry struct {
 
 // newPool lists the extra models; firstSize is the size of the first model's file,
 // which stays loaded.
-func newPool(paths []string, budget, firstSize int64, ecfg engine.Config, gpu int, log *slog.Logger) (*pool, error) {
+func newPool(paths []string, budget, firstSize int64, ecfg engine.Params, gpu int, log *slog.Logger) (*pool, error) {
 	p := &pool{budget: budget, used: firstSize, ecfg: ecfg, gpu: gpu, log: log}
 	for _, path := range paths {
 		fi, err := os.Stat(path)

@@ -1,3 +1,6 @@
+// Package synth writes random-weight models with the shapes of real llama, qwen2, mistral and
+// bert models (Shapes) and a real tokenizer copied from one of llama.cpp's vocab-only GGUF
+// files, for tests, benchmarks and examples that need no downloads.
 package synth
 
 import (

@@ -5,7 +5,7 @@
 // conditions, are admitted as slots free up, and reuse prompt prefixes that any slot
 // computed before (a shared system prompt is decoded once).
 //
-//	e, err := engine.New(model, &engine.Config{Slots: 8})
+//	e, err := engine.New(model, &engine.Params{Slots: 8})
 //	...
 //	for d, err := range e.Generate(ctx, &engine.Request{Prompt: tokens, MaxTokens: 256}) {
 //		if err != nil { ... }
@@ -38,9 +38,9 @@ var (
 	ErrTooLong = fmt.Errorf("engine: request does not fit the context: %w", llama.ErrInputTooLong)
 )
 
-// Config configures an Engine. The zero value (or nil) serves 4 slots in a context of
+// Params configures an Engine. The zero value (or nil) serves 4 slots in a context of
 // llama.DefaultNCtx tokens shared by all of them.
-type Config struct {
+type Params struct {
 	// Slots is the number of requests generating at once (sequences of the context).
 	Slots int
 	// Context configures the context; NCtx is the KV cache shared by all slots (one
@@ -64,7 +64,7 @@ type Config struct {
 	// 32 sequences on (docs/performance.md). Leave it off on CPU-only builds.
 	DeviceSampling bool
 	// NewDrafter, when not nil, makes each slot a drafter for speculative decoding
-	// (llama.GenerateOptions.Draft): New calls it once per slot, Close closes those that
+	// (llama.GenerateParams.Draft): New calls it once per slot, Close closes those that
 	// are io.Closers. Outputs stay what they are without drafts; requests sampled on
 	// the device (DeviceSampling) do not draft. DraftMax bounds a draft (0: 8).
 	NewDrafter func() (llama.Drafter, error)
@@ -78,7 +78,7 @@ type Config struct {
 type Engine struct {
 	model *llama.Model
 	ctx   *llama.Context
-	cfg   Config
+	cfg   Params
 	nCtx  int
 	log   *slog.Logger
 
@@ -123,8 +123,8 @@ type emission struct {
 }
 
 // New creates an engine for m with its own context. The model must outlive it.
-func New(m *llama.Model, cfg *Config) (*Engine, error) {
-	var c Config
+func New(m *llama.Model, cfg *Params) (*Engine, error) {
+	var c Params
 	if cfg != nil {
 		c = *cfg
 	}

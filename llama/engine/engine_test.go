@@ -27,7 +27,7 @@ func loadModel(t testing.TB) *llama.Model {
 	return m
 }
 
-func newEngine(t testing.TB, m *llama.Model, cfg *engine.Config) *engine.Engine {
+func newEngine(t testing.TB, m *llama.Model, cfg *engine.Params) *engine.Engine {
 	t.Helper()
 	e, err := engine.New(m, cfg)
 	require.NoError(t, err)
@@ -68,7 +68,7 @@ func alone(t testing.TB, m *llama.Model, prompt []llama.Token, n int) []llama.To
 	require.NoError(t, err)
 	defer s.Close()
 	var out []llama.Token
-	for g, err := range c.Generate(t.Context(), prompt, s, &llama.GenerateOptions{MaxTokens: n, IgnoreEOG: true}) {
+	for g, err := range c.Generate(t.Context(), prompt, s, &llama.GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		out = append(out, g.Token)
 	}
@@ -98,7 +98,7 @@ func TestConcurrentRequestsMatchAlone(t *testing.T) {
 	}
 	for _, tc := range []struct{ device, split bool }{{false, false}, {true, false}, {false, true}} {
 		t.Run(fmt.Sprintf("device_sampling=%v,split_cache=%v", tc.device, tc.split), func(t *testing.T) {
-			e := newEngine(t, m, &engine.Config{Slots: 4, DeviceSampling: tc.device, SplitCache: tc.split})
+			e := newEngine(t, m, &engine.Params{Slots: 4, DeviceSampling: tc.device, SplitCache: tc.split})
 			got := make([][]llama.Token, n)
 			errs := make([]error, n)
 			results := make([]engine.Result, n)
@@ -132,7 +132,7 @@ func TestConcurrentRequestsMatchAlone(t *testing.T) {
 
 func TestPrefixCacheReuse(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 2})
+	e := newEngine(t, m, &engine.Params{Slots: 2})
 	ps := prompts(t, m, 4) // 0 and 2 share the system prompt
 	var first, second engine.Result
 	_, _, err := collect(t.Context(), e, &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 4, Result: &first})
@@ -155,7 +155,7 @@ func TestPrefixCacheReuse(t *testing.T) {
 
 func TestCancelFreesSlot(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 1})
+	e := newEngine(t, m, &engine.Params{Slots: 1})
 	ps := prompts(t, m, 2)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -190,7 +190,7 @@ func TestCancelFreesSlot(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 2})
+	e := newEngine(t, m, &engine.Params{Slots: 2})
 	long := make([]llama.Token, e.NCtx())
 	for i := range long {
 		long[i] = llama.Token(100 + i%50)
@@ -230,7 +230,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestQueueFullAndClose(t *testing.T) {
 	m := loadModel(t)
-	e, err := engine.New(m, &engine.Config{Slots: 1, MaxQueue: 1})
+	e, err := engine.New(m, &engine.Params{Slots: 1, MaxQueue: 1})
 	require.NoError(t, err)
 	ps := prompts(t, m, 3)
 
@@ -268,7 +268,7 @@ func TestQueueFullAndClose(t *testing.T) {
 
 func TestShutdownDrains(t *testing.T) {
 	m := loadModel(t)
-	e, err := engine.New(m, &engine.Config{Slots: 2})
+	e, err := engine.New(m, &engine.Params{Slots: 2})
 	require.NoError(t, err)
 	ps := prompts(t, m, 4)
 	errs := make(chan error, len(ps))
@@ -292,7 +292,7 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestStopStrings(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 2})
+	e := newEngine(t, m, &engine.Params{Slots: 2})
 	p := prompts(t, m, 1)[0]
 	_, full, err := collect(t.Context(), e, &engine.Request{Prompt: p, Sampling: greedy(), MaxTokens: 24, IgnoreEOG: true})
 	require.NoError(t, err)
@@ -332,7 +332,7 @@ func indexOf(s, sub string) int {
 // a streaming request keeps getting tokens while it is read.
 func TestLongPromptDoesNotStallStreams(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 2, Context: &llama.ContextParams{NCtx: 512, NBatch: 32}})
+	e := newEngine(t, m, &engine.Params{Slots: 2, Context: &llama.ContextParams{NCtx: 512, NBatch: 32}})
 	ps := prompts(t, m, 2)
 	long := make([]llama.Token, 0, 300)
 	for len(long) < 300 {

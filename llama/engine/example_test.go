@@ -21,7 +21,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer m.Close()
-	e, err := engine.New(m, &engine.Config{Slots: 2, Context: &llama.ContextParams{NCtx: 1024}})
+	e, err := engine.New(m, &engine.Params{Slots: 2, Context: &llama.ContextParams{NCtx: 1024}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -23,11 +23,12 @@ func TestLogprobs(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	var want llama.GenerateResult
-	for _, err := range c.Generate(t.Context(), ps[0], s, &llama.GenerateOptions{MaxTokens: 6, IgnoreEOG: true, Logprobs: 3, Result: &want}) {
+	for _, err := range c.Generate(t.Context(), ps[0], s, &llama.GenerateParams{MaxTokens: 6, IgnoreEOG: true, Logprobs: 3}) {
 		require.NoError(t, err)
 	}
+	want = c.LastGeneration()
 
-	e := newEngine(t, m, &engine.Config{Slots: 2, DeviceSampling: true})
+	e := newEngine(t, m, &engine.Params{Slots: 2, DeviceSampling: true})
 	var res engine.Result
 	var toks []llama.Token
 	var got []llama.Generated

@@ -32,7 +32,7 @@ type Metrics struct {
 	CachedTokens    uint64 // prompt tokens taken from the cache instead of decoded
 	PromptTokens    uint64 // prompt tokens decoded
 	GeneratedTokens uint64
-	// DraftedTokens were proposed by drafters (Config.NewDrafter); DraftAccepted of
+	// DraftedTokens were proposed by drafters (Params.NewDrafter); DraftAccepted of
 	// them were taken, each a token generated without a decode step of its own.
 	DraftedTokens, DraftAccepted uint64
 	Steps                        uint64        // decode calls

@@ -22,7 +22,7 @@ type Request struct {
 	Sampler *llama.Sampler
 	// Visible are special tokens whose text is part of the output (see llama.NewTextStream).
 	Visible []llama.Token
-	// MaxTokens bounds the generated tokens; 0: Config.DefaultMaxTokens, else the
+	// MaxTokens bounds the generated tokens; 0: Params.DefaultMaxTokens, else the
 	// context's end.
 	MaxTokens int
 	// Stop strings end the generation; they are never emitted.
@@ -53,8 +53,8 @@ type Result struct {
 	PromptTokens    int
 	CachedTokens    int // prompt tokens reused from the prefix cache, not decoded
 	GeneratedTokens int
-	DeviceSampling  bool // the request sampled on the device (Config.DeviceSampling)
-	// Drafted tokens were proposed by the slot's drafter (Config.NewDrafter);
+	DeviceSampling  bool // the request sampled on the device (Params.DeviceSampling)
+	// Drafted tokens were proposed by the slot's drafter (Params.NewDrafter);
 	// DraftAccepted of them were what the request's sampler picked.
 	Drafted, DraftAccepted int
 	Queued                 time.Duration // waiting for a slot

@@ -22,7 +22,7 @@ type slot struct {
 	deviceGreedy bool
 	used         uint64 // when it last served a request (Engine.clock)
 
-	drafter  llama.Drafter // Config.NewDrafter's, or nil
+	drafter  llama.Drafter // Params.NewDrafter's, or nil
 	draft    []llama.Token // drafted tokens in the batch after next, not yet checked
 	draftRow int           // the batch row of draft[0]
 	history  []llama.Token // scratch: the tokens a draft follows

@@ -22,7 +22,7 @@ func TestSaveRestoreSlot(t *testing.T) {
 	ps := prompts(t, m, 1)
 	dir := t.TempDir()
 
-	src := newEngine(t, m, &engine.Config{Slots: 2})
+	src := newEngine(t, m, &engine.Params{Slots: 2})
 	_, _, err := collect(t.Context(), src, &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 4})
 	require.NoError(t, err)
 	var path string
@@ -37,7 +37,7 @@ func TestSaveRestoreSlot(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, saved, len(ps[0]), "the prompt and generated tokens are in the slot")
 
-	dst := newEngine(t, m, &engine.Config{Slots: 2})
+	dst := newEngine(t, m, &engine.Params{Slots: 2})
 	n, err := dst.RestoreSlot(t.Context(), 1, path)
 	require.NoError(t, err)
 	assert.Equal(t, saved, n)
@@ -74,7 +74,7 @@ func TestSaveRestoreSlot(t *testing.T) {
 // A slot serving a request is not saved, restored or erased under it.
 func TestSlotBusy(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 1, Context: &llama.ContextParams{NCtx: 512}})
+	e := newEngine(t, m, &engine.Params{Slots: 1, Context: &llama.ContextParams{NCtx: 512}})
 	ps := prompts(t, m, 1)
 	checked := false
 	for _, err := range e.Generate(t.Context(), &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 400, IgnoreEOG: true}) {
@@ -94,7 +94,7 @@ func TestSlotBusy(t *testing.T) {
 // request runs, after it, and after an erase.
 func TestSlotStatuses(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Config{Slots: 3, Context: &llama.ContextParams{NCtx: 1024}})
+	e := newEngine(t, m, &engine.Params{Slots: 3, Context: &llama.ContextParams{NCtx: 1024}})
 	ps := prompts(t, m, 2)
 	sawActive := false
 	for _, err := range e.Generate(t.Context(), &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 6, IgnoreEOG: true}) {
@@ -144,7 +144,7 @@ func TestSetLoRA(t *testing.T) {
 	adapter, err := m.LoadLoRA(testmodel.LoRA(t, testmodel.Path(t, "llama-tiny", gguf.TypeQ8_0)))
 	require.NoError(t, err)
 	defer adapter.Close()
-	e := newEngine(t, m, &engine.Config{Slots: 1})
+	e := newEngine(t, m, &engine.Params{Slots: 1})
 	ps := prompts(t, m, 1)
 	// Seeded sampling shows a change of the logits that greedy on this tiny model would not.
 	sampling := llama.DefaultSamplingParams()

@@ -29,7 +29,7 @@ func TestSpeculativeMatchesAlone(t *testing.T) {
 		p.Temperature, p.Seed = 1.5, seed
 		return &p
 	}
-	plain := newEngine(t, m, &engine.Config{Slots: 4})
+	plain := newEngine(t, m, &engine.Params{Slots: 4})
 	wantSampled := make([][]llama.Token, n)
 	for i, p := range ps {
 		var err error
@@ -48,7 +48,7 @@ func TestSpeculativeMatchesAlone(t *testing.T) {
 		{"prompt lookup", func() (llama.Drafter, error) { return &llama.NgramDrafter{MinMatch: 1}, nil }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEngine(t, m, &engine.Config{Slots: 4, NewDrafter: tc.drafts, DraftMax: 5})
+			e := newEngine(t, m, &engine.Params{Slots: 4, NewDrafter: tc.drafts, DraftMax: 5})
 			got := make([][]llama.Token, 2*n)
 			errs := make([]error, 2*n)
 			results := make([]engine.Result, 2*n)
@@ -104,16 +104,16 @@ func TestSpeculativeBadDrafter(t *testing.T) {
 	m := loadModel(t)
 	ps := prompts(t, m, 1)
 	want := alone(t, m, ps[0], 10)
-	e := newEngine(t, m, &engine.Config{Slots: 1, NewDrafter: func() (llama.Drafter, error) { return garbage{m.Vocab().NTokens}, nil }})
+	e := newEngine(t, m, &engine.Params{Slots: 1, NewDrafter: func() (llama.Drafter, error) { return garbage{m.Vocab().NTokens}, nil }})
 	var res engine.Result
 	got, _, err := collect(t.Context(), e, &engine.Request{Prompt: ps[0], Sampling: greedy(), MaxTokens: 10, IgnoreEOG: true, Result: &res})
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 	assert.Zero(t, res.Drafted)
 
-	_, err = engine.New(m, &engine.Config{NewDrafter: func() (llama.Drafter, error) { return nil, fmt.Errorf("no draft model") }})
+	_, err = engine.New(m, &engine.Params{NewDrafter: func() (llama.Drafter, error) { return nil, fmt.Errorf("no draft model") }})
 	assert.ErrorContains(t, err, "no draft model")
-	_, err = engine.New(m, &engine.Config{DraftMax: -1})
+	_, err = engine.New(m, &engine.Params{DraftMax: -1})
 	assert.ErrorIs(t, err, llama.ErrInvalidParams)
 }
 

@@ -10,9 +10,4 @@
 // [NewWriter] streams a file tensor by tensor with the alignment and
 // padding llama.cpp expects; [Encode] and [Decode] convert between float32
 // and the F32, F16, BF16 and Q8_0 tensor types.
-//
-// [WriteSynthetic] writes random-weight models with the shapes of real
-// llama and qwen2 models ([Shapes]) and a real tokenizer copied from one of
-// llama.cpp's vocab-only GGUF files, for tests and benchmarks that need no
-// downloads.
 package gguf

@@ -17,7 +17,7 @@ import (
 
 // The demo model's chat template makes the conversation the text to continue.
 func TestChatTemplate(t *testing.T) {
-	tmpl, err := llama.NewChatTemplate(nil, &llama.ChatTemplateOptions{Source: ChatTemplate, BOS: "<s>", EOS: "</s>"})
+	tmpl, err := llama.NewChatTemplate(nil, &llama.ChatTemplateParams{Source: ChatTemplate, BOS: "<s>", EOS: "</s>"})
 	require.NoError(t, err)
 	defer tmpl.Close()
 	jinja, err := tmpl.Jinja()

@@ -1,4 +1,4 @@
-package llama
+package rpcwire
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -16,23 +15,24 @@ import (
 	"time"
 )
 
-// rpcRelay stands between llama.cpp's RPC client and one worker. llama.cpp aborts the
+// Relay stands between llama.cpp's RPC client and one worker. llama.cpp aborts the
 // process when a worker cannot be reached, closes the connection or sends a malformed
 // reply (GGML_ABORT in ggml-rpc.cpp), and it waits forever on a worker that hangs. So
 // llama.cpp connects to this relay on a loopback port instead, and the relay talks to the
 // worker with timeouts. The first failure is recorded and makes the relay dead for good:
 // from then on it answers every request itself with a well-formed neutral reply (zeros,
 // failed allocations), so llama.cpp never sees a broken connection and the calls in
-// flight return; Go code then finds the failure (rpcUse.err) and returns it as an error.
+// flight return; the binding then finds the failure (Err) and returns it as an error.
 // A dead relay keeps listening, so that llama.cpp objects still holding its address can
 // always reconnect (to fake answers); a worker that comes back gets a new relay.
-type rpcRelay struct {
+type Relay struct {
 	endpoint string        // the worker, host:port
 	timeout  time.Duration // silence allowed from the worker while it owes bytes
 	ln       net.Listener
 	addr     string // the relay's loopback address: the endpoint llama.cpp knows
+	onFail   func(error)
 
-	failure atomic.Pointer[RPCError] // set once, by the first failure
+	failure atomic.Pointer[error] // set once, by the first failure
 
 	mu        sync.Mutex
 	devCount  uint32            // from the handshake, for fake DEVICE_COUNT replies
@@ -41,21 +41,23 @@ type rpcRelay struct {
 	bases     map[uint64]uint64 // remote buffer -> its base address
 }
 
-// newRPCRelay starts a relay to endpoint on a fresh loopback port.
-func newRPCRelay(endpoint string, timeout time.Duration, devCount uint32) (*rpcRelay, error) {
+// NewRelay starts a relay to endpoint on a fresh loopback port. timeout is the silence
+// allowed from the worker while it owes bytes; devCount is what the handshake learned;
+// onFail (may be nil) is called once, with the first failure.
+func NewRelay(endpoint string, timeout time.Duration, devCount uint32, onFail func(error)) (*Relay, error) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("llama: RPC relay for %s: %w", endpoint, err)
+		return nil, fmt.Errorf("RPC relay for %s: %w", endpoint, err)
 	}
-	r := &rpcRelay{
-		endpoint: endpoint, timeout: timeout, ln: ln, addr: ln.Addr().String(), devCount: devCount,
+	r := &Relay{
+		endpoint: endpoint, timeout: timeout, ln: ln, addr: ln.Addr().String(), devCount: devCount, onFail: onFail,
 		alignment: map[uint32]uint64{}, maxSize: map[uint32]uint64{}, bases: map[uint64]uint64{},
 	}
 	go r.acceptLoop()
 	return r, nil
 }
 
-func (r *rpcRelay) acceptLoop() {
+func (r *Relay) acceptLoop() {
 	for {
 		c, err := r.ln.Accept()
 		if err != nil {
@@ -69,25 +71,31 @@ func (r *rpcRelay) acceptLoop() {
 	}
 }
 
-// close stops listening (tests only: llama.cpp may hold the address for the process's life).
-func (r *rpcRelay) close() { r.ln.Close() }
+// Endpoint is the worker's address.
+func (r *Relay) Endpoint() string { return r.endpoint }
 
-// fail records the first failure; the relay answers everything itself from then on.
-func (r *rpcRelay) fail(err error) *RPCError {
-	e := &RPCError{Endpoint: r.endpoint, Err: err}
-	if r.failure.CompareAndSwap(nil, e) {
-		if l := logger.Load(); l != nil {
-			l.Warn("llama: RPC worker failed", slog.String("endpoint", r.endpoint), slog.Any("error", err),
-				slog.String("source", "llamago"))
+// Addr is the relay's loopback address, the endpoint to give llama.cpp.
+func (r *Relay) Addr() string { return r.addr }
+
+// Close stops listening (tests only: llama.cpp may hold the address for the process's life).
+func (r *Relay) Close() { r.ln.Close() }
+
+// Fail records the first failure and returns it; the relay answers everything itself
+// from then on.
+func (r *Relay) Fail(err error) error {
+	if r.failure.CompareAndSwap(nil, &err) {
+		if r.onFail != nil {
+			r.onFail(err)
 		}
-		return e
+		return err
 	}
-	return r.failure.Load()
+	return *r.failure.Load()
 }
 
-func (r *rpcRelay) err() error {
+// Err is the relay's first failure, nil while it relays.
+func (r *Relay) Err() error {
 	if e := r.failure.Load(); e != nil {
-		return e
+		return *e
 	}
 	return nil
 }
@@ -110,7 +118,7 @@ func (c idleConn) Write(p []byte) (int, error) {
 }
 
 // describeIOError turns a network error of the worker connection into words.
-func (r *rpcRelay) describeIOError(op string, err error) error {
+func (r *Relay) describeIOError(op string, err error) error {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("%s: the worker sent nothing for %v (hung or overloaded): %w", op, r.timeout, err)
@@ -124,7 +132,7 @@ func (r *rpcRelay) describeIOError(op string, err error) error {
 
 // relaySession is one connection of llama.cpp's RPC client, relayed to one worker connection.
 type relaySession struct {
-	r      *rpcRelay
+	r      *Relay
 	client *bufio.Reader
 	out    *bufio.Writer // to the client
 	up     net.Conn      // nil once the relay is dead
@@ -135,18 +143,18 @@ type relaySession struct {
 	chunk  []byte // streaming
 }
 
-func (r *rpcRelay) serve(client net.Conn) {
+func (r *Relay) serve(client net.Conn) {
 	defer client.Close()
 	s := &relaySession{
 		r: r, client: bufio.NewReaderSize(client, 64<<10), out: bufio.NewWriterSize(client, 64<<10),
-		buf: make([]byte, rpcMaxBufferedPacket), reply: make([]byte, rpcMaxBufferedPacket), chunk: make([]byte, 64<<10),
+		buf: make([]byte, MaxBufferedPacket), reply: make([]byte, MaxBufferedPacket), chunk: make([]byte, 64<<10),
 	}
 	if r.failure.Load() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", r.endpoint)
 		cancel()
 		if err != nil {
-			r.fail(fmt.Errorf("connect: %w", err))
+			r.Fail(fmt.Errorf("connect: %w", err))
 		} else {
 			s.up = c
 			ic := idleConn{c, r.timeout}
@@ -155,7 +163,7 @@ func (r *rpcRelay) serve(client net.Conn) {
 	}
 	defer s.dropUpstream()
 	for {
-		req, err := readRPCRequest(s.client, s.buf)
+		req, err := ReadRequest(s.client, s.buf)
 		if err != nil {
 			return // the client closed the connection (or this process is exiting)
 		}
@@ -177,37 +185,37 @@ func (s *relaySession) dropUpstream() {
 
 // failUpstream records a worker failure and continues without it.
 func (s *relaySession) failUpstream(op string, err error) {
-	s.r.fail(s.r.describeIOError(op, err))
+	s.r.Fail(s.r.describeIOError(op, err))
 	s.dropUpstream()
 }
 
 // handle relays one request and its reply; errors are of the client connection only.
-func (s *relaySession) handle(req *rpcRequest) error {
-	name := rpcCmdName(req.cmd)
-	if s.up != nil && !req.wellFormed() {
+func (s *relaySession) handle(req *Request) error {
+	name := CmdName(req.Cmd)
+	if s.up != nil && !req.WellFormed() {
 		// llama.cpp's client sends only well-formed requests: a mismatch means the
 		// relay does not know this protocol, and a worker would drop the connection.
-		s.failUpstream("send "+name, fmt.Errorf("unexpected request of %d bytes (protocol mismatch)", req.size))
+		s.failUpstream("send "+name, fmt.Errorf("unexpected request of %d bytes (protocol mismatch)", req.Size))
 	}
 	switch {
-	case req.cmd == rpcCmdHello && len(req.body) == rpcCapsSize:
-		clear(req.body) // no transport upgrade (RDMA) behind the relay's back
-	case req.cmd == rpcCmdFreeBuffer && len(req.body) == 8:
+	case req.Cmd == CmdHello && len(req.Body) == CapsSize:
+		clear(req.Body) // no transport upgrade (RDMA) behind the relay's back
+	case req.Cmd == CmdFreeBuffer && len(req.Body) == 8:
 		s.r.mu.Lock()
-		delete(s.r.bases, binary.LittleEndian.Uint64(req.body))
+		delete(s.r.bases, binary.LittleEndian.Uint64(req.Body))
 		s.r.mu.Unlock()
 	}
 	// Forward the request. A streamed payload is read from the client in any case, to
 	// stay in step with it.
 	if s.up != nil {
-		if _, err := s.upW.Write(req.header()); err != nil {
+		if _, err := s.upW.Write(req.Header()); err != nil {
 			s.failUpstream("send "+name, err)
-		} else if _, err := s.upW.Write(req.body); err != nil {
+		} else if _, err := s.upW.Write(req.Body); err != nil {
 			s.failUpstream("send "+name, err)
 		}
 	}
-	if req.streamed() {
-		for left := req.size; left > 0; {
+	if req.Streamed() {
+		for left := req.Size; left > 0; {
 			n := int(min(left, uint64(len(s.chunk))))
 			if _, err := io.ReadFull(s.client, s.chunk[:n]); err != nil {
 				return err
@@ -220,7 +228,7 @@ func (s *relaySession) handle(req *rpcRequest) error {
 			}
 		}
 	}
-	noReply := req.cmd >= rpcCmdCount || rpcReplies[req.cmd] == 0
+	noReply := req.Cmd >= CmdCount || replies[req.Cmd] == 0
 	// Requests without a reply that llama.cpp sent in a row (inputs, a graph, ...) go to
 	// the worker in one write: flush when a reply is due or the client paused.
 	if s.up != nil && (!noReply || s.client.Buffered() == 0) {
@@ -231,7 +239,7 @@ func (s *relaySession) handle(req *rpcRequest) error {
 	if noReply {
 		return nil
 	}
-	want := req.replySize()
+	want := req.ReplySize()
 	if want <= uint64(len(s.reply)) {
 		return s.smallReply(req, name, s.reply[:want])
 	}
@@ -239,7 +247,7 @@ func (s *relaySession) handle(req *rpcRequest) error {
 }
 
 // smallReply relays (or makes up) a reply small enough to inspect.
-func (s *relaySession) smallReply(req *rpcRequest, name string, reply []byte) error {
+func (s *relaySession) smallReply(req *Request, name string, reply []byte) error {
 	var hdr [8]byte
 	want := uint64(len(reply))
 	ok := false
@@ -266,32 +274,32 @@ func (s *relaySession) smallReply(req *rpcRequest, name string, reply []byte) er
 }
 
 // inspect checks and remembers what a real reply says.
-func (s *relaySession) inspect(req *rpcRequest, reply []byte) error {
+func (s *relaySession) inspect(req *Request, reply []byte) error {
 	r := s.r
-	switch req.cmd {
-	case rpcCmdHello:
-		if reply[0] != rpcProtoMajor || reply[1] > rpcProtoMinor {
+	switch req.Cmd {
+	case CmdHello:
+		if reply[0] != ProtoMajor || reply[1] > ProtoMinor {
 			return fmt.Errorf("the worker speaks RPC protocol %d.%d.%d, this build %d.%d.%d: use the same llama.cpp release on both sides",
-				reply[0], reply[1], reply[2], rpcProtoMajor, rpcProtoMinor, rpcProtoPatch)
+				reply[0], reply[1], reply[2], ProtoMajor, ProtoMinor, ProtoPatch)
 		}
 		clear(reply[4:]) // no transport upgrade
-	case rpcCmdDeviceCount:
+	case CmdDeviceCount:
 		r.mu.Lock()
 		r.devCount = binary.LittleEndian.Uint32(reply)
 		r.mu.Unlock()
-	case rpcCmdGetAlignment, rpcCmdGetMaxSize:
-		dev := binary.LittleEndian.Uint32(req.body)
+	case CmdGetAlignment, CmdGetMaxSize:
+		dev := binary.LittleEndian.Uint32(req.Body)
 		v := binary.LittleEndian.Uint64(reply)
 		r.mu.Lock()
-		if req.cmd == rpcCmdGetAlignment {
+		if req.Cmd == CmdGetAlignment {
 			r.alignment[dev] = v
 		} else {
 			r.maxSize[dev] = v
 		}
 		r.mu.Unlock()
-	case rpcCmdBufferGetBase:
+	case CmdBufferGetBase:
 		r.mu.Lock()
-		r.bases[binary.LittleEndian.Uint64(req.body)] = binary.LittleEndian.Uint64(reply)
+		r.bases[binary.LittleEndian.Uint64(req.Body)] = binary.LittleEndian.Uint64(reply)
 		r.mu.Unlock()
 	}
 	return nil
@@ -300,37 +308,37 @@ func (s *relaySession) inspect(req *rpcRequest, reply []byte) error {
 // fakeReply fills reply with a well-formed neutral answer: what llama.cpp gets once the
 // worker is gone. Allocations fail (llama.cpp handles that), reads return zeros, and the
 // constants llama.cpp caches are the worker's own where known.
-func (s *relaySession) fakeReply(req *rpcRequest, reply []byte) {
+func (s *relaySession) fakeReply(req *Request, reply []byte) {
 	r := s.r
 	clear(reply)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	le := binary.LittleEndian
-	switch req.cmd {
-	case rpcCmdHello:
-		reply[0], reply[1], reply[2] = rpcProtoMajor, rpcProtoMinor, rpcProtoPatch
-	case rpcCmdDeviceCount:
+	switch req.Cmd {
+	case CmdHello:
+		reply[0], reply[1], reply[2] = ProtoMajor, ProtoMinor, ProtoPatch
+	case CmdDeviceCount:
 		le.PutUint32(reply, max(r.devCount, 1))
-	case rpcCmdGetAlignment:
-		a, ok := r.alignment[le.Uint32(req.body)]
+	case CmdGetAlignment:
+		a, ok := r.alignment[le.Uint32(req.Body)]
 		if !ok {
 			a = 4096
 		}
 		le.PutUint64(reply, a)
-	case rpcCmdGetMaxSize:
-		m, ok := r.maxSize[le.Uint32(req.body)]
+	case CmdGetMaxSize:
+		m, ok := r.maxSize[le.Uint32(req.Body)]
 		if !ok {
 			m = 1<<64 - 1
 		}
 		le.PutUint64(reply, m)
-	case rpcCmdBufferGetBase:
-		b, ok := r.bases[le.Uint64(req.body)]
+	case CmdBufferGetBase:
+		b, ok := r.bases[le.Uint64(req.Body)]
 		if !ok {
 			b = 1 << 32 // any non-null address: llama.cpp only computes offsets from it
 		}
 		le.PutUint64(reply, b)
-	case rpcCmdGetAllocSize:
-		le.PutUint64(reply, rpcTensorNbytes(req.body[4:4+rpcTensorSize]))
+	case CmdGetAllocSize:
+		le.PutUint64(reply, DecodeTensor(req.Body[4:]).Nbytes())
 	}
 	// ALLOC_BUFFER: remote_ptr 0 = allocation failed; SET_TENSOR_HASH, COPY_TENSOR: 0 = not
 	// done (llama.cpp falls back to other commands); GET_DEVICE_MEMORY: 0 free of 0.
@@ -369,10 +377,10 @@ func (s *relaySession) streamReply(name string, want uint64) error {
 	return s.out.Flush()
 }
 
-// rpcHandshake connects to a worker directly (not through a relay), checks its protocol
+// Handshake connects to a worker directly (not through a relay), checks its protocol
 // version and returns how many devices it serves. It is how a worker is found alive before
 // llama.cpp (which would abort) is let near it.
-func rpcHandshake(ctx context.Context, endpoint string, timeout time.Duration) (uint32, error) {
+func Handshake(ctx context.Context, endpoint string, timeout time.Duration) (uint32, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", endpoint)
@@ -391,25 +399,25 @@ func rpcHandshake(ctx context.Context, endpoint string, timeout time.Duration) (
 		}
 		return 0, fmt.Errorf("%s: %w", op, err)
 	}
-	var msg [9 + rpcCapsSize]byte
-	msg[0] = rpcCmdHello
-	binary.LittleEndian.PutUint64(msg[1:], rpcCapsSize)
+	var msg [9 + CapsSize]byte
+	msg[0] = CmdHello
+	binary.LittleEndian.PutUint64(msg[1:], CapsSize)
 	if _, err := c.Write(msg[:]); err != nil {
 		return fail("handshake", err)
 	}
-	var reply [8 + rpcHelloReplySize]byte
+	var reply [8 + HelloReplySize]byte
 	if _, err := io.ReadFull(c, reply[:]); err != nil {
 		return fail("handshake", err)
 	}
-	if n := binary.LittleEndian.Uint64(reply[:]); n != rpcHelloReplySize {
+	if n := binary.LittleEndian.Uint64(reply[:]); n != HelloReplySize {
 		return 0, fmt.Errorf("handshake: not an RPC worker of a compatible llama.cpp (%d-byte reply)", n)
 	}
-	if v := reply[8:]; v[0] != rpcProtoMajor || v[1] > rpcProtoMinor {
+	if v := reply[8:]; v[0] != ProtoMajor || v[1] > ProtoMinor {
 		return 0, fmt.Errorf("handshake: the worker speaks RPC protocol %d.%d.%d, this build %d.%d.%d: use the same llama.cpp release on both sides",
-			v[0], v[1], v[2], rpcProtoMajor, rpcProtoMinor, rpcProtoPatch)
+			v[0], v[1], v[2], ProtoMajor, ProtoMinor, ProtoPatch)
 	}
 	var count [9]byte
-	count[0] = rpcCmdDeviceCount
+	count[0] = CmdDeviceCount
 	if _, err := c.Write(count[:]); err != nil {
 		return fail("device count", err)
 	}
