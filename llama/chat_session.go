@@ -210,6 +210,36 @@ func (s *ChatSession) Append(msgs ...Message) error {
 	return nil
 }
 
+// Sampling returns the sampling parameters of the next replies.
+func (s *ChatSession) Sampling() SamplingParams { return s.sampling }
+
+// SetSampling changes the sampling of the next replies (nil: DefaultSamplingParams);
+// invalid parameters are refused and the old ones stay.
+func (s *ChatSession) SetSampling(p *SamplingParams) error {
+	next := DefaultSamplingParams()
+	if p != nil {
+		next = *p
+	}
+	if _, err := next.Stages(); err != nil {
+		return err
+	}
+	s.sampling = next
+	return nil
+}
+
+// SetMaxTokens changes the cap on each reply (0: until end of generation or a full context).
+func (s *ChatSession) SetMaxTokens(n int) error {
+	if n < 0 {
+		return invalidParam("MaxTokens %d must be >= 0", n)
+	}
+	s.p.MaxTokens = n
+	return nil
+}
+
+// SetThinking asks a reasoning model's template to think (the default) or not in the next
+// replies (ChatSessionParams.DisableThinking).
+func (s *ChatSession) SetThinking(on bool) { s.p.DisableThinking = !on }
+
 // LastTurn describes the last reply (zero before the first).
 func (s *ChatSession) LastTurn() TurnResult { return s.last }
 

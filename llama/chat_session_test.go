@@ -292,3 +292,33 @@ func TestChatSessionBadParams(t *testing.T) {
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.Empty(t, s.Messages())
 }
+
+// Sampling, the reply cap and thinking change between turns; bad values are refused and
+// leave the session as it was.
+func TestChatSessionSetters(t *testing.T) {
+	m := loadQwenTiny(t)
+	_, s := newTestSession(t, m, 512, &ChatSessionParams{Sampling: greedyParams(), MaxTokens: 8})
+	assert.Equal(t, float32(0), s.Sampling().Temperature)
+
+	require.NoError(t, s.SetMaxTokens(3))
+	_, err := drain(t, s.Say(t.Context(), "Hello"))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, s.LastTurn().GeneratedTokens, 3)
+
+	hot := DefaultSamplingParams()
+	hot.Temperature, hot.Seed = 1.5, 7
+	require.NoError(t, s.SetSampling(&hot))
+	assert.Equal(t, hot.Temperature, s.Sampling().Temperature)
+	bad := hot
+	bad.Mirostat = 9
+	assert.ErrorIs(t, s.SetSampling(&bad), ErrInvalidParams)
+	assert.Equal(t, hot.Mirostat, s.Sampling().Mirostat, "the old parameters stay")
+	require.NoError(t, s.SetSampling(nil))
+	assert.Equal(t, DefaultSamplingParams().Temperature, s.Sampling().Temperature)
+	assert.ErrorIs(t, s.SetMaxTokens(-1), ErrInvalidParams)
+
+	s.SetThinking(false)
+	assert.True(t, s.request(nil).DisableThinking)
+	s.SetThinking(true)
+	assert.False(t, s.request(nil).DisableThinking)
+}

@@ -232,6 +232,16 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 }
 
 func (m *Model) contextParams(p *ContextParams) (C.struct_llama_context_params, error) {
+	nCtx := DefaultNCtx
+	if t := m.info.NCtxTrain; t > 0 && t < nCtx {
+		nCtx = t
+	}
+	return cContextParams(p, nCtx, m.facts.pooling)
+}
+
+// cContextParams checks p and converts it; NCtx 0 becomes nCtxDefault (0: left to
+// llama.cpp's fitting, see FitToMemory), PoolingDefault is modelPooling for the checks.
+func cContextParams(p *ContextParams, nCtxDefault int, modelPooling PoolingType) (C.struct_llama_context_params, error) {
 	cp := C.llama_context_default_params()
 	check := func(name string, v, lo, hi int) error {
 		if v < lo || v > hi {
@@ -254,10 +264,7 @@ func (m *Model) contextParams(p *ContextParams) (C.struct_llama_context_params, 
 	}
 	nCtx := p.NCtx
 	if nCtx == 0 {
-		nCtx = DefaultNCtx
-		if t := m.info.NCtxTrain; t > 0 && t < nCtx {
-			nCtx = t
-		}
+		nCtx = nCtxDefault
 	}
 	cp.n_ctx = C.uint32_t(nCtx)
 	if p.NBatch > 0 {
@@ -319,7 +326,7 @@ func (m *Model) contextParams(p *ContextParams) (C.struct_llama_context_params, 
 	cp.no_perf = C.bool(p.NoPerf)
 	pooling := p.Pooling
 	if pooling == PoolingDefault {
-		pooling = m.facts.pooling
+		pooling = modelPooling
 	}
 	if p.Embeddings && pooling == PoolingMean && cp.n_seq_max > 1 {
 		// llama.cpp's mean-pooling graph is reserved with the micro-batch split evenly

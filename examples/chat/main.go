@@ -11,7 +11,8 @@
 // Non-interactive mode, for scripts: -p "prompt", or the whole of stdin when it is not
 // a terminal; the reply goes to stdout, everything else to stderr.
 //
-// Without -model it runs on the repository's demo model, models/kjv-demo.gguf (trained on
+// It takes llama-cli's flags (-m, -hf, -c, -n, -sys, -ngl, every sampler; -h lists them).
+// Without -m it runs on the repository's demo model, models/kjv-demo.gguf (trained on
 // the King James Bible by scripts/train-demo-model): its chat template makes the
 // conversation plain text, so it continues what you type in the style of the KJV. When
 // that file is missing it runs on a synthetic model (random weights: the replies are
@@ -19,7 +20,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -33,62 +33,97 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/examples/internal/draftflags"
-	"github.com/llamago/llamago/examples/internal/modelfile"
-	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
-type config struct {
-	model       string
-	gpuLayers   int
-	nCtx        int
-	threads     int
-	maxTokens   int
-	system      string
-	template    string // file with a Jinja template overriding the model's
-	prompt      string
-	interactive bool
-	sampling    *llama.SamplingParams
-	adapters    *adapterflags.Flags
-	draft       *draftflags.Flags
+// options is the parsed command line: llama.cpp's flags (package cli) and chat's own.
+type options struct {
+	*cli.Flags
+	templateFile string // a Jinja template overriding the model's
+	interactive  bool
+	adapters     *adapterflags.Flags
+	draft        *draftflags.Flags
+
+	// read from the flags
+	model    *llama.ModelParams
+	context  *llama.ContextParams
+	sampling *llama.SamplingParams
+	prompt   string
+	system   string
+}
+
+// parseFlags reads the command line; flag.ErrHelp after -h.
+func parseFlags(args []string, errOut io.Writer) (*options, error) {
+	f := cli.New("chat", "Chat with a model in the terminal (llama-cli's flags; /help inside lists the commands).")
+	f.SetOutput(errOut)
+	f.CtxSize, f.NPredict = 4096, 1024
+	f.Register(cli.Model, cli.Context, cli.Prompt, cli.Sampling)
+	o := &options{Flags: f}
+	g := f.Group("chat")
+	g.String(&o.templateFile, "--chat-template-file", "FNAME", "a Jinja chat template to use instead of the model's")
+	g.Bool(&o.interactive, "-i, --interactive", "interactive even when stdin is not a terminal")
+	o.adapters = adapterflags.Register(f.Group("adapters"))
+	o.draft = draftflags.Register(f.Group("speculative decoding"))
+	if err := f.Parse(args); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.model, err = f.ModelFlags.Params(); err != nil {
+		return nil, err
+	}
+	if o.context, err = f.ContextFlags.Params(); err != nil {
+		return nil, err
+	}
+	if o.sampling, err = f.SamplingFlags.Params(); err != nil {
+		return nil, err
+	}
+	if o.prompt, err = f.Text(); err != nil {
+		return nil, err
+	}
+	if o.system, err = f.System(); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 func main() {
-	var cfg config
-	flag.StringVar(&cfg.model, "model", "", "GGUF model file (default: the demo model "+modelfile.Demo+
-		"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b)")
-	flag.IntVar(&cfg.gpuLayers, "ngl", -1, "layers on the GPU (-1: all)")
-	flag.IntVar(&cfg.nCtx, "ctx", 4096, "context size in tokens")
-	flag.IntVar(&cfg.threads, "t", 0, "threads (0: physical cores)")
-	flag.IntVar(&cfg.maxTokens, "n", 1024, "most tokens per reply (0: until the model stops or the context is full)")
-	flag.StringVar(&cfg.system, "system", "", "system prompt")
-	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
-	flag.StringVar(&cfg.prompt, "p", "", "send this message, print the reply and exit")
-	flag.BoolVar(&cfg.interactive, "i", false, "interactive even when stdin is not a terminal")
-	cfg.sampling = samplingflags.Register(flag.CommandLine)
-	cfg.adapters = adapterflags.Register(flag.CommandLine)
-	cfg.draft = draftflags.Register(flag.CommandLine)
-	verbose := flag.Bool("v", false, "show llama.cpp's log")
-	flag.Parse()
-	if *verbose {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		if !errors.Is(err, cli.ErrUsage) {
+			fmt.Fprintln(os.Stderr, "chat:", err)
+		}
+		os.Exit(2)
+	}
+	if o.Verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 
 	ints := make(chan os.Signal, 1)
 	signal.Notify(ints, os.Interrupt)
-	a := &app{cfg: cfg, in: os.Stdin, out: os.Stdout, errOut: os.Stderr,
-		inTTY: isTerminal(os.Stdin), errTTY: isTerminal(os.Stderr)}
+	a := &app{cfg: o, in: os.Stdin, out: os.Stdout, errOut: os.Stderr,
+		inTTY: isTerminal(os.Stdin), outTTY: isTerminal(os.Stdout), errTTY: isTerminal(os.Stderr)}
 	os.Exit(a.run(ints))
 }
 
 // app is one run of the chat: its configuration, streams and interrupt state.
 type app struct {
-	cfg           config
-	in            io.Reader
-	out, errOut   io.Writer
-	inTTY, errTTY bool
+	cfg                   *options
+	in                    io.Reader
+	out, errOut           io.Writer
+	inTTY, outTTY, errTTY bool
+
+	// what /show and /set use
+	model        *llama.Model
+	template     *llama.ChatTemplate
+	nCtx         int
+	showThinking bool // a reasoning model thinks, and its thoughts are shown
+	verbose      bool // statistics after each reply
 
 	mu        sync.Mutex
 	stopReply context.CancelFunc // set while a reply is streaming
@@ -110,6 +145,8 @@ func (a *app) run(ints <-chan os.Signal) int {
 		return 1
 	}
 	defer cleanup()
+	a.showThinking = true
+	a.verbose = a.inTTY || a.cfg.interactive
 
 	oneShot := a.cfg.prompt != "" || (!a.inTTY && !a.cfg.interactive)
 	if oneShot {
@@ -164,7 +201,7 @@ func (a *app) handleInterrupts(ints <-chan os.Signal, quit <-chan struct{}) {
 
 // open loads the model and starts the session.
 func (a *app) open() (*llama.ChatSession, func(), error) {
-	path, err := modelfile.ResolveDefault(a.cfg.model, gguf.TypeQ8_0)
+	path, err := a.cfg.ModelPath(context.Background(), gguf.TypeQ8_0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -173,7 +210,9 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	a.loading = cancel
 	a.mu.Unlock()
 	bar := newProgressBar(a.errOut, a.errTTY)
-	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: a.cfg.gpuLayers, Progress: bar.update})
+	mp := *a.cfg.model
+	mp.Progress = bar.update
+	m, err := llama.LoadModel(ctx, path, &mp)
 	bar.done()
 	a.mu.Lock()
 	a.loading = nil
@@ -182,12 +221,12 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := m.NewContext(&llama.ContextParams{NCtx: a.cfg.nCtx, Threads: a.cfg.threads})
+	c, err := m.NewContext(a.cfg.context)
 	if err != nil {
 		m.Close()
 		return nil, nil, err
 	}
-	if a.cfg.adapters != nil {
+	{
 		// The context keeps the adapters it applies: they need no closing of their own later.
 		adapters, err := a.cfg.adapters.Load(m)
 		if err == nil {
@@ -200,31 +239,37 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 			return nil, nil, err
 		}
 	}
-	var tmpl *llama.ChatTemplate
-	if a.cfg.template != "" {
-		src, err := os.ReadFile(a.cfg.template)
-		if err == nil {
-			tmpl, err = llama.NewChatTemplate(m, &llama.ChatTemplateParams{Source: string(src)})
-		}
+	var tp *llama.ChatTemplateParams
+	if a.cfg.templateFile != "" {
+		src, err := os.ReadFile(a.cfg.templateFile)
 		if err != nil {
 			c.Close()
 			m.Close()
 			return nil, nil, err
 		}
+		tp = &llama.ChatTemplateParams{Source: string(src)}
 	}
+	tmpl, err := llama.NewChatTemplate(m, tp)
+	if err != nil {
+		c.Close()
+		m.Close()
+		return nil, nil, err
+	}
+	a.model, a.template, a.nCtx = m, tmpl, c.NCtx()
 	sp := &llama.ChatSessionParams{
-		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.maxTokens,
+		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.MaxTokens(),
 		Overflow: llama.OverflowDropOldest,
 	}
 	var drafts *draftflags.Drafts
-	if a.cfg.draft != nil {
-		drafts, err = a.cfg.draft.Load(context.Background(), m, a.cfg.gpuLayers, a.cfg.nCtx)
+	{
+		drafts, err = a.cfg.draft.Load(context.Background(), m, a.cfg.model.GPULayers, c.NCtx())
 		if err == nil && drafts != nil {
 			sp.DraftMax = drafts.Max
 			sp.Draft, err = drafts.New()
 		}
 		if err != nil {
 			drafts.Close()
+			tmpl.Close()
 			c.Close()
 			m.Close()
 			return nil, nil, err
@@ -239,6 +284,7 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	sess, err := llama.NewChatSession(c, sp)
 	if err != nil {
 		closeDrafts()
+		tmpl.Close()
 		c.Close()
 		m.Close()
 		return nil, nil, err
@@ -249,205 +295,10 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	return sess, func() {
 		sess.Close()
 		closeDrafts()
-		if tmpl != nil {
-			tmpl.Close()
-		}
+		tmpl.Close()
 		c.Close()
 		m.Close()
 	}, nil
-}
-
-// reply sends a message and streams the answer to out.
-func (a *app) reply(sess *llama.ChatSession, text string) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a.mu.Lock()
-	a.stopReply, a.stopping = cancel, false
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.stopReply, a.stopping = nil, false
-		a.mu.Unlock()
-	}()
-	w := bufio.NewWriter(a.out)
-	var err error
-	for d, e := range sess.Say(ctx, text) {
-		if e != nil {
-			err = e
-			break
-		}
-		w.WriteString(d.Text)
-		w.Flush()
-	}
-	w.WriteString("\n")
-	w.Flush()
-	if errors.Is(err, llama.ErrAborted) {
-		fmt.Fprintln(a.errOut, "[stopped]")
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	t := sess.LastTurn()
-	if a.inTTY || a.cfg.interactive {
-		fmt.Fprintf(a.errOut, "[%d tokens, %.1f t/s; prompt %d tokens, %d reused, %d decoded%s]\n",
-			t.GeneratedTokens, perSecond(t.GeneratedTokens, t.Generation), t.PromptTokens,
-			t.PromptTokensReused, t.PromptTokensDecoded, dropped(t.DroppedMessages))
-	}
-	return nil
-}
-
-func dropped(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; %d old messages dropped", n)
-}
-
-func perSecond(n int, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / d.Seconds()
-}
-
-const help = `Type a message and press Enter. End a line with \ to continue it on the next line,
-or paste text between two lines holding only """.
-Commands:
-  /reset          forget the conversation (keeps the system prompt)
-  /system <text>  set the system prompt (empty: remove it)
-  /save <file>    save the conversation as JSON
-  /load <file>    load a conversation saved with /save
-  /help           this text
-  /quit           exit (also Ctrl-D; Ctrl-C stops a reply, at the prompt it exits)`
-
-// repl is the interactive loop. It returns the exit status.
-func (a *app) repl(sess *llama.ChatSession) int {
-	lines := bufio.NewScanner(a.in)
-	lines.Buffer(make([]byte, 0, 64*1024), 16<<20)
-	if a.inTTY {
-		fmt.Fprintln(a.errOut, `Chat away. /help for commands, Ctrl-D to exit.`)
-	}
-	for {
-		input, ok := a.readInput(lines)
-		if !ok {
-			if err := lines.Err(); err != nil {
-				fmt.Fprintln(a.errOut, "chat: reading input:", err)
-				return 1
-			}
-			fmt.Fprintln(a.out) // end of input: leave the prompt line
-			return 0
-		}
-		input = strings.TrimSpace(input)
-		if input == "" {
-			continue
-		}
-		if strings.HasPrefix(input, "/") {
-			if quit := a.command(sess, input); quit {
-				return 0
-			}
-			continue
-		}
-		if err := a.reply(sess, input); err != nil && !errors.Is(err, llama.ErrAborted) {
-			fmt.Fprintln(a.errOut, "chat:", err)
-		}
-	}
-}
-
-// readInput reads one message: a line, lines joined by a trailing backslash, or a
-// block between """ lines. ok is false at the end of input with nothing read.
-func (a *app) readInput(lines *bufio.Scanner) (string, bool) {
-	fmt.Fprint(a.out, "> ")
-	var b strings.Builder
-	paste := false
-	for lines.Scan() {
-		line := lines.Text()
-		switch {
-		case paste && strings.TrimSpace(line) == `"""`:
-			return b.String(), true
-		case paste:
-			b.WriteString(line)
-			b.WriteByte('\n')
-			continue
-		case b.Len() == 0 && strings.TrimSpace(line) == `"""`:
-			paste = true
-			continue
-		case strings.HasSuffix(line, `\`):
-			b.WriteString(strings.TrimSuffix(line, `\`))
-			b.WriteByte('\n')
-			fmt.Fprint(a.out, ". ")
-			continue
-		}
-		b.WriteString(line)
-		return b.String(), true
-	}
-	if b.Len() > 0 { // end of input inside a continued message: send what there is
-		return b.String(), true
-	}
-	return "", false
-}
-
-// command runs a slash command; it reports whether to quit.
-func (a *app) command(sess *llama.ChatSession, input string) bool {
-	name, arg, _ := strings.Cut(input, " ")
-	arg = strings.TrimSpace(arg)
-	switch name {
-	case "/quit", "/exit":
-		return true
-	case "/help":
-		fmt.Fprintln(a.errOut, help)
-	case "/reset":
-		sess.Reset()
-		fmt.Fprintln(a.errOut, "[conversation reset]")
-	case "/system":
-		sess.SetSystem(arg)
-		if arg == "" {
-			fmt.Fprintln(a.errOut, "[system prompt removed]")
-		} else {
-			fmt.Fprintln(a.errOut, "[system prompt set]")
-		}
-	case "/save", "/load":
-		if arg == "" {
-			fmt.Fprintf(a.errOut, "usage: %s <file>\n", name)
-			return false
-		}
-		var err error
-		if name == "/save" {
-			err = saveSession(sess, arg)
-		} else {
-			err = loadSession(sess, arg)
-		}
-		if err != nil {
-			fmt.Fprintf(a.errOut, "%s: %v\n", name, err)
-		} else {
-			verb := map[string]string{"/save": "saved", "/load": "loaded"}[name]
-			fmt.Fprintf(a.errOut, "[%s %s: %d messages]\n", verb, arg, len(sess.Messages()))
-		}
-	default:
-		fmt.Fprintf(a.errOut, "unknown command %s (/help lists them)\n", name)
-	}
-	return false
-}
-
-func saveSession(sess *llama.ChatSession, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := sess.Save(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func loadSession(sess *llama.ChatSession, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return sess.Load(f)
 }
 
 // progressBar draws model loading progress on a terminal; elsewhere it stays silent.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
+
+	"github.com/llamago/llamago/llama"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,7 +78,7 @@ func TestMain(m *testing.M) {
 }
 
 func chatArgs(model string, extra ...string) []string {
-	return append([]string{"-model", model, "-ctx", "512", "-n", "8", "-temp", "0", "-t", "1"}, extra...)
+	return append([]string{"-m", model, "-c", "512", "-n", "8", "-temp", "0", "-t", "1"}, extra...)
 }
 
 func runPiped(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
@@ -116,7 +119,7 @@ func TestNonInteractive(t *testing.T) {
 	assert.Contains(t, errOut, "no input")
 
 	// A missing model file is a clean error.
-	_, errOut, code = runPiped(t, "hi", "-model", filepath.Join(t.TempDir(), "none.gguf"))
+	_, errOut, code = runPiped(t, "hi", "-m", filepath.Join(t.TempDir(), "none.gguf"))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "chat:")
 }
@@ -146,6 +149,30 @@ func TestInteractiveWithoutTerminal(t *testing.T) {
 	assert.Regexp(t, `prompt \d+ tokens, [1-9]\d* reused`, errOut, "the conversation came from the saved cache")
 	_, errOut, _ = runPiped(t, "/load "+filepath.Join(t.TempDir(), "missing.json")+"\n", chatArgs(model, "-i")...)
 	assert.Contains(t, errOut, "/load:")
+}
+
+// ollama's commands: /set parameter, /show, /set think, /regen, /clear, /bye.
+func TestCommands(t *testing.T) {
+	_, model := setup(t)
+	save := filepath.Join(t.TempDir(), "s.json")
+	in := strings.Join([]string{"/set parameter top_k 7", "/show parameters", "/set parameter nope 1", "/set parameter temperature hot",
+		"/set parameter num_predict 4", "Hi", "/regen", "/save " + save, "/show info", "/show system", "/set system Be kind.", "/show system",
+		"/set nothink", "/set quiet", "/clear", "/?", "/bye", "never sent"}, "\n") + "\n"
+	out, errOut, code := runPiped(t, in, chatArgs(model, "-i")...)
+	require.Equal(t, 0, code, errOut)
+	for _, want := range []string{"[set top_k to 7]", "top_k             7", `unknown parameter "nope"`, "/set parameter: strconv.ParseFloat",
+		"[set num_predict to 4]", "architecture    qwen2", "[no system prompt]", "[system prompt set]", "Be kind.", "[thinking off]",
+		"[statistics off]", "[conversation cleared]", "/set parameter NAME VALUE"} {
+		assert.Contains(t, errOut, want)
+	}
+	assert.Equal(t, 2, strings.Count(errOut, " t/s; "), "statistics for the reply and the regenerated one, none after /set quiet")
+	assert.Equal(t, 17, strings.Count(out, ">>> "), "nothing read after /bye")
+	b, err := os.ReadFile(save)
+	require.NoError(t, err)
+	var saved struct{ Messages []llama.Message }
+	require.NoError(t, json.NewDecoder(bytes.NewReader(b)).Decode(&saved), "the conversation (the KV cache follows it)")
+	require.Len(t, saved.Messages, 2, "/regen replaced the reply: %s", b)
+	assert.Equal(t, llama.RoleAssistant, saved.Messages[1].Role)
 }
 
 // terminal runs the chat in a pseudo-terminal made by script(1) and collects its output.
@@ -233,7 +260,7 @@ func (term *terminal) exitCode() int {
 
 func TestTerminal(t *testing.T) {
 	_, model := setup(t)
-	term := startTerminal(t, chatArgs(model, "-system", "You are a test.")...)
+	term := startTerminal(t, chatArgs(model, "-sys", "You are a test.")...)
 	term.waitFor("> ", 1)
 	assert.Contains(t, term.output(), "Chat away.")
 	term.send("Hello\r")
@@ -243,10 +270,17 @@ func TestTerminal(t *testing.T) {
 	term.send("And again\r")
 	term.waitFor("> ", 3)
 	assert.Regexp(t, `[1-9][0-9]* reused`, term.output(), "the second turn reuses the cache")
-	term.send("/reset\r")
-	term.waitFor("[conversation reset]", 1)
+	// Line editing and history: up recalls the last message, backspace and left arrow edit.
+	term.send("\x1b[A\r")
+	term.waitFor(" t/s; ", 3)
 	term.waitFor("> ", 4)
-	term.send("/quit\r")
+	assert.Equal(t, 2, strings.Count(term.output(), "And again"), "the recalled line is shown and sent")
+	term.send("/show templatx\x7fe\r")
+	term.waitFor("im_start", 1)
+	term.send("/reset\r")
+	term.waitFor("[conversation cleared]", 1)
+	term.waitFor("> ", 6)
+	term.send("/bye\r")
 	assert.Equal(t, 0, term.exitCode(), term.output())
 }
 

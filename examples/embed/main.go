@@ -1,8 +1,8 @@
 // Command embed prints embeddings of texts, or reranking scores of documents, as JSON.
 //
-//	embed -model bge-small.gguf "first text" "second text"        # one vector per text
-//	embed -model bge-small.gguf -f texts.txt                      # one text per line
-//	embed -model reranker.gguf -query "what is a llama?" doc1 doc2 # one score per document
+//	embed -m bge-small.gguf "first text" "second text"         # one vector per text
+//	embed -m bge-small.gguf -f texts.txt                       # one text per line
+//	embed -m reranker.gguf --query "what is a llama?" doc1 doc2 # one score per document
 //
 // Output: {"model": ..., "pooling": ..., "data": [{"index": 0, "embedding": [...]}, ...]}
 // (OpenAI's embeddings layout) or, with -query, {"results": [{"index": 0, "score": ...}]}.
@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,9 @@ import (
 	"os/signal"
 	"strings"
 
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/gguf"
 )
 
 func main() {
@@ -42,24 +45,32 @@ type score struct {
 }
 
 func run() error {
-	model := flag.String("model", "", "GGUF model file (required)")
-	file := flag.String("f", "", "read texts from this file, one per line (- = stdin)")
-	query := flag.String("query", "", "rerank the texts as documents for this query (needs a reranker)")
-	pooling := flag.String("pooling", "", "pooling: none (per-token), mean, cls, last, rank (default: the model's)")
-	normalize := flag.Bool("normalize", true, "L2-normalise embeddings")
-	nSeq := flag.Int("parallel", 8, "texts per decode (sequences)")
-	nBatch := flag.Int("b", 2048, "batch size: the longest text, and most tokens per decode")
-	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
-	threads := flag.Int("t", 0, "threads (0: physical cores)")
-	verbose := flag.Bool("v", false, "show llama.cpp's log")
-	flag.Parse()
-	if *model == "" {
-		flag.Usage()
-		return fmt.Errorf("-model is required")
+	f := cli.New("embed", "Prints embeddings of texts, or reranking scores of documents, as JSON (llama-embedding's flags).")
+	f.Register(cli.Model, cli.Context)
+	var (
+		file, query, pooling string
+		normalize            = true
+		nSeq                 = 8
+	)
+	g := f.Group("embeddings")
+	g.String(&file, "-f, --file", "FNAME", "read texts from this file, one per line (- = stdin)")
+	g.String(&query, "--query", "TEXT", "rerank the texts as documents for this query (needs a reranker)")
+	g.String(&pooling, "--pooling", "{none,mean,cls,last,rank}", "pooling (default: the model's); none gives one vector per token")
+	g.Bool(&normalize, "--normalize", "L2-normalise embeddings")
+	g.Int(&nSeq, "-np, --parallel", "texts per decode (sequences)")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		os.Exit(2)
 	}
-	texts := flag.Args()
-	if *file != "" {
-		more, err := readLines(*file)
+	if f.Model == "" && f.HFRepo == "" && f.ModelURL == "" {
+		f.PrintHelp(os.Stderr)
+		return fmt.Errorf("-m is required (an embedding model or a reranker; or -hf user/repo)")
+	}
+	texts := f.Args()
+	if file != "" {
+		more, err := readLines(file)
 		if err != nil {
 			return err
 		}
@@ -68,36 +79,48 @@ func run() error {
 	if len(texts) == 0 {
 		return fmt.Errorf("no texts: pass them as arguments or with -f")
 	}
-	if *verbose {
+	if f.Verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}
-	pool, err := llama.ParsePoolingType(*pooling)
+	mp, err := f.ModelFlags.Params()
 	if err != nil {
 		return err
 	}
-	if *query != "" && pool == llama.PoolingDefault {
+	cp, err := f.ContextFlags.Params()
+	if err != nil {
+		return err
+	}
+	pool, err := llama.ParsePoolingType(pooling)
+	if err != nil {
+		return err
+	}
+	if query != "" && pool == llama.PoolingDefault {
 		pool = llama.PoolingRank
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	m, err := llama.LoadModel(ctx, *model, &llama.ModelParams{GPULayers: *gpuLayers})
+	path, err := f.ModelPath(ctx, gguf.TypeF16)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LoadModel(ctx, path, mp)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	c, err := m.NewContext(&llama.ContextParams{
-		Embeddings: true, Pooling: pool, NSeqMax: *nSeq, KVUnified: true,
-		NCtx: *nBatch, NBatch: *nBatch, NUBatch: *nBatch, Threads: *threads,
-	})
+	// Each text is decoded whole: the batch bounds the longest text.
+	cp.Embeddings, cp.Pooling, cp.NSeqMax, cp.KVUnified = true, pool, nSeq, true
+	cp.NCtx, cp.NUBatch = cp.NBatch, cp.NBatch
+	c, err := m.NewContext(cp)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 
 	enc := json.NewEncoder(os.Stdout)
-	if *query != "" {
-		scores, err := c.Rerank(ctx, *query, texts)
+	if query != "" {
+		scores, err := c.Rerank(ctx, query, texts)
 		if err != nil {
 			return err
 		}
@@ -105,9 +128,9 @@ func run() error {
 		for i, s := range scores {
 			res[i] = score{Index: i, Score: s, Document: texts[i]}
 		}
-		return enc.Encode(map[string]any{"model": m.Info().Name, "query": *query, "results": res})
+		return enc.Encode(map[string]any{"model": m.Info().Name, "query": query, "results": res})
 	}
-	opts := &llama.EmbedParams{Normalize: *normalize}
+	opts := &llama.EmbedParams{Normalize: normalize}
 	data := make([]embedding, len(texts))
 	if c.Pooling() == llama.PoolingNone {
 		vecs, err := c.TokenEmbeddings(ctx, texts, opts)

@@ -2,15 +2,11 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/llamago/llamago/examples/internal/adapterflags"
-	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama"
@@ -24,27 +20,18 @@ import (
 func TestGenerateWithLoRAFlag(t *testing.T) {
 	path := demoModel(t)
 	lora := testmodel.LoRA(t, path)
-	greedy := llama.DefaultSamplingParams()
-	greedy.Temperature = 0
 	generate := func(args ...string) string {
-		fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-		af := adapterflags.Register(fs)
-		require.NoError(t, fs.Parse(args))
 		var out bytes.Buffer
-		require.NoError(t, run(t.Context(), &out, options{model: path, prompt: "The LORD is my shepherd;", n: 8, nCtx: 256, threads: 2, sampling: &greedy, adapters: af}))
+		require.NoError(t, run(t.Context(), &out, append([]string{"-m", path, "-p", "The LORD is my shepherd;", "-n", "8", "-c", "256", "-t", "2", "--temp", "0"}, args...)...))
 		return out.String()
 	}
 	plain := generate()
 	assert.Contains(t, plain, "I shall not want")
 	assert.Equal(t, plain, generate("-lora-scaled", lora+":0"))
-	assert.NotEqual(t, plain, generate("-lora-scaled", lora+":8"))
+	assert.NotEqual(t, plain, generate("--lora-scaled", lora+":8"))
 
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	af := adapterflags.Register(fs)
-	require.NoError(t, fs.Parse([]string{"-lora", filepath.Join(t.TempDir(), "missing.gguf")}))
 	var out bytes.Buffer
-	err := run(t.Context(), &out, options{model: path, prompt: "x", n: 1, nCtx: 256, threads: 2, sampling: &greedy, adapters: af})
+	err := run(t.Context(), &out, "-m", path, "-p", "x", "-n", "1", "-c", "256", "-t", "2", "--lora", filepath.Join(t.TempDir(), "missing.gguf"))
 	var le *llama.LoadError
 	assert.ErrorAs(t, err, &le)
 }
@@ -53,15 +40,9 @@ func TestGenerateWithLoRAFlag(t *testing.T) {
 // own draft (-md), and prompt lookup (-spec-type ngram-simple).
 func TestGenerateWithDraftFlags(t *testing.T) {
 	path := demoModel(t)
-	greedy := llama.DefaultSamplingParams()
-	greedy.Temperature = 0
 	generate := func(args ...string) (string, error) {
-		fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		df := draftflags.Register(fs)
-		require.NoError(t, fs.Parse(args))
 		var out bytes.Buffer
-		err := run(t.Context(), &out, options{model: path, prompt: "In the beginning God created", n: 48, nCtx: 512, threads: 2, sampling: &greedy, draft: df})
+		err := run(t.Context(), &out, append([]string{"-m", path, "-p", "In the beginning God created", "-n", "48", "-c", "512", "-t", "2", "--temp", "0"}, args...)...)
 		return out.String(), err
 	}
 	plain, err := generate()
@@ -86,15 +67,11 @@ func TestLoRAMatchesUpstream(t *testing.T) {
 	require.NoError(t, err)
 	path := demoModel(t)
 	lora := testmodel.LoRA(t, path)
-	greedy := llama.DefaultSamplingParams()
-	greedy.Temperature = 0
 	const prompt = "The LORD is my shepherd;"
 	for _, scale := range []string{"0.5", "2"} {
-		fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-		af := adapterflags.Register(fs)
-		require.NoError(t, fs.Parse([]string{"-lora-scaled", lora + ":" + scale}))
 		var ours bytes.Buffer
-		require.NoError(t, run(t.Context(), &ours, options{model: path, prompt: prompt, n: 24, nCtx: 256, threads: 2, sampling: &greedy, adapters: af}))
+		require.NoError(t, run(t.Context(), &ours, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "24",
+			"--temp", "0", "-c", "256", "-t", "2", "-ngl", "0"))
 		cmd := exec.CommandContext(t.Context(), bin, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "24",
 			"--temp", "0", "-c", "256", "-t", "2", "-ngl", "0", "-no-cnv", "--no-warmup")
 		var stderr bytes.Buffer

@@ -32,8 +32,6 @@ func demoModel(t *testing.T) string {
 // trained to memorise the text; none of these chapters is held out).
 func TestDemoModelRecitesVerses(t *testing.T) {
 	path := demoModel(t)
-	greedy := llama.DefaultSamplingParams()
-	greedy.Temperature = 0
 	for _, c := range []struct{ prompt, next string }{
 		{"In the beginning God created", " the heaven and the earth."},                     // Genesis 1:1
 		{"For God so loved the world,", " that he gave his only begotten Son"},             // John 3:16
@@ -44,7 +42,7 @@ func TestDemoModelRecitesVerses(t *testing.T) {
 	} {
 		t.Run(c.prompt, func(t *testing.T) {
 			var out bytes.Buffer
-			require.NoError(t, run(t.Context(), &out, options{model: path, prompt: c.prompt, n: 16, nCtx: 256, threads: 2, sampling: &greedy}))
+			require.NoError(t, run(t.Context(), &out, "-m", path, "-p", c.prompt, "-n", "16", "-c", "256", "-t", "2", "--temp", "0"))
 			assert.True(t, strings.HasPrefix(out.String(), c.prompt+c.next), "got %q, want it to start with %q", out.String(), c.prompt+c.next)
 		})
 	}

@@ -1,12 +1,13 @@
 // Command generate streams a text continuation of a prompt and reports the speed:
-// the main job of `make run`. Without -model it runs on the repository's demo model,
+// the main job of `make run`. It takes llama.cpp's flags (-m, -hf, -p, -n, -c, -ngl,
+// every sampler; -h lists them). Without -m it runs on the repository's demo model,
 // models/kjv-demo.gguf (a small model trained on the King James Bible by
-// scripts/train-demo-model), or, when that file is missing, on a synthetic model
-// (random weights, so the text is gibberish, but the speed is real).
+// scripts/train-demo-model).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,67 +18,90 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/examples/internal/draftflags"
-	"github.com/llamago/llamago/examples/internal/modelfile"
-	"github.com/llamago/llamago/examples/internal/samplingflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
 func main() {
-	model := flag.String("model", "", "GGUF model file (default: the demo model "+modelfile.Demo+
-		"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b)")
-	prompt := flag.String("p", "In the beginning God", "prompt")
-	n := flag.Int("n", 64, "tokens to generate")
-	nCtx := flag.Int("ctx", 2048, "context size")
-	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
-	threads := flag.Int("t", 0, "threads (0: physical cores)")
-	sp := samplingflags.Register(flag.CommandLine)
-	adapters := adapterflags.Register(flag.CommandLine)
-	draft := draftflags.Register(flag.CommandLine)
-	verbose := flag.Bool("v", false, "show llama.cpp's log")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
-	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "generate:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if *verbose {
-		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	}
-	o := options{model: *model, prompt: *prompt, n: *n, nCtx: *nCtx, gpuLayers: *gpuLayers, threads: *threads,
-		sampling: sp, adapters: adapters, draft: draft}
-	if err := run(ctx, os.Stdout, o); err != nil {
+	if err := run(ctx, os.Stdout, os.Args[1:]...); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if errors.Is(err, cli.ErrUsage) {
+			os.Exit(2)
+		}
 		fmt.Fprintln(os.Stderr, "generate:", err)
 		os.Exit(1)
 	}
 }
 
 type options struct {
-	model, prompt               string
-	n, nCtx, gpuLayers, threads int
-	sampling                    *llama.SamplingParams
-	adapters                    *adapterflags.Flags // nil: none
-	draft                       *draftflags.Flags   // nil: no speculative decoding
+	*cli.Flags
+	adapters   *adapterflags.Flags
+	draft      *draftflags.Flags
+	cpuProfile string
 }
 
-// run writes the prompt and its continuation to out, the rest to stderr.
-func run(ctx context.Context, out io.Writer, o options) error {
-	path, err := modelfile.ResolveDefault(o.model, gguf.TypeQ8_0)
+// parseFlags reads the command line: llama.cpp's flags (package cli) with generate's defaults.
+func parseFlags(args []string) (*options, error) {
+	f := cli.New("generate", "Streams a continuation of a prompt and reports the speed.")
+	f.Prompt, f.NPredict, f.CtxSize = "In the beginning God", 64, 2048
+	f.Register(cli.Model, cli.Context, cli.Prompt, cli.Sampling)
+	o := &options{Flags: f}
+	o.adapters = adapterflags.Register(f.Group("adapters"))
+	o.draft = draftflags.Register(f.Group("speculative decoding"))
+	f.Group("profiling").String(&o.cpuProfile, "--cpuprofile", "FNAME", "write a CPU profile of the run to this file (go tool pprof)")
+	if err := f.Parse(args); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// run parses args and writes the prompt and its continuation to out, the rest to stderr.
+func run(ctx context.Context, out io.Writer, args ...string) error {
+	o, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
-	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: o.gpuLayers})
+	if o.Verbose {
+		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		defer llama.SetLogger(nil)
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	prompt, err := o.Text()
+	if err != nil {
+		return err
+	}
+	mp, err := o.ModelFlags.Params()
+	if err != nil {
+		return err
+	}
+	cp, err := o.ContextFlags.Params()
+	if err != nil {
+		return err
+	}
+	sp, err := o.SamplingFlags.Params()
+	if err != nil {
+		return err
+	}
+	path, err := o.ModelPath(ctx, gguf.TypeQ8_0)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LoadModel(ctx, path, mp)
 	if err != nil {
 		return err
 	}
@@ -86,24 +110,22 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	fmt.Fprintf(os.Stderr, "%s: %s, %s, loaded in %v (%s backend)\n", path, info.Description,
 		size(info.Size), m.LoadDuration().Round(time.Millisecond), llama.Backend)
 
-	c, err := m.NewContext(&llama.ContextParams{NCtx: o.nCtx, Threads: o.threads})
+	c, err := m.NewContext(cp)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if o.adapters != nil {
-		adapters, err := o.adapters.Load(m)
-		if err != nil {
-			return err
-		}
-		defer adapters.Close()
-		if err := adapters.Apply(c); err != nil {
-			return err
-		}
+	adapters, err := o.adapters.Load(m)
+	if err != nil {
+		return err
 	}
-	gopts := &llama.GenerateParams{MaxTokens: o.n}
-	if o.draft != nil {
-		drafts, err := o.draft.Load(ctx, m, o.gpuLayers, o.nCtx)
+	defer adapters.Close()
+	if err := adapters.Apply(c); err != nil {
+		return err
+	}
+	gopts := &llama.GenerateParams{MaxTokens: o.MaxTokens(), IgnoreEOG: o.IgnoreEOS}
+	{
+		drafts, err := o.draft.Load(ctx, m, mp.GPULayers, c.NCtx())
 		if err != nil {
 			return err
 		}
@@ -119,12 +141,12 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			gopts.Draft, gopts.DraftMax = d, drafts.Max
 		}
 	}
-	s, err := llama.NewSamplerFromParams(m, o.sampling)
+	s, err := llama.NewSamplerFromParams(m, sp)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if o.gpuLayers != 0 && llama.SupportsGPUOffload() && gopts.Draft == nil {
+	if mp.GPULayers != 0 && llama.SupportsGPUOffload() && gopts.Draft == nil {
 		// The GPU does the heavy part of sampling: for the default chain it narrows each row
 		// to the few thousand logits that hold the top k, so the CPU does not read 128k.
 		if _, err := c.SetBackendSampler(0, s); err != nil {
@@ -132,8 +154,8 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		}
 	}
 
-	fmt.Fprint(out, o.prompt)
-	for piece, err := range c.GenerateText(ctx, o.prompt, s, gopts) {
+	fmt.Fprint(out, prompt)
+	for piece, err := range c.GenerateText(ctx, prompt, s, gopts) {
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,9 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/llama"
+	"github.com/llamago/llamago/llama/gguf"
 )
 
 func main() {
@@ -27,42 +30,46 @@ func main() {
 }
 
 func run() error {
-	model := flag.String("m", "", "GGUF model file (required)")
-	file := flag.String("f", "", "text file (required)")
-	nCtx := flag.Int("c", 512, "chunk size in tokens (llama-perplexity's -c)")
-	nBatch := flag.Int("b", 2048, "batch size: -b/-c chunks are decoded together")
-	nUBatch := flag.Int("ub", 512, "micro-batch size")
-	chunks := flag.Int("chunks", 0, "most chunks to evaluate (0: all)")
-	gpuLayers := flag.Int("ngl", -1, "layers on the GPU (-1: all)")
-	threads := flag.Int("t", 0, "threads (0: physical cores)")
-	fa := flag.String("fa", "auto", "flash attention: on, off, auto")
-	verbose := flag.Bool("v", false, "show llama.cpp's log")
-	flag.Parse()
-	if *model == "" || *file == "" {
-		flag.Usage()
-		return fmt.Errorf("-m and -f are required")
+	f := cli.New("perplexity", "Measures a model's perplexity on a text file as llama-perplexity does (its flags).")
+	f.CtxSize = 512
+	f.Register(cli.Model, cli.Context)
+	var file string
+	var chunks int
+	g := f.Group("perplexity")
+	g.String(&file, "-f, --file", "FNAME", "text file (required)")
+	g.Int(&chunks, "--chunks", "most chunks to evaluate (0: all)")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		os.Exit(2)
 	}
-	var flash llama.FlashAttention
-	switch *fa {
-	case "auto":
-		flash = llama.FlashAttentionAuto
-	case "on":
-		flash = llama.FlashAttentionOn
-	case "off":
-		flash = llama.FlashAttentionOff
-	default:
-		return fmt.Errorf("-fa %q: want on, off or auto", *fa)
+	if file == "" {
+		f.PrintHelp(os.Stderr)
+		return fmt.Errorf("-f is required")
 	}
-	if *verbose {
+	if f.Verbose {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}
-	text, err := os.ReadFile(*file)
+	mp, err := f.ModelFlags.Params()
+	if err != nil {
+		return err
+	}
+	cp, err := f.ContextFlags.Params()
+	if err != nil {
+		return err
+	}
+	text, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	m, err := llama.LoadModel(ctx, *model, &llama.ModelParams{GPULayers: *gpuLayers})
+	path, err := f.ModelPath(ctx, gguf.TypeQ8_0)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LoadModel(ctx, path, mp)
 	if err != nil {
 		return err
 	}
@@ -70,8 +77,8 @@ func run() error {
 
 	start := time.Now()
 	res, err := m.Perplexity(ctx, string(text), &llama.PerplexityParams{
-		Context: llama.ContextParams{NCtx: *nCtx, NBatch: *nBatch, NUBatch: *nUBatch, Threads: *threads, FlashAttention: flash},
-		Chunks:  *chunks,
+		Context: *cp,
+		Chunks:  chunks,
 		Progress: func(p llama.PerplexityProgress) {
 			// upstream's progress format: [chunk]ppl,
 			fmt.Fprintf(os.Stderr, "[%d]%.4f,", p.Chunk, p.PPL)

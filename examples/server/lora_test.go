@@ -14,7 +14,7 @@ import (
 // for every request by POST.
 func TestLoRAAdapters(t *testing.T) {
 	lora := testmodel.LoRA(t, testmodel.Path(t, "qwen2-tiny", gguf.TypeQ8_0))
-	s := startServer(t, "-slots", "1", "-lora-scaled", lora+":8")
+	s := startServer(t, "-np", "1", "-lora-scaled", lora+":8")
 	list := func() []loraAdapter {
 		var out []loraAdapter
 		require.Equal(t, http.StatusOK, s.call(t, http.MethodGet, "/lora-adapters", nil, &out))

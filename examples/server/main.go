@@ -32,44 +32,46 @@ import (
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
 	"github.com/llamago/llamago/examples/internal/draftflags"
-	"github.com/llamago/llamago/examples/internal/modelfile"
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
 	"github.com/llamago/llamago/llama/gguf"
 )
 
 type config struct {
-	model, name, host, apiKey string
-	moreModels                []string // -model given again, and -models-dir
-	modelsBudget              int64
-	embeddingModel            string
-	template                  string
-	port                      int
-	slots, nCtx, nBatch       int
-	gpuLayers, threads        int
-	queue, maxTokens          int
-	maxBody                   int64
-	timeout, grace            time.Duration
-	embeddings, flashAttn     bool
-	deviceSampling            string
-	slotDir                   string
-	cors                      []string
-	adapters                  *adapterflags.Flags
-	draft                     *draftflags.Flags
+	*cli.Flags
+	model          string   // the first -m: the default model
+	moreModels     []string // -m given again, and --models-dir
+	modelsBudget   int64
+	name, host     string
+	apiKey         string
+	embeddingModel string
+	template       string
+	port           int
+	slots, queue   int
+	maxBody        int64
+	timeout, grace time.Duration
+	embeddings     bool
+	deviceSampling string
+	slotDir        string
+	cors           []string
+	adapters       *adapterflags.Flags
+	draft          *draftflags.Flags
+
+	// read from the flags
+	modelParams *llama.ModelParams
+	context     *llama.ContextParams
 }
 
-func main() {
-	var cfg config
-	flag.Func("model", "GGUF model file (default: the demo model "+modelfile.Demo+"; "+modelfile.Synthetic+"SHAPE: random weights, e.g. "+modelfile.Synthetic+"qwen2-0.5b); "+
-		"repeat it to serve several: requests choose by \"model\" (the file name without .gguf), the first is the default", func(v string) error {
-		if cfg.model == "" {
-			cfg.model = v
-		} else {
-			cfg.moreModels = append(cfg.moreModels, v)
-		}
-		return nil
-	})
-	flag.Func("models-dir", "serve every .gguf file of this directory too, as -model does when repeated", func(dir string) error {
+// parseFlags reads the command line: llama-server's flags (package cli) and the server's own.
+func parseFlags(args []string) (*config, error) {
+	f := cli.New("server", "An OpenAI-compatible HTTP server (llama-server's flags).")
+	f.CtxSize, f.ManyModels = 8192, true
+	f.Register(cli.Model, cli.Context)
+	cfg := &config{Flags: f, host: "127.0.0.1", port: 8080, apiKey: os.Getenv("LLAMAGO_API_KEY"), slots: 4, queue: 256,
+		maxBody: 8 << 20, timeout: 10 * time.Minute, grace: 30 * time.Second, embeddings: true, deviceSampling: "auto"}
+	models := f.Group("model")
+	models.Func("--models-dir", "PATH", "serve every .gguf file of this directory too, as -m does when repeated (requests choose by \"model\", the file name without .gguf; the first -m is the default)", "", func(dir string) error {
 		files, err := filepath.Glob(filepath.Join(dir, "*.gguf"))
 		if err == nil && len(files) == 0 {
 			err = fmt.Errorf("no .gguf file in %s", dir)
@@ -77,7 +79,7 @@ func main() {
 		cfg.moreModels = append(cfg.moreModels, files...)
 		return err
 	})
-	flag.Func("models-budget-mib", "most MiB of model files loaded at once, the first model's included; others are loaded when asked for and the least recently used idle one unloaded (default: no limit)", func(v string) error {
+	models.Func("--models-budget-mib", "N", "most MiB of model files loaded at once, the first model's included; others are loaded when asked for and the least recently used idle one unloaded (default: no limit)", "", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
 			return errors.New("want a positive number of MiB")
@@ -85,29 +87,27 @@ func main() {
 		cfg.modelsBudget = n << 20
 		return nil
 	})
-	flag.StringVar(&cfg.name, "name", "", "model id reported to clients (default: the file name without .gguf)")
-	flag.StringVar(&cfg.template, "template", "", "file holding a Jinja chat template to use instead of the model's")
-	flag.StringVar(&cfg.host, "host", "127.0.0.1", "address to listen on")
-	flag.IntVar(&cfg.port, "port", 8080, "port to listen on (0: any free port)")
-	flag.StringVar(&cfg.apiKey, "api-key", os.Getenv("LLAMAGO_API_KEY"), "require this bearer token (default $LLAMAGO_API_KEY; empty: no authentication)")
-	flag.IntVar(&cfg.slots, "slots", 4, "requests generating at once")
-	flag.IntVar(&cfg.nCtx, "ctx", 8192, "KV cache size in tokens, shared by all slots")
-	flag.IntVar(&cfg.nBatch, "batch", 2048, "most tokens per decode step")
-	flag.IntVar(&cfg.gpuLayers, "ngl", -1, "layers on the GPU (-1: all)")
-	flag.IntVar(&cfg.threads, "t", 0, "threads (0: physical cores)")
-	flag.IntVar(&cfg.queue, "queue", 256, "requests that may wait for a slot; more get HTTP 429")
-	flag.IntVar(&cfg.maxTokens, "max-tokens", 0, "default most tokens per reply (0: until the model stops or the cache is full)")
-	flag.Int64Var(&cfg.maxBody, "max-body", 8<<20, "largest request body in bytes")
-	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "longest time a request may take")
-	flag.DurationVar(&cfg.grace, "shutdown-grace", 30*time.Second, "how long in-flight requests may finish on shutdown")
-	flag.BoolVar(&cfg.embeddings, "embeddings", true, "serve /v1/embeddings from an extra context of the model (its own pooling; mean for chat models)")
-	flag.StringVar(&cfg.embeddingModel, "embedding-model", "", "GGUF model for /v1/embeddings, or a reranker for /v1/rerank, instead of -model")
-	flag.BoolVar(&cfg.flashAttn, "fa", false, "flash attention")
-	flag.StringVar(&cfg.deviceSampling, "device-sampling", "auto", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU): on, off, auto (on when layers are on a GPU)")
-	cfg.adapters = adapterflags.Register(flag.CommandLine)
-	cfg.draft = draftflags.Register(flag.CommandLine)
-	flag.StringVar(&cfg.slotDir, "slot-save-path", "", "directory for POST /slots/{id}?action=save|restore (llama-server's; empty: off)")
-	flag.Func("cors-origins", "let browser pages from these origins call the API: comma-separated, * for any (default: none)", func(v string) error {
+	models.String(&cfg.name, "-a, --alias", "NAME", "model id reported to clients (default: the file name without .gguf)")
+	models.String(&cfg.template, "--chat-template-file", "FNAME", "a Jinja chat template to use instead of the model's")
+	models.Bool(&cfg.embeddings, "--embedding, --embeddings", "serve /v1/embeddings from an extra context of the model (its own pooling; mean for chat models)")
+	models.String(&cfg.embeddingModel, "--embedding-model", "FNAME", "GGUF model for /v1/embeddings, or a reranker for /v1/rerank, instead of -m")
+	g := f.Group("server")
+	g.String(&cfg.host, "--host", "HOST", "address to listen on")
+	g.Int(&cfg.port, "--port", "port to listen on (0: any free port)")
+	g.String(&cfg.apiKey, "--api-key", "KEY", "require this bearer token (default $LLAMAGO_API_KEY; empty: no authentication)")
+	g.Int(&cfg.slots, "-np, --parallel", "requests generating at once (slots)")
+	g.Int(&cfg.queue, "--queue", "requests that may wait for a slot; more get HTTP 429")
+	g.Int(&f.NPredict, "-n, --predict, --n-predict", "default most tokens per reply (-1: until the model stops or the cache is full)")
+	g.Func("--max-body", "BYTES", "largest request body", "8388608", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		cfg.maxBody = n
+		return err
+	})
+	g.Func("-to, --timeout", "N", "longest time a request may take: seconds, or a duration such as 10m", "10m0s", durationSetter(&cfg.timeout))
+	g.Func("--shutdown-grace", "N", "how long in-flight requests may finish on shutdown: seconds, or a duration", "30s", durationSetter(&cfg.grace))
+	g.String(&cfg.deviceSampling, "--device-sampling", "{on,off,auto}", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU); auto: on when layers are on a GPU")
+	g.String(&cfg.slotDir, "--slot-save-path", "PATH", "directory for POST /slots/{id}?action=save|restore (empty: off)")
+	g.Func("--cors-origins", "ORIGINS", "let browser pages from these origins call the API: comma-separated, * for any (default: none)", "", func(v string) error {
 		for o := range strings.SplitSeq(v, ",") {
 			if o = strings.TrimSpace(o); o != "" {
 				cfg.cors = append(cfg.cors, o)
@@ -115,11 +115,50 @@ func main() {
 		}
 		return nil
 	})
-	verbose := flag.Bool("v", false, "log llama.cpp and every request")
-	flag.Parse()
+	cfg.adapters = adapterflags.Register(f.Group("adapters"))
+	cfg.draft = draftflags.Register(f.Group("speculative decoding"))
+	if err := f.Parse(args); err != nil {
+		return nil, err
+	}
+	if len(f.Models) > 0 {
+		cfg.model, cfg.moreModels = f.Models[0], append(f.Models[1:len(f.Models):len(f.Models)], cfg.moreModels...)
+	}
+	var err error
+	if cfg.modelParams, err = f.ModelFlags.Params(); err != nil {
+		return nil, err
+	}
+	if cfg.context, err = f.ContextFlags.Params(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
 
+// durationSetter reads seconds ("600", as llama-server) or a Go duration ("10m").
+func durationSetter(d *time.Duration) func(string) error {
+	return func(v string) error {
+		if n, err := strconv.Atoi(v); err == nil {
+			*d = time.Duration(n) * time.Second
+			return nil
+		}
+		var err error
+		*d, err = time.ParseDuration(v)
+		return err
+	}
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		if !errors.Is(err, cli.ErrUsage) {
+			fmt.Fprintln(os.Stderr, "server:", err)
+		}
+		os.Exit(2)
+	}
 	level := slog.LevelInfo
-	if *verbose {
+	if cfg.Verbose {
 		level = slog.LevelDebug
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}
@@ -130,7 +169,7 @@ func main() {
 	}
 }
 
-func run(cfg config, log *slog.Logger) error {
+func run(cfg *config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -158,11 +197,11 @@ func run(cfg config, log *slog.Logger) error {
 	defer srv.Close() // when loading fails
 	log.Info("listening", "url", "http://"+ln.Addr().String())
 
-	path, err := modelfile.ResolveDefault(cfg.model, gguf.TypeQ8_0)
+	path, err := cfg.ModelPath(ctx, gguf.TypeQ8_0)
 	if err != nil {
 		return err
 	}
-	m, err := llama.LoadModel(ctx, path, &llama.ModelParams{GPULayers: cfg.gpuLayers})
+	m, err := llama.LoadModel(ctx, path, cfg.modelParams)
 	if err != nil {
 		return err
 	}
@@ -170,16 +209,13 @@ func run(cfg config, log *slog.Logger) error {
 	if cfg.name == "" {
 		cfg.name = strings.TrimSuffix(filepath.Base(path), ".gguf")
 	}
-	device := cfg.deviceSampling == "on" || (cfg.deviceSampling == "auto" && llama.Backend != "cpu" && cfg.gpuLayers != 0)
-	fa := llama.FlashAttentionAuto
-	if cfg.flashAttn {
-		fa = llama.FlashAttentionOn
-	}
+	gpuLayers := cfg.modelParams.GPULayers
+	device := cfg.deviceSampling == "on" || (cfg.deviceSampling == "auto" && llama.Backend != "cpu" && gpuLayers != 0)
 	ecfg := &engine.Params{
-		Slots: cfg.slots, MaxQueue: cfg.queue, DefaultMaxTokens: cfg.maxTokens, DeviceSampling: device, Logger: log,
-		Context: &llama.ContextParams{NCtx: cfg.nCtx, NBatch: cfg.nBatch, Threads: cfg.threads, FlashAttention: fa},
+		Slots: cfg.slots, MaxQueue: cfg.queue, DefaultMaxTokens: cfg.MaxTokens(), DeviceSampling: device, Logger: log,
+		Context: cfg.context,
 	}
-	drafts, err := cfg.draft.Load(ctx, m, cfg.gpuLayers, cfg.nCtx)
+	drafts, err := cfg.draft.Load(ctx, m, gpuLayers, cfg.CtxSize)
 	if err != nil {
 		return err
 	}
@@ -234,7 +270,7 @@ func run(cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		if s.pool, err = newPool(cfg.moreModels, cfg.modelsBudget, fi.Size(), pcfg, cfg.gpuLayers, log); err != nil {
+		if s.pool, err = newPool(cfg.moreModels, cfg.modelsBudget, fi.Size(), pcfg, gpuLayers, log); err != nil {
 			return err
 		}
 		defer s.pool.Close()
@@ -252,18 +288,18 @@ func run(cfg config, log *slog.Logger) error {
 	}
 	s.embeddingName = cfg.name
 	if cfg.embeddingModel != "" {
-		em, err := llama.LoadModel(ctx, cfg.embeddingModel, &llama.ModelParams{GPULayers: cfg.gpuLayers})
+		em, err := llama.LoadModel(ctx, cfg.embeddingModel, &llama.ModelParams{GPULayers: gpuLayers})
 		if err != nil {
 			return fmt.Errorf("embedding model: %w", err)
 		}
 		defer em.Close()
-		if s.embedder, err = newEmbedder(em, min(max(em.Info().NCtxTrain, 512), 8192, cfg.nCtx)); err != nil {
+		if s.embedder, err = newEmbedder(em, min(max(em.Info().NCtxTrain, 512), 8192, cfg.CtxSize)); err != nil {
 			return fmt.Errorf("embedding model context: %w", err)
 		}
 		defer s.embedder.Close()
 		s.embeddingName = strings.TrimSuffix(filepath.Base(cfg.embeddingModel), ".gguf")
 	} else if cfg.embeddings {
-		if s.embedder, err = newEmbedder(m, min(cfg.nCtx, 4096)); err != nil {
+		if s.embedder, err = newEmbedder(m, min(cfg.CtxSize, 4096)); err != nil {
 			return fmt.Errorf("embeddings context: %w", err)
 		}
 		defer s.embedder.Close()

@@ -125,7 +125,7 @@ func startServer(t *testing.T, args ...string) *runningServer {
 // until it has loaded its model.
 func launchServer(t *testing.T, ready bool, args ...string) *runningServer {
 	t.Helper()
-	args = append([]string{"-port", "0", "-api-key", testKey, "-slots", "4", "-ctx", "4096"}, args...)
+	args = append([]string{"-port", "0", "-api-key", testKey, "-np", "4", "-c", "4096"}, args...)
 	cmd := exec.Command(serverBinary(t), args...)
 	pr, pw := io.Pipe()
 	s := &runningServer{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
@@ -398,7 +398,7 @@ func TestOpenAIClient(t *testing.T) {
 
 // 32 streaming clients, a fixed number of requests: every response complete, none lost.
 func TestLoad(t *testing.T) {
-	s := startServer(t, "-slots", "8")
+	s := startServer(t, "-np", "8")
 	var r struct {
 		Clients           int      `json:"clients"`
 		Requests          int      `json:"requests"`

@@ -47,7 +47,7 @@ func (s *runningServer) post(t *testing.T, path string, body any) (int, map[stri
 func TestSlotSaveRestore(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
-	s := startServer(t, "-slots", "1", "-slot-save-path", dir)
+	s := startServer(t, "-np", "1", "-slot-save-path", dir)
 	completion := map[string]any{"model": "m", "prompt": "The quick brown fox jumps over the lazy dog", "max_tokens": 4, "temperature": 0}
 
 	code, first := s.post(t, "/v1/completions", completion)
@@ -116,7 +116,7 @@ func TestSlotSaveRestore(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code, "%v", out)
 	assert.Contains(t, fmt.Sprint(out), "invalid saved state")
 
-	off := startServer(t, "-slots", "1")
+	off := startServer(t, "-np", "1")
 	code, out = off.post(t, "/slots/0?action=save", map[string]any{"filename": "fox.bin"})
 	assert.Equal(t, http.StatusNotImplemented, code, "%v", out)
 }

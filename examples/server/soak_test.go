@@ -29,7 +29,7 @@ const rssBound = 64 << 20
 // it started: slots free, KV cells accounted for and erasable to 0, goroutines and
 // memory back. Then a shutdown with streams in flight ends each one cleanly.
 func TestSoak(t *testing.T) {
-	s := startServer(t, "-slots", "4", "-queue", "8", "-slot-save-path", t.TempDir(), "-shutdown-grace", "3s")
+	s := startServer(t, "-np", "4", "-queue", "8", "-slot-save-path", t.TempDir(), "-shutdown-grace", "3s")
 
 	var alone struct{ Texts []string }
 	s.client(t, "soakAlone", &alone)

@@ -1,16 +1,16 @@
 // Package adapterflags registers llama.cpp's adapter flags, which the examples share:
-// -lora FNAME, -lora-scaled FNAME:SCALE,..., -control-vector FNAME,
-// -control-vector-scaled FNAME:SCALE,... and -control-vector-layer-range START,END (llama.cpp
+// --lora FNAME, --lora-scaled FNAME:SCALE,..., -control-vector FNAME,
+// --control-vector-scaled FNAME:SCALE,... and --control-vector-layer-range START,END (llama.cpp
 // takes START END as two arguments; Go's flag package takes one value per flag).
 package adapterflags
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/llama"
 )
 
@@ -25,14 +25,14 @@ type Flags struct {
 	first, last int
 }
 
-// Register adds the flags to fs.
-func Register(fs *flag.FlagSet) *Flags {
+// Register adds the flags to g.
+func Register(g *cli.Group) *Flags {
 	f := &Flags{}
-	fs.Func("lora", "LoRA adapter file, applied at scale 1 (repeat or separate with commas for several)", plain(&f.lora))
-	fs.Func("lora-scaled", "LoRA adapters with scales: FNAME:SCALE,...", withScales(&f.lora))
-	fs.Func("control-vector", "control vector file, at strength 1 (repeat or separate with commas; they add up)", plain(&f.cvec))
-	fs.Func("control-vector-scaled", "control vectors with strengths: FNAME:SCALE,...", withScales(&f.cvec))
-	fs.Func("control-vector-layer-range", "layers the control vector applies to: START,END (default: all)", func(v string) error {
+	g.Func("--lora", "FNAME", "LoRA adapter file, applied at scale 1 (repeat or separate with commas for several)", "", plain(&f.lora))
+	g.Func("--lora-scaled", "FNAME:SCALE,...", "LoRA adapters with scales", "", withScales(&f.lora))
+	g.Func("--control-vector", "FNAME", "control vector file, at strength 1 (repeat or separate with commas; they add up)", "", plain(&f.cvec))
+	g.Func("--control-vector-scaled", "FNAME:SCALE,...", "control vectors with strengths", "", withScales(&f.cvec))
+	g.Func("--control-vector-layer-range", "START,END", "layers the control vector applies to (default: all)", "", func(v string) error {
 		a, b, ok := strings.Cut(v, ",")
 		var err1, err2 error
 		f.first, err1 = strconv.Atoi(strings.TrimSpace(a))

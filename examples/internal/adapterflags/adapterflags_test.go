@@ -1,19 +1,20 @@
 package adapterflags
 
 import (
-	"flag"
 	"io"
 	"testing"
+
+	"github.com/llamago/llamago/examples/internal/cli"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func parse(t *testing.T, args ...string) (*Flags, error) {
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	f := Register(fs)
-	return f, fs.Parse(args)
+	fl := cli.New("t", "test")
+	fl.SetOutput(io.Discard)
+	f := Register(fl.Group("adapters"))
+	return f, fl.Parse(args)
 }
 
 // The flags read as llama.cpp's: repeated or comma-separated files, FNAME:SCALE pairs.

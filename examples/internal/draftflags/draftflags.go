@@ -6,9 +6,10 @@ package draftflags
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"strconv"
 
+	"github.com/llamago/llamago/examples/internal/cli"
 	"github.com/llamago/llamago/llama"
 )
 
@@ -20,19 +21,20 @@ type Flags struct {
 	pMin     float64
 }
 
-// Register adds the flags to fs.
-func Register(fs *flag.FlagSet) *Flags {
-	f := &Flags{}
-	for _, name := range []string{"md", "model-draft", "spec-draft-model"} {
-		fs.StringVar(&f.model, name, "", "draft model for speculative decoding (same vocabulary as -model)")
-	}
-	fs.StringVar(&f.specType, "spec-type", "", "speculative decoding without a draft model: ngram-simple (prompt lookup)")
-	for _, name := range []string{"spec-draft-n-max", "draft-max"} {
-		fs.IntVar(&f.max, name, 16, "most tokens drafted per step")
-	}
-	for _, name := range []string{"spec-draft-p-min", "draft-p-min"} {
-		fs.Float64Var(&f.pMin, name, 0.75, "a draft ends at the first token the draft model is less sure of")
-	}
+// Register adds the flags to g.
+func Register(g *cli.Group) *Flags {
+	f := &Flags{max: 16, pMin: 0.75}
+	g.String(&f.model, "-md, --model-draft, --spec-draft-model", "FNAME", "draft model for speculative decoding (same vocabulary as -m)")
+	g.String(&f.specType, "--spec-type", "TYPE", "speculative decoding without a draft model: ngram-simple (prompt lookup)")
+	g.Int(&f.max, "--spec-draft-n-max, --draft-max, --draft, --draft-n", "most tokens drafted per step")
+	g.Func("--spec-draft-p-min, --draft-p-min", "P", "a draft ends at the first token the draft model is less sure of", "0.75", func(v string) error {
+		p, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return err
+		}
+		f.pMin = p
+		return nil
+	})
 	return f
 }
 
