@@ -7,38 +7,25 @@
 // llama_context's own members instead (llama.cpp's internal header, pinned with the rest
 // of llama.cpp; scripts/build-llama.sh copies it): the same lookups after one wait.
 #include "native.h"
-#include <cstring>
-#include <exception>
 
+#include "barrier.h"
 #include "llama-context.h"
 #include "shim.h"
-
-namespace {
-
-void set_err(char ** err, const char * msg) {
-    if (err != nullptr) {
-        *err = strdup(msg);
-    }
-}
-
-}  // namespace
 
 extern "C" {
 
 int lgo_sampled_tokens(struct llama_context * ctx, const int32_t * idx, int32_t n, llama_token * out) {
-    try {
+    return lgo::catch_all(nullptr, -1, [&] {
         ctx->synchronize();
         for (int32_t i = 0; i < n; i++) {
             out[i] = ctx->get_sampled_token_ith(idx[i]);
         }
         return 0;
-    } catch (...) {
-        return -1;
-    }
+    });
 }
 
 int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait, lgo_row * row, char ** err) {
-    try {
+    return lgo::catch_all(err, -1, [&] {
         *row       = lgo_row{};
         row->token = LLAMA_TOKEN_NULL;
         if (wait) {
@@ -71,20 +58,15 @@ int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait,
         row->probs = nullptr;
         row->cand_logits = nullptr;
         if (row->logits == nullptr) {
-            set_err(err, "no logits for this batch index");
+            lgo::set_err(err, "no logits for this batch index");
             return -1;
         }
         return 0;
-    } catch (const std::exception & e) {
-        set_err(err, e.what());
-    } catch (...) {
-        set_err(err, "unknown C++ exception");
-    }
-    return -1;
+    });
 }
 
 const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool device) {
-    try {
+    return lgo::catch_all(nullptr, (const float *) nullptr, [&]() -> const float * {
         ctx->synchronize();
         if (device) {
             const uint32_t n_vocab = (uint32_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
@@ -100,9 +82,7 @@ const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool devic
             }
         }
         return ctx->get_logits_ith(idx);
-    } catch (...) {
-        return nullptr;
-    }
+    });
 }
 
 }  // extern "C"
