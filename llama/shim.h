@@ -48,8 +48,51 @@ void lgo_log_enable(bool enabled);
 // caused them by the thread that logged them (log.go, captureErrors).
 uintptr_t lgo_thread_key(void);
 
-// --- shim_stages.cpp: building sampler chains. ---
+// --- shim_stages.cpp: building sampler chains. llama.cpp's llama_sampler_init_* are C++
+// that allocates (DRY also tokenizes, which can throw): Go calls them only through here. ---
 
+// The stages lgo_chain_add makes: llama_sampler_init_<kind> with the fields of lgo_stage
+// named here as its arguments, in llama.h's order.
+typedef enum {
+    LGO_STAGE_GREEDY,      // greedy()
+    LGO_STAGE_DIST,        // dist(seed)
+    LGO_STAGE_TOP_K,       // top_k(i[0])
+    LGO_STAGE_TOP_P,       // top_p(f[0], min_keep)
+    LGO_STAGE_MIN_P,       // min_p(f[0], min_keep)
+    LGO_STAGE_TYPICAL,     // typical(f[0], min_keep)
+    LGO_STAGE_TEMP,        // temp(f[0])
+    LGO_STAGE_TEMP_EXT,    // temp_ext(f[0], f[1], f[2])
+    LGO_STAGE_XTC,         // xtc(f[0], f[1], min_keep, seed)
+    LGO_STAGE_TOP_N_SIGMA, // top_n_sigma(f[0])
+    LGO_STAGE_MIROSTAT,    // mirostat(n_vocab, seed, f[0], f[1], i[0])
+    LGO_STAGE_MIROSTAT_V2, // mirostat_v2(seed, f[0], f[1])
+    LGO_STAGE_ADAPTIVE_P,  // adaptive_p(f[0], f[1], seed)
+    LGO_STAGE_PENALTIES,   // penalties(n_vocab, i[0], f[0], f[1], f[2])
+    LGO_STAGE_DRY,         // dry(vocab, f[0], f[1], i[0], i[1], strs, n_strs)
+    LGO_STAGE_LOGIT_BIAS,  // logit_bias(n_vocab, n_bias, bias)
+    LGO_STAGE_INFILL,      // infill(vocab)
+} lgo_stage_kind;
+
+// One stage of a chain; the fields its kind does not name are ignored. Pointers point to C
+// memory, which lgo_chain_add only reads.
+typedef struct {
+    lgo_stage_kind             kind;
+    float                      f[3];
+    int32_t                    i[2];
+    uint32_t                   seed;
+    int32_t                    n_vocab;
+    size_t                     min_keep;
+    const struct llama_vocab * vocab;
+    const char **              strs;
+    size_t                     n_strs;
+    const llama_logit_bias *   bias;
+    int32_t                    n_bias;
+} lgo_stage;
+
+// An empty chain; timings: it keeps the timings llama_perf_sampler reports. NULL with *err on failure.
+struct llama_sampler * lgo_chain_new(bool timings, char ** err);
+// Appends the stage s describes to chain, which owns it then. Returns 0, or -1 with *err.
+int lgo_chain_add(struct llama_sampler * chain, const lgo_stage * s, char ** err);
 // A chain holding only stage (which it then owns), with timings off, as llama_set_sampler
 // wants; NULL (stage freed) on failure, NULL for a NULL stage.
 struct llama_sampler * lgo_chain_of(struct llama_sampler * stage);

@@ -1,5 +1,5 @@
-// Building sampler chains: llama.cpp's sampler and chain constructors are C++ that
-// allocates (a grammar's also parses), so they run behind the barrier here.
+// Building sampler chains: llama.cpp's llama_sampler_init_* and chain functions are C++
+// that allocates (and, for DRY, tokenizes), so Go reaches them only through here.
 #include "shim.h"
 
 #include <memory>
@@ -11,6 +11,31 @@ namespace {
 // sampler_ptr frees a sampler that nothing took over yet.
 using sampler_ptr = std::unique_ptr<llama_sampler, decltype(&llama_sampler_free)>;
 
+// init_stage is llama_sampler_init_<kind> of s, as listed at lgo_stage_kind.
+llama_sampler * init_stage(const lgo_stage & s) {
+    switch (s.kind) {
+        case LGO_STAGE_GREEDY:      return llama_sampler_init_greedy();
+        case LGO_STAGE_DIST:        return llama_sampler_init_dist(s.seed);
+        case LGO_STAGE_TOP_K:       return llama_sampler_init_top_k(s.i[0]);
+        case LGO_STAGE_TOP_P:       return llama_sampler_init_top_p(s.f[0], s.min_keep);
+        case LGO_STAGE_MIN_P:       return llama_sampler_init_min_p(s.f[0], s.min_keep);
+        case LGO_STAGE_TYPICAL:     return llama_sampler_init_typical(s.f[0], s.min_keep);
+        case LGO_STAGE_TEMP:        return llama_sampler_init_temp(s.f[0]);
+        case LGO_STAGE_TEMP_EXT:    return llama_sampler_init_temp_ext(s.f[0], s.f[1], s.f[2]);
+        case LGO_STAGE_XTC:         return llama_sampler_init_xtc(s.f[0], s.f[1], s.min_keep, s.seed);
+        case LGO_STAGE_TOP_N_SIGMA: return llama_sampler_init_top_n_sigma(s.f[0]);
+        case LGO_STAGE_MIROSTAT:    return llama_sampler_init_mirostat(s.n_vocab, s.seed, s.f[0], s.f[1], s.i[0]);
+        case LGO_STAGE_MIROSTAT_V2: return llama_sampler_init_mirostat_v2(s.seed, s.f[0], s.f[1]);
+        case LGO_STAGE_ADAPTIVE_P:  return llama_sampler_init_adaptive_p(s.f[0], s.f[1], s.seed);
+        case LGO_STAGE_PENALTIES:   return llama_sampler_init_penalties(s.n_vocab, s.i[0], s.f[0], s.f[1], s.f[2]);
+        case LGO_STAGE_DRY:
+            return llama_sampler_init_dry(s.vocab, s.f[0], s.f[1], s.i[0], s.i[1], s.strs, s.n_strs);
+        case LGO_STAGE_LOGIT_BIAS:  return llama_sampler_init_logit_bias(s.n_vocab, s.n_bias, s.bias);
+        case LGO_STAGE_INFILL:      return llama_sampler_init_infill(s.vocab);
+    }
+    return nullptr;
+}
+
 llama_sampler * new_chain(bool timings) {
     llama_sampler_chain_params params = llama_sampler_chain_default_params();
     params.no_perf                    = !timings;
@@ -20,6 +45,23 @@ llama_sampler * new_chain(bool timings) {
 }  // namespace
 
 extern "C" {
+
+struct llama_sampler * lgo_chain_new(bool timings, char ** err) {
+    return lgo::catch_all(err, (llama_sampler *) nullptr, [&] { return new_chain(timings); });
+}
+
+int lgo_chain_add(struct llama_sampler * chain, const lgo_stage * stage, char ** err) {
+    return lgo::catch_all(err, -1, [&] {
+        sampler_ptr s(init_stage(*stage), llama_sampler_free);
+        if (!s) {
+            lgo::set_err(err, "llama.cpp made no sampler for this stage");
+            return -1;
+        }
+        llama_sampler_chain_add(chain, s.get());  // adds it, or throws and leaves it to s
+        s.release();
+        return 0;
+    });
+}
 
 struct llama_sampler * lgo_chain_of(struct llama_sampler * stage) {
     return lgo::catch_all(nullptr, (llama_sampler *) nullptr, [&]() -> llama_sampler * {
