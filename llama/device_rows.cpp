@@ -6,11 +6,65 @@
 // to read, and 64 sequences picking on the GPU take 64. These functions call
 // llama_context's own members instead (llama.cpp's internal header, pinned with the rest
 // of llama.cpp; scripts/build-llama.sh copies it): the same lookups after one wait.
+//
+// This is the only file that includes a header of llama.cpp's src/. Internal members change
+// without notice, so what it relies on is checked when it compiles (below the includes):
+// the llama.cpp tree the header came from, and the type of every member it calls.
 #include "native.h"
+
+#include <type_traits>
 
 #include "barrier.h"
 #include "llama-context.h"
 #include "shim.h"
+
+// --- The pin check. scripts/build-llama.sh writes the tree hash of the llama.cpp source
+// whose src/*.h it copied into llamago-internal-tree.h, next to them. After a pin bump,
+// re-check the functions of this file against the new tree's llama-context.h and
+// llama-context.cpp (what each member returns when nothing was sampled on the device, which
+// of them wait), then set this to the new LLAMA_CPP_TREE of third_party/llama.cpp.lock.
+// A tree of your own that you checked yourself builds with CGO_CXXFLAGS=-DLLAMAGO_SKIP_TREE_CHECK
+// (the member types below are checked all the same).
+#define LGO_CHECKED_TREE "0424752fbbc3bb01469ec830a30f2bc035497cd4"
+
+#if __has_include("llamago-internal-tree.h")
+#include "llamago-internal-tree.h"
+#else
+#error "llamago: llama-internal/llamago-internal-tree.h is missing (a llama.cpp build from before it): run `bash scripts/build-llama.sh internal-tree` in the llamago checkout (seconds; `go run github.com/llamago/llamago/cmd/llamago install` does it for its builds), or build llama.cpp again"
+#endif
+
+namespace {
+
+constexpr bool same_string(const char * a, const char * b) {
+    for (; *a != '\0' && *a == *b; a++, b++) {
+    }
+    return *a == *b;
+}
+
+}  // namespace
+
+#ifndef LLAMAGO_SKIP_TREE_CHECK
+static_assert(same_string(LLAMAGO_INTERNAL_TREE, LGO_CHECKED_TREE),
+              "llama.cpp's internal headers are not from the tree device_rows.cpp was checked against "
+              "(LGO_CHECKED_TREE): llama.cpp's llama_context may have changed: re-check device_rows.cpp "
+              "against the new pin");
+#endif
+
+// --- The members called, with the types they had in LGO_CHECKED_TREE.
+#define LGO_CHECK_MEMBER(name, type)                                                       \
+    static_assert(std::is_same_v<decltype(&llama_context::name), type>,                    \
+                  "llama.cpp's llama_context changed (llama_context::" #name " is no longer " \
+                  #type "): re-check device_rows.cpp against the new pin")
+LGO_CHECK_MEMBER(synchronize, void (llama_context::*)());
+LGO_CHECK_MEMBER(get_logits_ith, float * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_token_ith, llama_token (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_logits_ith, float * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_logits_count, size_t (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_probs_ith, float * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_probs_count, size_t (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_candidates_ith, const llama_token * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_candidates_count, size_t (llama_context::*)(int32_t));
+#undef LGO_CHECK_MEMBER
 
 extern "C" {
 
