@@ -10,9 +10,7 @@
 #include "native.h"
 #include "shim.h"
 
-#include <cstring>
-#include <new>
-
+#include "barrier.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 
@@ -105,27 +103,16 @@ llama_sampler_i argmax_iface = {
 
 extern "C" {
 
-lgo_argmax_group * lgo_argmax_group_new(void) { return new (std::nothrow) lgo_argmax_group(); }
-
-void lgo_argmax_group_free(lgo_argmax_group * g) { delete g; }
-
-struct llama_sampler * lgo_chain_of(struct llama_sampler * stage) {
-    if (stage == nullptr) {
-        return nullptr;
-    }
-    llama_sampler_chain_params params = llama_sampler_chain_default_params();
-    params.no_perf                    = true;
-    llama_sampler * chain             = llama_sampler_chain_init(params);
-    if (chain == nullptr) {
-        llama_sampler_free(stage);
-        return nullptr;
-    }
-    llama_sampler_chain_add(chain, stage);
-    return chain;
+lgo_argmax_group * lgo_argmax_group_new(void) {
+    return lgo::catch_all(nullptr, (lgo_argmax_group *) nullptr, [] { return new lgo_argmax_group(); });
 }
 
+// noexcept: deletes a struct of two pointers.
+void lgo_argmax_group_free(lgo_argmax_group * g) noexcept { delete g; }
+
 struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g) {
-    return lgo_chain_of(llama_sampler_init(&argmax_iface, g));
+    return lgo::catch_all(nullptr, (llama_sampler *) nullptr,
+                          [&] { return lgo_chain_of(llama_sampler_init(&argmax_iface, g)); });
 }
 
 }  // extern "C"

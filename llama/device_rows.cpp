@@ -6,39 +6,80 @@
 // to read, and 64 sequences picking on the GPU take 64. These functions call
 // llama_context's own members instead (llama.cpp's internal header, pinned with the rest
 // of llama.cpp; scripts/build-llama.sh copies it): the same lookups after one wait.
+//
+// This is the only file that includes a header of llama.cpp's src/. Internal members change
+// without notice, so what it relies on is checked when it compiles (below the includes):
+// the llama.cpp tree the header came from, and the type of every member it calls.
 #include "native.h"
-#include <cstring>
-#include <exception>
 
+#include <type_traits>
+
+#include "barrier.h"
 #include "llama-context.h"
 #include "shim.h"
 
+// --- The pin check. scripts/build-llama.sh writes the tree hash of the llama.cpp source
+// whose src/*.h it copied into llamago-internal-tree.h, next to them. After a pin bump,
+// re-check the functions of this file against the new tree's llama-context.h and
+// llama-context.cpp (what each member returns when nothing was sampled on the device, which
+// of them wait), then set this to the new LLAMA_CPP_TREE of third_party/llama.cpp.lock.
+// A tree of your own that you checked yourself builds with CGO_CXXFLAGS=-DLLAMAGO_SKIP_TREE_CHECK
+// (the member types below are checked all the same).
+#define LGO_CHECKED_TREE "0424752fbbc3bb01469ec830a30f2bc035497cd4"
+
+#if __has_include("llamago-internal-tree.h")
+#include "llamago-internal-tree.h"
+#else
+#error "llamago: llama-internal/llamago-internal-tree.h is missing (a llama.cpp build from before it): run `bash scripts/build-llama.sh internal-tree` in the llamago checkout (seconds; `go run github.com/llamago/llamago/cmd/llamago install` does it for its builds), or build llama.cpp again"
+#endif
+
 namespace {
 
-void set_err(char ** err, const char * msg) {
-    if (err != nullptr) {
-        *err = strdup(msg);
+constexpr bool same_string(const char * a, const char * b) {
+    for (; *a != '\0' && *a == *b; a++, b++) {
     }
+    return *a == *b;
 }
 
 }  // namespace
 
+#ifndef LLAMAGO_SKIP_TREE_CHECK
+static_assert(same_string(LLAMAGO_INTERNAL_TREE, LGO_CHECKED_TREE),
+              "llama.cpp's internal headers are not from the tree device_rows.cpp was checked against "
+              "(LGO_CHECKED_TREE): llama.cpp's llama_context may have changed: re-check device_rows.cpp "
+              "against the new pin");
+#endif
+
+// --- The members called, with the types they had in LGO_CHECKED_TREE.
+#define LGO_CHECK_MEMBER(name, type)                                                       \
+    static_assert(std::is_same_v<decltype(&llama_context::name), type>,                    \
+                  "llama.cpp's llama_context changed (llama_context::" #name " is no longer " \
+                  #type "): re-check device_rows.cpp against the new pin")
+LGO_CHECK_MEMBER(synchronize, void (llama_context::*)());
+LGO_CHECK_MEMBER(get_logits_ith, float * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_token_ith, llama_token (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_logits_ith, float * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_logits_count, size_t (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_probs_ith, float * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_probs_count, size_t (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_candidates_ith, const llama_token * (llama_context::*)(int32_t));
+LGO_CHECK_MEMBER(get_sampled_candidates_count, size_t (llama_context::*)(int32_t));
+#undef LGO_CHECK_MEMBER
+
 extern "C" {
 
 int lgo_sampled_tokens(struct llama_context * ctx, const int32_t * idx, int32_t n, llama_token * out) {
-    try {
+    return lgo::catch_all(nullptr, -1, [&] {
         ctx->synchronize();
         for (int32_t i = 0; i < n; i++) {
             out[i] = ctx->get_sampled_token_ith(idx[i]);
         }
         return 0;
-    } catch (...) {
-        return -1;
-    }
+    });
 }
 
 int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait, lgo_row * row, char ** err) {
-    try {
+    return lgo::catch_all(err, -1, [&] {
         *row       = lgo_row{};
         row->token = LLAMA_TOKEN_NULL;
         if (wait) {
@@ -71,20 +112,15 @@ int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait,
         row->probs = nullptr;
         row->cand_logits = nullptr;
         if (row->logits == nullptr) {
-            set_err(err, "no logits for this batch index");
+            lgo::set_err(err, "no logits for this batch index");
             return -1;
         }
         return 0;
-    } catch (const std::exception & e) {
-        set_err(err, e.what());
-    } catch (...) {
-        set_err(err, "unknown C++ exception");
-    }
-    return -1;
+    });
 }
 
 const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool device) {
-    try {
+    return lgo::catch_all(nullptr, (const float *) nullptr, [&]() -> const float * {
         ctx->synchronize();
         if (device) {
             const uint32_t n_vocab = (uint32_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
@@ -100,9 +136,7 @@ const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool devic
             }
         }
         return ctx->get_logits_ith(idx);
-    } catch (...) {
-        return nullptr;
-    }
+    });
 }
 
 }  // extern "C"

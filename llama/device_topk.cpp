@@ -14,8 +14,10 @@
 // the whole chain, top-k included, on S*K + tail candidates (lgo_sample_row): the same
 // tokens as from all logits, with the same random draws.
 #include "native.h"
-#include <new>
 
+#include <memory>
+
+#include "barrier.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "shim.h"
@@ -105,7 +107,8 @@ llama_sampler_i topk_iface = {
 
 extern "C" {
 
-void lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size) {
+// noexcept: integer arithmetic.
+void lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size) noexcept {
     *groups = n_vocab >= 8 * 1024 ? 1024 : n_vocab / 8;
     *size   = *groups > 0 ? n_vocab / *groups : 0;
 }
@@ -116,16 +119,15 @@ struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab) {
     if (k < 1 || groups < 8 || k > groups / 4) {
         return nullptr;  // narrowing would keep most of the row
     }
-    auto * st = new (std::nothrow) topk_stage{k, n_vocab};
-    if (st == nullptr) {
-        return nullptr;
-    }
-    llama_sampler * stage = llama_sampler_init(&topk_iface, st);
-    if (stage == nullptr) {
-        delete st;
-        return nullptr;
-    }
-    return lgo_chain_of(stage);
+    return lgo::catch_all(nullptr, (llama_sampler *) nullptr, [&]() -> llama_sampler * {
+        auto            st    = std::make_unique<topk_stage>(topk_stage{k, n_vocab});
+        llama_sampler * stage = llama_sampler_init(&topk_iface, st.get());
+        if (stage == nullptr) {
+            return nullptr;
+        }
+        st.release();  // the stage's now: topk_free deletes it
+        return lgo_chain_of(stage);
+    });
 }
 
 }  // extern "C"

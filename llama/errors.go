@@ -91,6 +91,9 @@ func aborted(cause error) error {
 	return &abortedError{cause: cause}
 }
 
+// errSampler wraps what the shim reports when llama.cpp could not make a sampler stage.
+var errSampler = errors.New("llama: sampler")
+
 func invalidParam(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidParams}, args...)...)
 }

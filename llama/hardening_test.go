@@ -273,7 +273,8 @@ func TestHardeningMetadata(t *testing.T) {
 
 // TestHardeningExceptions: a C++ exception llama.cpp throws through its C API (here: a
 // SentencePiece vocabulary without byte tokens, whose byte fallback throws
-// std::out_of_range) is caught in the shim and returned as an error.
+// std::out_of_range, when tokenizing and when DRY tokenizes its breakers) is caught in the
+// shim and returned as an error.
 func TestHardeningExceptions(t *testing.T) {
 	m, err := LoadModel(t.Context(), microModelFile(t, 8, 16, renameByteTokens), &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
@@ -288,6 +289,11 @@ func TestHardeningExceptions(t *testing.T) {
 	text, err := m.Detokenize(toks, 0)
 	require.NoError(t, err)
 	assert.Equal(t, "hello world", text)
+	// A sampler stage whose llama_sampler_init_* throws: DRY tokenizes its breakers.
+	_, err = NewSampler(m, DRY(1, 1.75, 2, 64, []string{"o日本"}))
+	require.ErrorIs(t, err, errSampler)
+	assert.Contains(t, err.Error(), "unordered_map::at")
+	t.Log(err)
 	assertGenerates(t, m)
 }
 

@@ -126,9 +126,11 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 	if err := m.retain(); err != nil {
 		return nil, err
 	}
-	params := C.llama_sampler_chain_default_params()
-	params.no_perf = false
-	b.chain = C.llama_sampler_chain_init(params)
+	var cerr *C.char
+	if b.chain = C.lgo_chain_new(true, &cerr); b.chain == nil {
+		m.release()
+		return nil, cError(errSampler, cerr)
+	}
 	fail := func(err error) (*Sampler, error) {
 		C.llama_sampler_free(b.chain)
 		if b.grammar != nil {
@@ -143,7 +145,9 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 		}
 	}
 	if !b.terminal {
-		b.push(C.llama_sampler_init_dist(C.uint32_t(b.seed)))
+		if err := b.push(C.lgo_stage{kind: C.LGO_STAGE_DIST, seed: C.uint32_t(b.seed)}); err != nil {
+			return fail(err)
+		}
 	}
 	n := m.vocabInfo.NTokens
 	s := &Sampler{

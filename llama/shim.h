@@ -1,6 +1,12 @@
-// Glue that Go cannot express. shim.c: callback trampolines and the abort flag.
-// shim.cpp: exception barriers around llama.cpp calls that can throw, and upstream's
-// C++ common/ code behind JSON-in/text-out functions.
+// Glue that Go cannot express, the one C header Go includes. Its declarations are grouped by
+// the file that defines them: shim.c (callback trampolines, the abort flag), shim_*.cpp
+// (llama.cpp calls that can throw, upstream's C++ common/ code behind JSON-in/text-out
+// functions) and device_*.cpp (sampling stages that run on the device, reading their rows).
+//
+// Every function of a .cpp file runs behind the exception barrier (barrier.h): no C++
+// exception reaches Go. On an exception it returns its error value (an error code, NULL)
+// and, when it has an err parameter, a malloc'ed message in *err (Go frees it). The few that
+// cannot throw are LGO_NOEXCEPT instead, each with its reason where it is defined.
 #ifndef LLAMAGO_SHIM_H
 #define LLAMAGO_SHIM_H
 
@@ -12,8 +18,13 @@
 #include "llama.h"
 
 #ifdef __cplusplus
+#define LGO_NOEXCEPT noexcept
 extern "C" {
+#else
+#define LGO_NOEXCEPT
 #endif
+
+// --- shim.c: callbacks and the abort flag. ---
 
 // Abort state of one context, in C memory so ggml threads read it without touching Go.
 // Each cancellable call arms a new epoch in current; cancelling it stores that epoch in
@@ -37,8 +48,78 @@ void lgo_log_enable(bool enabled);
 // caused them by the thread that logged them (log.go, captureErrors).
 uintptr_t lgo_thread_key(void);
 
-// --- C++ entry points (shim.cpp): each catches every exception. On failure they return
-// an error code (or NULL) and, when err is not NULL, a malloc'ed message in *err. ---
+// --- shim_stages.cpp: building sampler chains. llama.cpp's llama_sampler_init_* are C++
+// that allocates (DRY also tokenizes, which can throw): Go calls them only through here. ---
+
+// The stages lgo_chain_add makes: llama_sampler_init_<kind> with the fields of lgo_stage
+// named here as its arguments, in llama.h's order.
+typedef enum {
+    LGO_STAGE_GREEDY,      // greedy()
+    LGO_STAGE_DIST,        // dist(seed)
+    LGO_STAGE_TOP_K,       // top_k(i[0])
+    LGO_STAGE_TOP_P,       // top_p(f[0], min_keep)
+    LGO_STAGE_MIN_P,       // min_p(f[0], min_keep)
+    LGO_STAGE_TYPICAL,     // typical(f[0], min_keep)
+    LGO_STAGE_TEMP,        // temp(f[0])
+    LGO_STAGE_TEMP_EXT,    // temp_ext(f[0], f[1], f[2])
+    LGO_STAGE_XTC,         // xtc(f[0], f[1], min_keep, seed)
+    LGO_STAGE_TOP_N_SIGMA, // top_n_sigma(f[0])
+    LGO_STAGE_MIROSTAT,    // mirostat(n_vocab, seed, f[0], f[1], i[0])
+    LGO_STAGE_MIROSTAT_V2, // mirostat_v2(seed, f[0], f[1])
+    LGO_STAGE_ADAPTIVE_P,  // adaptive_p(f[0], f[1], seed)
+    LGO_STAGE_PENALTIES,   // penalties(n_vocab, i[0], f[0], f[1], f[2])
+    LGO_STAGE_DRY,         // dry(vocab, f[0], f[1], i[0], i[1], strs, n_strs)
+    LGO_STAGE_LOGIT_BIAS,  // logit_bias(n_vocab, n_bias, bias)
+    LGO_STAGE_INFILL,      // infill(vocab)
+} lgo_stage_kind;
+
+// One stage of a chain; the fields its kind does not name are ignored. Pointers point to C
+// memory, which lgo_chain_add only reads.
+typedef struct {
+    lgo_stage_kind             kind;
+    float                      f[3];
+    int32_t                    i[2];
+    uint32_t                   seed;
+    int32_t                    n_vocab;
+    size_t                     min_keep;
+    const struct llama_vocab * vocab;
+    const char **              strs;
+    size_t                     n_strs;
+    const llama_logit_bias *   bias;
+    int32_t                    n_bias;
+} lgo_stage;
+
+// An empty chain; timings: it keeps the timings llama_perf_sampler reports. NULL with *err on failure.
+struct llama_sampler * lgo_chain_new(bool timings, char ** err);
+// Appends the stage s describes to chain, which owns it then. Returns 0, or -1 with *err.
+int lgo_chain_add(struct llama_sampler * chain, const lgo_stage * s, char ** err);
+// A chain holding only stage (which it then owns), with timings off, as llama_set_sampler
+// wants; NULL (stage freed) on failure, NULL for a NULL stage.
+struct llama_sampler * lgo_chain_of(struct llama_sampler * stage);
+// Creates a (lazy, when patterns or tokens are given) grammar sampler; NULL with *err on failure.
+struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const char * grammar, const char * root,
+                                        const char ** patterns, size_t n_patterns,
+                                        const llama_token * tokens, size_t n_tokens, char ** err);
+
+// --- device_argmax.cpp: greedy on the device for every sequence of a context with one
+// argmax over all output rows. A group per context; a chain per attached sequence, attached
+// with llama_set_sampler and freed (llama_sampler_free) only once detached. The group
+// outlives its chains. Both NULL on failure. ---
+typedef struct lgo_argmax_group lgo_argmax_group;
+lgo_argmax_group *     lgo_argmax_group_new(void);
+void                   lgo_argmax_group_free(lgo_argmax_group * g) LGO_NOEXCEPT;
+struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
+
+// --- device_topk.cpp: top-k narrowing on the device for a chain that starts with top-k k:
+// a chain to attach with llama_set_sampler (freed once detached), NULL when narrowing does
+// not pay for this k and vocabulary (or on failure). The row then holds the k chosen groups
+// of `size` consecutive tokens (n_ids) and their logits followed by those of the tokens past
+// groups*size (cand_logits, n_cand); lgo_sample_row expands them. ---
+void                   lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size) LGO_NOEXCEPT;
+struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab);
+
+// --- device_rows.cpp: reading what a decode left for its output rows, after one wait for
+// the device (the one file built against llama.cpp's internal llama_context). ---
 
 // What a row of a context's last decode offers a sampler: the token an on-device chain
 // picked, or the candidates its leading stages left, or else the row's logits.
@@ -52,40 +133,23 @@ typedef struct {
     size_t              n_ids;  // != n_cand: ids are the groups of a top-k narrowing (device_topk.cpp)
 } lgo_row;
 
-// Greedy on the device for every sequence of a context with one argmax over all output
-// rows (device_argmax.cpp). A group per context; a chain per attached sequence, attached
-// with llama_set_sampler and freed (llama_sampler_free) only once detached. The group
-// outlives its chains.
-typedef struct lgo_argmax_group lgo_argmax_group;
-// A chain holding only stage (which it then owns), with timings off, as llama_set_sampler
-// wants; NULL (stage freed) when out of memory, NULL for a NULL stage.
-struct llama_sampler * lgo_chain_of(struct llama_sampler * stage);
-lgo_argmax_group *     lgo_argmax_group_new(void);
-void                   lgo_argmax_group_free(lgo_argmax_group * g);
-struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
-
-// Top-k narrowing on the device (device_topk.cpp) for a chain that starts with top-k k:
-// a chain to attach with llama_set_sampler (freed once detached), NULL when narrowing
-// does not pay for this k and vocabulary. The row then holds the k chosen groups of
-// `size` consecutive tokens (n_ids) and their logits followed by those of the tokens
-// past groups*size (cand_logits, n_cand); lgo_sample_row expands them.
-void                   lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size);
-struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab);
-
 // Reads row idx of ctx's last decode (this touches the context: one thread at a time).
 // device: a backend sampler is attached to some sequence of ctx (else only the logits are
 // read). wait: wait for the device first (false: the caller did since the decode).
+// Returns 0, or -1 with *err.
 int lgo_row_get(struct llama_context * ctx, int32_t idx, bool device, bool wait, lgo_row * row, char ** err);
 
 // The tokens on-device samplers picked for rows idx[0..n) of ctx's last decode, after one
-// wait for the device (device_rows.cpp): LLAMA_TOKEN_NULL where none was picked. The
-// indices must be valid output rows. Returns 0, or -1 when llama.cpp failed.
+// wait for the device: LLAMA_TOKEN_NULL where none was picked. The indices must be valid
+// output rows. Returns 0, or -1 when llama.cpp failed.
 int lgo_sampled_tokens(struct llama_context * ctx, const int32_t * idx, int32_t n, llama_token * out);
 
 // The logits of row idx of ctx's last decode: NULL when a backend sampler picked the
-// row's token or kept only candidates on the device (the buffer then holds stale values).
-// device as for lgo_row_get.
+// row's token or kept only candidates on the device (the buffer then holds stale values),
+// or when llama.cpp failed. device as for lgo_row_get.
 const float * lgo_logits_ith(struct llama_context * ctx, int32_t idx, bool device);
+
+// --- shim_sampling.cpp: running a chain (and a grammar kept outside it) on a row. ---
 
 // Samples a row with a chain plus an optional grammar kept outside the chain: the chain
 // picks a token; when the grammar rejects it, the grammar is applied to all candidates
@@ -98,39 +162,38 @@ llama_token lgo_sample_row(struct llama_sampler * chain, struct llama_sampler * 
                            llama_token_data * cur, int32_t n_vocab, int32_t top_k, char ** err);
 
 // Accepts a token into the grammar (when not NULL) and the chain; a token the grammar
-// forbids is refused (returns 1) instead of reaching llama.cpp's abort.
+// forbids is refused (returns 1) instead of reaching llama.cpp's abort. -1 with *err on failure.
 int lgo_accept(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token token, char ** err);
 
 // Applies the grammar (when not NULL) and the chain to arr without accepting anything.
+// Returns 0, or -1 with *err.
 int lgo_apply(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token_data_array * arr, char ** err);
 
-// Creates a (lazy, when patterns or tokens are given) grammar sampler; NULL with *err on failure.
-struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const char * grammar, const char * root,
-                                        const char ** patterns, size_t n_patterns,
-                                        const llama_token * tokens, size_t n_tokens, char ** err);
+// --- shim_logprob.cpp: probabilities read off a row of logits. ---
 
-// Tokenization behind the barrier: llama_tokenize and llama_detokenize throw (e.g.
-// std::out_of_range from a vocabulary without byte-fallback tokens). Same results as
-// those; on an exception LGO_EXCEPTION with a malloc'ed message in *err.
+// Top-n log-probabilities of a logits row: writes n ids and logprobs, sorted descending.
+void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_token * ids, float * logprobs) LGO_NOEXCEPT;
+// lgo_draft_pick returns the most likely token of logits; *sure says whether its
+// probability is at least min_p (always true for min_p <= 0).
+llama_token lgo_draft_pick(const float * logits, int32_t n_vocab, float min_p, bool * sure) LGO_NOEXCEPT;
+float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token) LGO_NOEXCEPT;
+
+// --- shim_vocab.cpp: tokenization behind the barrier: llama_tokenize and llama_detokenize
+// throw (e.g. std::out_of_range from a vocabulary without byte-fallback tokens). Same
+// results as those; on an exception LGO_EXCEPTION with a malloc'ed message in *err. ---
 #define LGO_EXCEPTION (INT32_MIN + 1)
 int32_t lgo_tokenize(const struct llama_vocab * vocab, const char * text, int32_t text_len, llama_token * tokens,
                      int32_t n_tokens_max, bool add_special, bool parse_special, char ** err);
 int32_t lgo_detokenize(const struct llama_vocab * vocab, const llama_token * tokens, int32_t n_tokens, char * text,
                        int32_t text_len_max, bool remove_special, bool unparse_special, char ** err);
 
-// Top-n log-probabilities of a logits row: writes n ids and logprobs, sorted descending.
-void lgo_top_logprobs(const float * logits, int32_t n_vocab, int32_t n, llama_token * ids, float * logprobs);
-// lgo_draft_pick returns the most likely token of logits; *sure says whether its
-// probability is at least min_p (always true for min_p <= 0).
-llama_token lgo_draft_pick(const float * logits, int32_t n_vocab, float min_p, bool * sure);
-float lgo_logprob(const float * logits, int32_t n_vocab, llama_token token);
+// --- shim_chat.cpp: upstream's common/ (chat templates, output parsers, JSON schema to
+// GBNF) behind JSON in/out. Each returns NULL (or -1) with a malloc'ed message in *err on
+// failure; strings returned are malloc'ed (free them). Templates and parsers are opaque
+// handles. ---
 
 // JSON schema -> GBNF with upstream's converter. Returns a malloc'ed grammar or NULL with *err.
 char * lgo_json_schema_to_grammar(const char * schema, char ** err);
-
-// --- Chat (shim.cpp): upstream's chat templates and output parsers behind JSON in/out. ---
-// Each returns NULL (or -1) with a malloc'ed message in *err on failure; strings returned
-// are malloc'ed (free them). Templates and parsers are opaque handles.
 
 // Parses a chat template: source, or the model's own when source is empty (model may be NULL
 // when source is set). bos/eos give the template's bos_token/eos_token when model is NULL.

@@ -51,9 +51,16 @@ func (b *chainBuilder) preselect() int {
 	return b.leadingTopK
 }
 
-func (b *chainBuilder) push(s *C.struct_llama_sampler) {
-	C.llama_sampler_chain_add(b.chain, s)
+// push appends the stage st describes to the chain: lgo_chain_add makes it with its
+// llama_sampler_init_<kind> behind the shim's exception barrier, so a C++ exception there
+// (out of memory, a DRY breaker the vocabulary cannot tokenize) is an error here.
+func (b *chainBuilder) push(st C.lgo_stage) error {
+	var cerr *C.char
+	if C.lgo_chain_add(b.chain, &st, &cerr) != 0 {
+		return cError(errSampler, cerr)
+	}
 	b.n++
+	return nil
 }
 
 func finite(name string, v float32) error {
@@ -109,9 +116,8 @@ func Greedy() Stage { return greedyStage{} }
 func (greedyStage) check(*Model) error { return nil }
 func (greedyStage) add(b *chainBuilder) error {
 	b.leadingGreedy = b.leadingGreedy || b.n == 0
-	b.push(C.llama_sampler_init_greedy())
 	b.terminal, b.greedy = true, true
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_GREEDY})
 }
 
 type distStage struct{}
@@ -121,9 +127,8 @@ func Dist() Stage { return distStage{} }
 
 func (distStage) check(*Model) error { return nil }
 func (distStage) add(b *chainBuilder) error {
-	b.push(C.llama_sampler_init_dist(C.uint32_t(b.seed)))
 	b.terminal = true
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_DIST, seed: C.uint32_t(b.seed)})
 }
 
 type mirostatStage struct {
@@ -145,13 +150,13 @@ func (s mirostatStage) check(*Model) error {
 	return inRange("mirostat eta", s.Eta, 0, 1e6)
 }
 func (s mirostatStage) add(b *chainBuilder) error {
-	if s.Version == 1 {
-		b.push(C.llama_sampler_init_mirostat(C.int32_t(b.m.vocabInfo.NTokens), C.uint32_t(b.seed), C.float(s.Tau), C.float(s.Eta), 100))
-	} else {
-		b.push(C.llama_sampler_init_mirostat_v2(C.uint32_t(b.seed), C.float(s.Tau), C.float(s.Eta)))
-	}
 	b.terminal = true
-	return nil
+	st := C.lgo_stage{kind: C.LGO_STAGE_MIROSTAT, n_vocab: C.int32_t(b.m.vocabInfo.NTokens), seed: C.uint32_t(b.seed),
+		f: [3]C.float{C.float(s.Tau), C.float(s.Eta)}, i: [2]C.int32_t{100}} // m = 100, as in the paper
+	if s.Version == 2 {
+		st.kind = C.LGO_STAGE_MIROSTAT_V2 // the same but n_vocab and m
+	}
+	return b.push(st)
 }
 
 type adaptivePStage struct{ Target, Decay float32 }
@@ -167,9 +172,9 @@ func (s adaptivePStage) check(*Model) error {
 	return inRange("adaptive-p decay", s.Decay, 0, 0.99)
 }
 func (s adaptivePStage) add(b *chainBuilder) error {
-	b.push(C.llama_sampler_init_adaptive_p(C.float(s.Target), C.float(s.Decay), C.uint32_t(b.seed)))
 	b.terminal = true
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_ADAPTIVE_P, f: [3]C.float{C.float(s.Target), C.float(s.Decay)},
+		seed: C.uint32_t(b.seed)})
 }
 
 // --- filters and transforms ---
@@ -189,8 +194,7 @@ func (s topKStage) add(b *chainBuilder) error {
 	if b.n == 0 && s.K > 0 && s.K < b.m.vocabInfo.NTokens {
 		b.leadingTopK = s.K
 	}
-	b.push(C.llama_sampler_init_top_k(C.int32_t(s.K)))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_TOP_K, i: [2]C.int32_t{C.int32_t(s.K)}})
 }
 
 type probStage struct {
@@ -209,16 +213,14 @@ func Typical(p float32) Stage { return probStage{"typical", p} }
 
 func (s probStage) check(*Model) error { return inRange(s.Kind, s.P, 0, 1) }
 func (s probStage) add(b *chainBuilder) error {
-	k := C.size_t(b.minKeep)
+	st := C.lgo_stage{kind: C.LGO_STAGE_TYPICAL, f: [3]C.float{C.float(s.P)}, min_keep: C.size_t(b.minKeep)}
 	switch s.Kind {
 	case "top-p":
-		b.push(C.llama_sampler_init_top_p(C.float(s.P), k))
+		st.kind = C.LGO_STAGE_TOP_P
 	case "min-p":
-		b.push(C.llama_sampler_init_min_p(C.float(s.P), k))
-	default:
-		b.push(C.llama_sampler_init_typical(C.float(s.P), k))
+		st.kind = C.LGO_STAGE_MIN_P
 	}
-	return nil
+	return b.push(st)
 }
 
 type tempStage struct{ T, Delta, Exponent float32 }
@@ -242,11 +244,9 @@ func (s tempStage) check(*Model) error {
 }
 func (s tempStage) add(b *chainBuilder) error {
 	if s.Delta == 0 {
-		b.push(C.llama_sampler_init_temp(C.float(s.T)))
-	} else {
-		b.push(C.llama_sampler_init_temp_ext(C.float(s.T), C.float(s.Delta), C.float(s.Exponent)))
+		return b.push(C.lgo_stage{kind: C.LGO_STAGE_TEMP, f: [3]C.float{C.float(s.T)}})
 	}
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_TEMP_EXT, f: [3]C.float{C.float(s.T), C.float(s.Delta), C.float(s.Exponent)}})
 }
 
 type topNSigmaStage struct{ N float32 }
@@ -257,8 +257,7 @@ func TopNSigma(n float32) Stage { return topNSigmaStage{n} }
 
 func (s topNSigmaStage) check(*Model) error { return finite("top-n-sigma", s.N) }
 func (s topNSigmaStage) add(b *chainBuilder) error {
-	b.push(C.llama_sampler_init_top_n_sigma(C.float(s.N)))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_TOP_N_SIGMA, f: [3]C.float{C.float(s.N)}})
 }
 
 type xtcStage struct{ Probability, Threshold float32 }
@@ -274,8 +273,8 @@ func (s xtcStage) check(*Model) error {
 	return inRange("XTC threshold", s.Threshold, 0, 1)
 }
 func (s xtcStage) add(b *chainBuilder) error {
-	b.push(C.llama_sampler_init_xtc(C.float(s.Probability), C.float(s.Threshold), C.size_t(b.minKeep), C.uint32_t(b.seed)))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_XTC, f: [3]C.float{C.float(s.Probability), C.float(s.Threshold)},
+		min_keep: C.size_t(b.minKeep), seed: C.uint32_t(b.seed)})
 }
 
 type penaltiesStage struct {
@@ -302,9 +301,8 @@ func (s penaltiesStage) check(*Model) error {
 	return finite("presence penalty", s.Presence)
 }
 func (s penaltiesStage) add(b *chainBuilder) error {
-	b.push(C.llama_sampler_init_penalties(C.int32_t(b.m.vocabInfo.NTokens), C.int32_t(s.LastN),
-		C.float(s.Repeat), C.float(s.Frequency), C.float(s.Presence)))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_PENALTIES, n_vocab: C.int32_t(b.m.vocabInfo.NTokens),
+		i: [2]C.int32_t{C.int32_t(s.LastN)}, f: [3]C.float{C.float(s.Repeat), C.float(s.Frequency), C.float(s.Presence)}})
 }
 
 type dryStage struct {
@@ -354,9 +352,8 @@ func (s dryStage) check(*Model) error {
 func (s dryStage) add(b *chainBuilder) error {
 	strs := cStrings(s.Breakers)
 	defer strs.free()
-	b.push(C.llama_sampler_init_dry(b.m.vocab, C.float(s.Multiplier), C.float(s.Base), C.int32_t(s.AllowedLength),
-		C.int32_t(s.LastN), strs.ptr(), C.size_t(len(s.Breakers))))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_DRY, vocab: b.m.vocab, f: [3]C.float{C.float(s.Multiplier), C.float(s.Base)},
+		i: [2]C.int32_t{C.int32_t(s.AllowedLength), C.int32_t(s.LastN)}, strs: strs.ptr(), n_strs: C.size_t(len(strs))})
 }
 
 type logitBiasStage struct{ Bias map[Token]float32 }
@@ -392,8 +389,8 @@ func (s logitBiasStage) add(b *chainBuilder) error {
 		arr[i] = C.llama_logit_bias{token: C.llama_token(t), bias: C.float(v)}
 		i++
 	}
-	b.push(C.llama_sampler_init_logit_bias(C.int32_t(b.m.vocabInfo.NTokens), C.int32_t(len(arr)), &arr[0]))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_LOGIT_BIAS, n_vocab: C.int32_t(b.m.vocabInfo.NTokens),
+		bias: &arr[0], n_bias: C.int32_t(len(arr))})
 }
 
 type infillStage struct{}
@@ -404,22 +401,25 @@ func Infill() Stage { return infillStage{} }
 
 func (infillStage) check(*Model) error { return nil }
 func (infillStage) add(b *chainBuilder) error {
-	b.push(C.llama_sampler_init_infill(b.m.vocab))
-	return nil
+	return b.push(C.lgo_stage{kind: C.LGO_STAGE_INFILL, vocab: b.m.vocab})
 }
 
-// cStringArray is a C array of C strings.
+// cStringArray is a C array of C strings, in C memory: it may sit in a struct passed to C
+// (lgo_stage), where cgo allows no Go pointer.
 type cStringArray []*C.char
 
 func cStrings(ss []string) cStringArray {
-	a := make(cStringArray, len(ss))
+	if len(ss) == 0 {
+		return nil
+	}
+	a := unsafe.Slice((**C.char)(C.malloc(C.size_t(len(ss))*C.size_t(unsafe.Sizeof((*C.char)(nil))))), len(ss))
 	for i, s := range ss {
 		a[i] = C.CString(s)
 	}
 	return a
 }
 
-// ptr points C at the array (Go memory holding only C pointers may be passed to C).
+// ptr is the array for C (nil when empty).
 func (a cStringArray) ptr() **C.char {
 	if len(a) == 0 {
 		return nil
@@ -430,5 +430,8 @@ func (a cStringArray) ptr() **C.char {
 func (a cStringArray) free() {
 	for _, s := range a {
 		C.free(unsafe.Pointer(s))
+	}
+	if len(a) > 0 {
+		C.free(unsafe.Pointer(&a[0]))
 	}
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's static archives for one backend with CMake.
 #   scripts/build-llama.sh [cpu|cuda|metal|vulkan]     (default: $BACKEND or cpu)
+#   scripts/build-llama.sh internal-tree    only (re)writes include/llama-internal/llamago-internal-tree.h
+#                                           for headers copied from this source before it existed
 # Every backend is built with llama.cpp's RPC backend (libggml-rpc.a, small): binaries link it
 # only with the Go build tag rpc (llama/cgo_rpc.go); without it llama/rpc_stub.go stands in.
 # Output, which the cgo files in llama/ link against (llama/native.h checks it is there):
@@ -8,7 +10,8 @@
 #   <dir>/<backend>/llamago-backend.h   written last: this backend's build is complete
 #   <dir>/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
 #   <dir>/include/              the public headers (the same for every backend),
-#                               llama-internal/: llama.cpp's src/*.h
+#                               llama-internal/: llama.cpp's src/*.h, and llamago-internal-tree.h:
+#                               the source's tree hash, which llama/device_rows.cpp checks
 # Environment:
 #   LLAMAGO_BUILD_DIR    <dir> above (default third_party/build; cmd/llamago install: the user cache)
 #   LLAMA_CPP_DIR        source tree (default third_party/llama.cpp, see fetch-llama.sh)
@@ -25,6 +28,7 @@ backend=${1:-${BACKEND:-cpu}}
 src=${LLAMA_CPP_DIR:-$root/third_party/llama.cpp}
 build_dir=${LLAMAGO_BUILD_DIR:-$root/third_party/build}
 out=$build_dir/$backend
+inc=$build_dir/include
 cpu=${LLAMAGO_CPU:-native}
 cmake_dir=$out/cmake
 
@@ -32,6 +36,39 @@ say() { echo "build-llama: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 [ -f "$src/CMakeLists.txt" ] || die "no llama.cpp source at $src: run 'make deps' (scripts/fetch-llama.sh) first"
+
+# source_tree prints the git tree hash of the source: "modified" for a checkout with local
+# changes, "unknown" outside git.
+source_tree() {
+  if [ ! -e "$src/.git" ]; then echo unknown; return; fi
+  local rc=0
+  git -C "$src" diff --quiet HEAD || rc=$?
+  case $rc in
+    0) git -C "$src" rev-parse 'HEAD^{tree}' ;;
+    1) echo modified ;;
+    *) return "$rc" ;;
+  esac
+}
+
+# write_internal_tree records the tree the internal headers were copied from: llama/device_rows.cpp
+# builds only against the tree it was checked against. Rewrites the file only when it changes.
+write_internal_tree() {
+  local header=$inc/llama-internal/llamago-internal-tree.h text
+  text="/* Written by scripts/build-llama.sh: the llama.cpp tree of these headers (llama/device_rows.cpp checks it). */
+#define LLAMAGO_INTERNAL_TREE \"$(source_tree)\""
+  if [ "$(cat "$header" 2>/dev/null)" != "$text" ]; then printf '%s\n' "$text" >"$header"; fi
+}
+
+if [ "$backend" = internal-tree ]; then
+  # For a build from before the file existed: only when its headers are this source's.
+  for h in "$src"/src/*.h; do
+    cmp -s "$h" "$inc/llama-internal/${h##*/}" ||
+      die "$inc/llama-internal/${h##*/} is not $h: build llama.cpp again (scripts/build-llama.sh <backend>)"
+  done
+  write_internal_tree
+  say "$inc/llama-internal/llamago-internal-tree.h: $(source_tree)"
+  exit 0
+fi
 
 if ! command -v cmake >/dev/null; then
   if command -v apt-get >/dev/null; then
@@ -108,7 +145,6 @@ say "building ${targets[*]} with $jobs jobs"
 cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
 
 # Collect what the cgo build needs at fixed paths: the archives of this backend and the headers.
-inc=$build_dir/include
 rm -f "$out/llamago-backend.h"
 rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$inc/common/jinja"
 find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
@@ -118,6 +154,7 @@ cp "$src"/common/*.h "$inc/common/"
 cp "$src"/common/jinja/*.h "$inc/common/jinja/"
 # llama.cpp's internal headers, for the one shim file that reads many rows with one wait.
 rm -rf "$inc/llama-internal" && mkdir -p "$inc/llama-internal" && cp "$src"/src/*.h "$inc/llama-internal/"
+write_internal_tree
 for t in ${LLAMA_TOOLS:-}; do cp "$cmake_dir/bin/$t" "$out/bin/"; done
 
 # The CUDA libraries depend on the toolkit's location and on whether CMake found NCCL:
@@ -140,8 +177,7 @@ if [ "$backend" = cuda ]; then
   } >"$out/lib/libllamago-cuda-deps.so"
   say "CUDA link dependencies: $(tail -1 "$out/lib/libllamago-cuda-deps.so")"
 fi
-tree=unknown
-if [ -e "$src/.git" ]; then tree=$(git -C "$src" rev-parse "HEAD^{tree}"); fi
+tree=$(source_tree)
 echo "$tree" >"$out/source-tree"
 # llama/cgo_<backend>.go checks for this file: the archives of this backend are complete.
 {

@@ -23,6 +23,10 @@ import (
 // llama/cgo_<backend>.go looks for it.
 const backendMarker = "llamago-backend.h"
 
+// internalTreeHeader, under a build, names the llama.cpp tree of its internal headers
+// (scripts/build-llama.sh writes it; llama/device_rows.cpp checks it).
+const internalTreeHeader = "include/llama-internal/llamago-internal-tree.h"
+
 type installOptions struct {
 	Backend  string // cpu, cuda, metal, vulkan
 	CPU      string // native or portable
@@ -79,7 +83,8 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	build := filepath.Join(cache, "lib", pin.Key(), o.variant())
-	if _, err := os.Stat(filepath.Join(build, o.Backend, backendMarker)); err != nil || o.Force {
+	// buildLlama runs scripts/build-llama.sh with args on the pinned source, fetched first.
+	buildLlama := func(args ...string) error {
 		src := filepath.Join(cache, "src", pin.Key())
 		// The build is named after the pin, so it comes from the pinned source only: a user's
 		// LLAMA_CPP_DIR checkout is not used (LLAMA_CPP_ARCHIVE, verified against the pin, is).
@@ -94,11 +99,21 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 		if o.CUDAArch != "" {
 			env = append(env, "CUDA_ARCHITECTURES="+o.CUDAArch)
 		}
-		if err := script(ctx, stderr, mod, "build-llama.sh", []string{o.Backend}, env); err != nil {
+		return script(ctx, stderr, mod, "build-llama.sh", args, env)
+	}
+	if _, err := os.Stat(filepath.Join(build, o.Backend, backendMarker)); err != nil || o.Force {
+		if err := buildLlama(o.Backend); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(stderr, "llamago: %s is already built in %s (-force builds it again)\n", o.variant(), build)
+		// A build from before llama/device_rows.cpp checked the tree of llama.cpp's internal
+		// headers lacks the file that names it: written in seconds, no new build.
+		if _, err := os.Stat(filepath.Join(build, filepath.FromSlash(internalTreeHeader))); err != nil {
+			if err := buildLlama("internal-tree"); err != nil {
+				return err
+			}
+		}
 	}
 
 	previous, _ := os.Readlink(filepath.Join(link, o.Backend))
