@@ -67,6 +67,13 @@ func TestExamplesCommandLine(t *testing.T) {
 	require.NoError(t, err, stderr)
 	assert.True(t, strings.HasPrefix(stdout, "In the beginning God created the heaven"), stdout)
 
+	// -ngl auto: llama.cpp's fitting chooses the layers and, with -c 0, the context.
+	stdout, stderr, err = run(t, filepath.Join(bin, "generate"), "-m", demo, "-p", "In the beginning God", "-n", "4",
+		"-c", "0", "-t", "2", "-ngl", "auto", "--temp", "0")
+	require.NoError(t, err, stderr)
+	assert.Regexp(t, `-ngl auto: .*, context \d+`, stderr)
+	assert.True(t, strings.HasPrefix(stdout, "In the beginning God created"), stdout)
+
 	stdout, stderr, err = run(t, filepath.Join(bin, "chat"), "--model", demo, "--prompt", "The LORD is my shepherd;", "--n-predict", "6",
 		"--ctx-size", "512", "--threads", "2", "--temp", "0", "--repeat-penalty", "1.0")
 	require.NoError(t, err, stderr)

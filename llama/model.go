@@ -82,6 +82,8 @@ type ModelParams struct {
 	// Progress, when set, is called with values from 0 to 1 during loading, on the
 	// goroutine that called LoadModel.
 	Progress func(fraction float32)
+
+	hostTensors []tensorOverride // tensors FitToMemory keeps in host memory
 }
 
 // Model is a loaded model. Its methods are safe for concurrent use by many goroutines;
@@ -250,6 +252,15 @@ func applyModelParams(cp *C.struct_llama_model_params, p *ModelParams, pins *[]u
 			split[i] = C.float(v)
 		}
 		cp.tensor_split = &split[0]
+	}
+	if len(p.hostTensors) > 0 {
+		n := len(p.hostTensors)
+		over := (*[1 << 20]C.struct_llama_model_tensor_buft_override)(C.calloc(C.size_t(n+1), C.sizeof_struct_llama_model_tensor_buft_override))[: n+1 : n+1]
+		*pins = append(*pins, unsafe.Pointer(&over[0]))
+		for i, o := range p.hostTensors {
+			over[i].pattern, over[i].buft = o.pattern, o.buft
+		}
+		cp.tensor_buft_overrides = &over[0]
 	}
 	if len(p.Devices) > 0 {
 		n := len(p.Devices)

@@ -187,6 +187,16 @@ int32_t lgo_tokenize(const struct llama_vocab * vocab, const char * text, int32_
 int32_t lgo_detokenize(const struct llama_vocab * vocab, const llama_token * tokens, int32_t n_tokens, char * text,
                        int32_t text_len_max, bool remove_special, bool unparse_special, char ** err);
 
+// --- shim_fit.cpp: upstream's common/fit, which fits model and context parameters to the
+// free device memory (llama-cli's "-ngl auto"). ---
+
+// Fits mp and cp in place (tensor_split: llama_max_devices() floats; overrides:
+// llama_max_tensor_buft_overrides() + 1 entries; margins: one per device, in bytes).
+// Returns common_params_fit_status (0 fitted, 1 could not fit, 2 error), or -1 with a
+// malloc'ed message in *err on an exception.
+int lgo_fit(const char * path, struct llama_model_params * mp, struct llama_context_params * cp, float * tensor_split,
+            struct llama_model_tensor_buft_override * overrides, size_t * margins, uint32_t n_ctx_min, char ** err);
+
 // --- shim_chat.cpp: upstream's common/ (chat templates, output parsers, JSON schema to
 // GBNF) behind JSON in/out. Each returns NULL (or -1) with a malloc'ed message in *err on
 // failure; strings returned are malloc'ed (free them). Templates and parsers are opaque

@@ -205,6 +205,9 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if a.cfg.model, a.cfg.context, err = a.cfg.Fit(context.Background(), path, a.cfg.model, a.cfg.context, a.errOut); err != nil {
+		return nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
 	a.loading = cancel

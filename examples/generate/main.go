@@ -101,6 +101,9 @@ func run(ctx context.Context, out io.Writer, args ...string) error {
 	if err != nil {
 		return err
 	}
+	if mp, cp, err = o.Fit(ctx, path, mp, cp, os.Stderr); err != nil {
+		return err
+	}
 	m, err := llama.LoadModel(ctx, path, mp)
 	if err != nil {
 		return err

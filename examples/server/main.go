@@ -31,8 +31,8 @@ import (
 	"time"
 
 	"github.com/llamago/llamago/examples/internal/adapterflags"
-	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/examples/internal/cli"
+	"github.com/llamago/llamago/examples/internal/draftflags"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
 	"github.com/llamago/llamago/llama/gguf"
@@ -199,6 +199,9 @@ func run(cfg *config, log *slog.Logger) error {
 
 	path, err := cfg.ModelPath(ctx, gguf.TypeQ8_0)
 	if err != nil {
+		return err
+	}
+	if cfg.modelParams, cfg.context, err = cfg.Fit(ctx, path, cfg.modelParams, cfg.context, os.Stderr); err != nil {
 		return err
 	}
 	m, err := llama.LoadModel(ctx, path, cfg.modelParams)

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -91,4 +93,19 @@ func (m *ModelFlags) Params() (*llama.ModelParams, error) {
 		}
 	}
 	return p, nil
+}
+
+// Fit applies -ngl auto to the parameters for the model at path: llama.cpp's fitting of
+// layers (and of the context, with -c 0) to the free device memory, its decision written
+// to w. Without -ngl auto it returns mp and cp as they are.
+func (m *ModelFlags) Fit(ctx context.Context, path string, mp *llama.ModelParams, cp *llama.ContextParams, w io.Writer) (*llama.ModelParams, *llama.ContextParams, error) {
+	if !m.FitGPU() {
+		return mp, cp, nil
+	}
+	res, err := llama.FitToMemory(ctx, path, mp, cp, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(w, "-ngl auto: %s\n", res)
+	return &res.Model, &res.Context, nil
 }
