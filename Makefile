@@ -56,13 +56,13 @@ test: vet
 	$(GO) test -race -timeout 20m -tags "$(strip $(TAGS) rpc)" -run RPC ./llama/ ./examples/rpc-server/
 
 run: $(LIBS)
-	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-model $(MODEL)) $(ARGS)
+	$(GO) run $(GOFLAGS_TAGS) ./examples/generate $(if $(MODEL),-m $(MODEL)) $(ARGS)
 
 chat: $(LIBS)
-	$(GO) run $(GOFLAGS_TAGS) ./examples/chat $(if $(MODEL),-model $(MODEL)) $(ARGS)
+	$(GO) run $(GOFLAGS_TAGS) ./examples/chat $(if $(MODEL),-m $(MODEL)) $(ARGS)
 
 serve: $(LIBS)
-	$(GO) run $(GOFLAGS_TAGS) ./examples/server $(if $(MODEL),-model $(MODEL)) $(ARGS)
+	$(GO) run $(GOFLAGS_TAGS) ./examples/server $(if $(MODEL),-m $(MODEL)) $(ARGS)
 
 # Ours against upstream llama-bench of the same build, alternating (scripts/bench-compare.sh).
 bench: $(LIBS)

@@ -9,7 +9,7 @@
 //
 // This is the only file that includes a header of llama.cpp's src/. Internal members change
 // without notice, so what it relies on is checked when it compiles (below the includes):
-// the llama.cpp tree the header came from, and the type of every member it calls.
+// the internal headers it was written against, and the type of every member it calls.
 #include "native.h"
 
 #include <type_traits>
@@ -18,19 +18,23 @@
 #include "llama-context.h"
 #include "shim.h"
 
-// --- The pin check. scripts/build-llama.sh writes the tree hash of the llama.cpp source
-// whose src/*.h it copied into llamago-internal-tree.h, next to them. After a pin bump,
-// re-check the functions of this file against the new tree's llama-context.h and
-// llama-context.cpp (what each member returns when nothing was sampled on the device, which
-// of them wait), then set this to the new LLAMA_CPP_TREE of third_party/llama.cpp.lock.
+// --- The pin check. scripts/build-llama.sh writes the sha256 of the internal headers it
+// copied (llama.cpp's src/*.h) into llamago-internal-tree.h, next to them: the same for a git
+// checkout and an archive of the pinned tree. After a pin bump, re-check the functions of
+// this file against the new tree's llama-context.h and llama-context.cpp (what each member
+// returns when nothing was sampled on the device, which of them wait), then set this to the
+// hash `bash scripts/build-llama.sh internal-tree` prints for the new tree.
 // A tree of your own that you checked yourself builds with CGO_CXXFLAGS=-DLLAMAGO_SKIP_TREE_CHECK
 // (the member types below are checked all the same).
-#define LGO_CHECKED_TREE "0424752fbbc3bb01469ec830a30f2bc035497cd4"
+#define LGO_CHECKED_HEADERS "68c1976c5692bd4ac1ac5a639a9984125d633c13d06cb48bd6dcd35badd5f3e8" // tree 0424752f
 
 #if __has_include("llamago-internal-tree.h")
 #include "llamago-internal-tree.h"
 #else
 #error "llamago: llama-internal/llamago-internal-tree.h is missing (a llama.cpp build from before it): run `bash scripts/build-llama.sh internal-tree` in the llamago checkout (seconds; `go run github.com/llamago/llamago/cmd/llamago install` does it for its builds), or build llama.cpp again"
+#endif
+#ifndef LLAMAGO_INTERNAL_HEADERS
+#error "llamago: llama-internal/llamago-internal-tree.h is from an older llamago: run `bash scripts/build-llama.sh internal-tree`"
 #endif
 
 namespace {
@@ -44,13 +48,13 @@ constexpr bool same_string(const char * a, const char * b) {
 }  // namespace
 
 #ifndef LLAMAGO_SKIP_TREE_CHECK
-static_assert(same_string(LLAMAGO_INTERNAL_TREE, LGO_CHECKED_TREE),
-              "llama.cpp's internal headers are not from the tree device_rows.cpp was checked against "
-              "(LGO_CHECKED_TREE): llama.cpp's llama_context may have changed: re-check device_rows.cpp "
+static_assert(same_string(LLAMAGO_INTERNAL_HEADERS, LGO_CHECKED_HEADERS),
+              "llama.cpp's internal headers are not those device_rows.cpp was checked against "
+              "(LGO_CHECKED_HEADERS): llama.cpp's llama_context may have changed: re-check device_rows.cpp "
               "against the new pin");
 #endif
 
-// --- The members called, with the types they had in LGO_CHECKED_TREE.
+// --- The members called, with the types they had in the checked headers.
 #define LGO_CHECK_MEMBER(name, type)                                                       \
     static_assert(std::is_same_v<decltype(&llama_context::name), type>,                    \
                   "llama.cpp's llama_context changed (llama_context::" #name " is no longer " \

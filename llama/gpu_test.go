@@ -7,9 +7,14 @@ package llama
 import (
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
@@ -243,4 +248,52 @@ func cosine(a, b []float32) float64 {
 		bb += float64(b[i]) * float64(b[i])
 	}
 	return ab / math.Sqrt(aa*bb)
+}
+
+// -ngl auto on a model too large for the card: llama.cpp's fitting, through FitToMemory,
+// keeps part of a 70B-shape F16 model (140 GB, a sparse file) in host memory; it decides
+// as llama-fit-params of the same build does, and what it decides loads and generates.
+func TestGPUFitToMemory(t *testing.T) {
+	gpus(t)
+	huge := writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: 80,
+		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
+	start := time.Now()
+	res, err := FitToMemory(t.Context(), huge, nil, nil, nil)
+	require.NoError(t, err)
+	t.Logf("FitToMemory (%.1f s): %s", time.Since(start).Seconds(), res)
+	require.True(t, res.Fitted)
+	assert.Greater(t, res.Model.GPULayers, 0)
+	assert.Less(t, res.Model.GPULayers, 81, "the model does not fit whole")
+
+	tool, err := llamacpp.Tool(Backend, "llama-fit-params")
+	require.NoError(t, err)
+	out, err := exec.CommandContext(t.Context(), tool, "-m", huge).Output()
+	require.NoError(t, err)
+	args := strings.Fields(strings.TrimSpace(string(out)))
+	t.Logf("llama-fit-params: %s", strings.Join(args, " "))
+	want := map[string]string{}
+	for i := 0; i+1 < len(args); i += 2 {
+		want[args[i]] = args[i+1]
+	}
+	assert.Equal(t, want["-ngl"], strconv.Itoa(res.Model.GPULayers), "layers on the GPU")
+	assert.Equal(t, want["-c"], strconv.Itoa(res.Context.NCtx), "context")
+
+	start = time.Now()
+	m, err := LoadModel(t.Context(), huge, &res.Model)
+	require.NoError(t, err)
+	defer m.Close()
+	load := time.Since(start)
+	c, err := m.NewContext(&res.Context)
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := NewSampler(m, Greedy())
+	require.NoError(t, err)
+	defer s.Close()
+	prompt, err := m.Tokenize("The GPU and the CPU share the work", AddSpecial)
+	require.NoError(t, err)
+	toks := collect(t, c.Generate(t.Context(), prompt, s, &GenerateParams{MaxTokens: 8, IgnoreEOG: true}))
+	assert.Len(t, toks, 8)
+	g := c.LastGeneration()
+	t.Logf("fitted load %.1f s; prompt %d tokens %.1f t/s; generation %d tokens %.2f t/s",
+		load.Seconds(), g.PromptTokens, g.PromptTokensPerSecond(), g.GeneratedTokens, g.GenerationTokensPerSecond())
 }

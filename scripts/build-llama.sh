@@ -11,7 +11,7 @@
 #   <dir>/<backend>/bin/        upstream tools named in LLAMA_TOOLS (e.g. "llama-bench")
 #   <dir>/include/              the public headers (the same for every backend),
 #                               llama-internal/: llama.cpp's src/*.h, and llamago-internal-tree.h:
-#                               the source's tree hash, which llama/device_rows.cpp checks
+#                               their sha256, which llama/device_rows.cpp checks
 # Environment:
 #   LLAMAGO_BUILD_DIR    <dir> above (default third_party/build; cmd/llamago install: the user cache)
 #   LLAMA_CPP_DIR        source tree (default third_party/llama.cpp, see fetch-llama.sh)
@@ -50,12 +50,18 @@ source_tree() {
   esac
 }
 
-# write_internal_tree records the tree the internal headers were copied from: llama/device_rows.cpp
-# builds only against the tree it was checked against. Rewrites the file only when it changes.
+# headers_hash prints the sha256 of llama.cpp's internal headers (src/*.h, with their names):
+# the same for a git checkout and for an archive of the same tree.
+headers_hash() {
+  (cd "$src/src" && for h in $(LC_ALL=C ls -- *.h); do printf '== %s\n' "$h"; cat -- "$h"; done) | sha256sum | cut -d' ' -f1
+}
+
+# write_internal_tree records which internal headers were copied: llama/device_rows.cpp
+# builds only against the headers it was checked against. Rewrites the file only when it changes.
 write_internal_tree() {
   local header=$inc/llama-internal/llamago-internal-tree.h text
-  text="/* Written by scripts/build-llama.sh: the llama.cpp tree of these headers (llama/device_rows.cpp checks it). */
-#define LLAMAGO_INTERNAL_TREE \"$(source_tree)\""
+  text="/* Written by scripts/build-llama.sh: the sha256 of these headers (llama/device_rows.cpp checks it). */
+#define LLAMAGO_INTERNAL_HEADERS \"$(headers_hash)\""
   if [ "$(cat "$header" 2>/dev/null)" != "$text" ]; then printf '%s\n' "$text" >"$header"; fi
 }
 
@@ -66,7 +72,7 @@ if [ "$backend" = internal-tree ]; then
       die "$inc/llama-internal/${h##*/} is not $h: build llama.cpp again (scripts/build-llama.sh <backend>)"
   done
   write_internal_tree
-  say "$inc/llama-internal/llamago-internal-tree.h: $(source_tree)"
+  say "$inc/llama-internal/llamago-internal-tree.h: $(headers_hash)"
   exit 0
 fi
 

@@ -23,10 +23,6 @@ import (
 // llama/cgo_<backend>.go looks for it.
 const backendMarker = "llamago-backend.h"
 
-// internalTreeHeader, under a build, names the llama.cpp tree of its internal headers
-// (scripts/build-llama.sh writes it; llama/device_rows.cpp checks it).
-const internalTreeHeader = "include/llama-internal/llamago-internal-tree.h"
-
 type installOptions struct {
 	Backend  string // cpu, cuda, metal, vulkan
 	CPU      string // native or portable
@@ -107,12 +103,10 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 		}
 	} else {
 		fmt.Fprintf(stderr, "llamago: %s is already built in %s (-force builds it again)\n", o.variant(), build)
-		// A build from before llama/device_rows.cpp checked the tree of llama.cpp's internal
-		// headers lacks the file that names it: written in seconds, no new build.
-		if _, err := os.Stat(filepath.Join(build, filepath.FromSlash(internalTreeHeader))); err != nil {
-			if err := buildLlama("internal-tree"); err != nil {
-				return err
-			}
+		// The file naming llama.cpp's internal headers (llama/device_rows.cpp checks it) is
+		// written again, in seconds: builds from before it, or from an older llamago, lack it.
+		if err := buildLlama("internal-tree"); err != nil {
+			return err
 		}
 	}
 
