@@ -72,13 +72,27 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 	if s != nil && !s.noDevice {
 		chain = s.chain
 	}
-	if !bool(C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain)) || chain == nil {
+	if on, err := c.setSampler(seq, chain); !on || chain == nil {
 		c.attached.set(seq, nil, deviceChain{})
-		return false, nil
+		return false, err
 	}
 	s.device = c
 	c.attached.set(seq, s, deviceChain{})
 	return true, nil
+}
+
+// setSampler is llama_set_sampler behind the exception barrier: whether llama.cpp took
+// chain (nil detaches), or the error it threw.
+func (c *Context) setSampler(seq SeqID, chain *C.struct_llama_sampler) (bool, error) {
+	var cerr *C.char
+	switch C.lgo_set_sampler(c.ptr, C.llama_seq_id(seq), chain, &cerr) {
+	case 1:
+		return true, nil
+	case 0:
+		return false, nil
+	default:
+		return false, cError(ErrInvalidParams, cerr)
+	}
 }
 
 // attachOwn attaches one of our device stages to seq: the shared greedy argmax (narrow
@@ -96,10 +110,10 @@ func (c *Context) attachOwn(seq SeqID, narrow int) (bool, error) {
 	} else if chain = C.lgo_topk_chain_new(C.int32_t(narrow), C.int32_t(c.nVocab)); chain == nil {
 		return false, nil
 	}
-	if !C.llama_set_sampler(c.ptr, C.llama_seq_id(seq), chain) {
+	if on, err := c.setSampler(seq, chain); !on {
 		C.llama_sampler_free(chain) // refused: llama.cpp did not keep it
 		c.attached.set(seq, nil, deviceChain{})
-		return false, nil
+		return false, err
 	}
 	c.attached.set(seq, nil, deviceChain{chain, narrow})
 	return true, nil

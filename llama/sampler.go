@@ -293,9 +293,11 @@ func (s *Sampler) Reset() error {
 		return err
 	}
 	defer s.use.Unlock()
-	C.llama_sampler_reset(s.chain)
-	if s.grammar != nil {
-		C.llama_sampler_reset(s.grammar)
+	for _, p := range []*C.struct_llama_sampler{s.chain, s.grammar} {
+		var cerr *C.char
+		if p != nil && C.lgo_sampler_reset(p, &cerr) != 0 {
+			return cError(ErrInvalidParams, cerr)
+		}
 	}
 	return nil
 }

@@ -96,6 +96,10 @@ int lgo_chain_add(struct llama_sampler * chain, const lgo_stage * s, char ** err
 // A chain holding only stage (which it then owns), with timings off, as llama_set_sampler
 // wants; NULL (stage freed) on failure, NULL for a NULL stage.
 struct llama_sampler * lgo_chain_of(struct llama_sampler * stage);
+// llama_sampler_reset (a grammar's reset builds it again, which allocates): 0, or -1 with *err.
+int lgo_sampler_reset(struct llama_sampler * s, char ** err);
+// llama_set_sampler (attaching reserves device buffers): 1 attached, 0 refused, -1 with *err.
+int lgo_set_sampler(struct llama_context * ctx, llama_seq_id seq, struct llama_sampler * chain, char ** err);
 // Creates a (lazy, when patterns or tokens are given) grammar sampler; NULL with *err on failure.
 struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const char * grammar, const char * root,
                                         const char ** patterns, size_t n_patterns,

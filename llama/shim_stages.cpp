@@ -93,4 +93,15 @@ struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const 
     });
 }
 
+int lgo_sampler_reset(struct llama_sampler * s, char ** err) {
+    return lgo::catch_all(err, -1, [&] {
+        llama_sampler_reset(s);
+        return 0;
+    });
+}
+
+int lgo_set_sampler(struct llama_context * ctx, llama_seq_id seq, struct llama_sampler * chain, char ** err) {
+    return lgo::catch_all(err, -1, [&] { return llama_set_sampler(ctx, seq, chain) ? 1 : 0; });
+}
+
 }  // extern "C"
