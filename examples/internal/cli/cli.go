@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 )
 
@@ -71,21 +70,6 @@ func (f *Flags) Args() []string { return f.fs.Args() }
 // SetOutput sets where help and parse errors go (default: standard error).
 func (f *Flags) SetOutput(w io.Writer) { f.fs.SetOutput(w) }
 
-// Set reports whether a flag was given, under any of its names (without dashes).
-func (f *Flags) Set(name string) bool {
-	names := []string{name}
-	for _, g := range f.groups {
-		for _, e := range g.entries {
-			if slices.Contains(e.names, name) {
-				names = e.names
-			}
-		}
-	}
-	set := false
-	f.fs.Visit(func(fl *flag.Flag) { set = set || slices.Contains(names, fl.Name) })
-	return set
-}
-
 // Group returns the group of flags titled title, made on first use; the help lists groups
 // in the order they were made.
 func (f *Flags) Group(title string) *Group {
@@ -107,8 +91,7 @@ type Group struct {
 }
 
 type entry struct {
-	names []string // without dashes, as given
-	spec  string   // "-m, --model FNAME"
+	spec  string // "-m, --model FNAME"
 	usage string
 	value flag.Value
 	bool  bool
@@ -126,7 +109,6 @@ func (g *Group) Var(v flag.Value, names, arg, usage string) {
 	}
 	for n := range strings.SplitSeq(names, ",") {
 		n = strings.TrimLeft(strings.TrimSpace(n), "-")
-		e.names = append(e.names, n)
 		g.f.fs.Var(v, n, usage)
 	}
 	g.entries = append(g.entries, e)

@@ -74,8 +74,6 @@ func TestOneDashLongForms(t *testing.T) {
 	assert.Equal(t, 64, f.CtxSize)
 	assert.Equal(t, float32(0), f.Sampling.Temperature)
 	assert.Equal(t, 5, f.NPredict)
-	assert.True(t, f.Set("c"), "set under another name")
-	assert.False(t, f.Set("ngl"))
 }
 
 // Bad values are errors that name the flag, before any model is loaded.
