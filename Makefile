@@ -18,7 +18,7 @@ export LLAMAGO_CPU := $(or $(CPU),native)
 # (builds made before it existed lack the RPC archive and llama.cpp's internal headers).
 LIBS    := third_party/build/$(BACKEND)/llamago-backend.h
 # Upstream tools of the same build that tests and scripts compare against.
-export LLAMA_TOOLS ?= llama-bench llama-perplexity llama-batched-bench llama-completion llama-speculative
+export LLAMA_TOOLS ?= llama-bench llama-perplexity llama-batched-bench llama-completion llama-speculative llama-mtmd-cli
 
 .PHONY: all deps libs build test vet run chat serve bench perplexity-compare gpu-pack clean distclean
 

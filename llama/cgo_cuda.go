@@ -8,7 +8,7 @@ package llama
 /*
 #cgo CPPFLAGS: -DLLAMAGO_TAG_CUDA -I${SRCDIR}/../third_party/build/cuda -I${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/cuda
 #cgo LDFLAGS: -L${SRCDIR}/../third_party/build/cuda/lib -L${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/cuda/lib
-#cgo LDFLAGS: -lllama-common -lllama-common-base -lllama -lggml -lggml-cuda -lggml-cpu -lggml-base -lllamago-cuda-deps -lm
+#cgo LDFLAGS: -lmtmd -lvendor-hash -lllama-common -lllama-common-base -lllama -lggml -lggml-cuda -lggml-cpu -lggml-base -lllamago-cuda-deps -lm
 #cgo linux LDFLAGS: -lstdc++ -fopenmp -lpthread -ldl
 */
 import "C"

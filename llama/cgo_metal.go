@@ -8,7 +8,7 @@ package llama
 /*
 #cgo CPPFLAGS: -DLLAMAGO_TAG_METAL -I${SRCDIR}/../third_party/build/metal -I${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/metal
 #cgo LDFLAGS: -L${SRCDIR}/../third_party/build/metal/lib -L${SRCDIR}/../../../../cache/llamago/v0.4.0-0424752f/metal/lib
-#cgo LDFLAGS: -lllama-common -lllama-common-base -lllama -lggml -lggml-metal -lggml-cpu -lggml-base -lc++ -lm
+#cgo LDFLAGS: -lmtmd -lvendor-hash -lllama-common -lllama-common-base -lllama -lggml -lggml-metal -lggml-cpu -lggml-base -lc++ -lm
 #cgo LDFLAGS: -framework Metal -framework MetalKit -framework Foundation -framework Accelerate
 */
 import "C"

@@ -22,11 +22,43 @@ const (
 	RoleTool      Role = "tool" // the result of a tool call
 )
 
-// ContentPart is one part of a multi-part message content. Only text parts are
-// rendered by templates ("text"); the type is passed through as given.
+// ContentPart is one part of a multi-part message content: text ("text"), or an image
+// ("image") or audio clip ("audio") in Media, which a template renders as MediaMarker and a
+// ChatSession with a Projector feeds to the model there.
 type ContentPart struct {
-	Type string `json:"type"` // "text"
-	Text string `json:"text"`
+	Type  string `json:"type"` // "text", "image" or "audio"
+	Text  string `json:"text"`
+	Media *Media `json:"-"`
+}
+
+// MediaMarker stands for one media item in a rendered prompt (libmtmd's default marker).
+const MediaMarker = "<__media__>"
+
+// MarshalJSON writes a text part; a media part becomes the text MediaMarker.
+func (p ContentPart) MarshalJSON() ([]byte, error) {
+	if p.Type == "image" || p.Type == "audio" {
+		return json.Marshal(struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}{"text", MediaMarker})
+	}
+	return json.Marshal(struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}{p.Type, p.Text})
+}
+
+// media returns the media of the messages' parts, in order.
+func media(msgs []Message) []*Media {
+	var out []*Media
+	for _, m := range msgs {
+		for _, p := range m.Parts {
+			if p.Media != nil {
+				out = append(out, p.Media)
+			}
+		}
+	}
+	return out
 }
 
 // ToolCall is a call of a tool (function) by the assistant.
@@ -51,7 +83,8 @@ type Message struct {
 	ToolCallID string
 }
 
-// Text is the message's content as one string (parts joined with newlines).
+// Text is the message's content as one string (parts joined with newlines; media parts
+// as MediaMarker).
 func (m *Message) Text() string {
 	if len(m.Parts) == 0 {
 		return m.Content
@@ -61,7 +94,11 @@ func (m *Message) Text() string {
 		if i > 0 {
 			b = append(b, '\n')
 		}
-		b = append(b, p.Text...)
+		if p.Type == "image" || p.Type == "audio" {
+			b = append(b, MediaMarker...)
+		} else {
+			b = append(b, p.Text...)
+		}
 	}
 	return string(b)
 }
@@ -245,8 +282,14 @@ func (r *ChatRequest) check() error {
 			if !utf8.ValidString(p.Text) {
 				return fmt.Errorf("%w: message %d: %w", ErrChat, i, ErrInvalidUTF8)
 			}
-			if p.Type != "text" {
-				return fmt.Errorf("%w: message %d: content part type %q: only \"text\" parts can be rendered", ErrChat, i, p.Type)
+			switch {
+			case p.Type == "text":
+			case p.Type == "image" || p.Type == "audio":
+				if p.Media == nil || p.Media.ptr == nil || p.Media.IsAudio() != (p.Type == "audio") {
+					return fmt.Errorf("%w: message %d: %s part without %s media (or closed)", ErrChat, i, p.Type, p.Type)
+				}
+			default:
+				return fmt.Errorf("%w: message %d: content part type %q: want text, image or audio", ErrChat, i, p.Type)
 			}
 		}
 		if len(m.ToolCalls) > 0 && m.Role != RoleAssistant {

@@ -54,6 +54,10 @@ type ChatSessionParams struct {
 	// drafter sees the whole conversation.
 	Draft    Drafter
 	DraftMax int
+	// Projector, for a model that takes images or audio, feeds the media parts of the
+	// messages to the model. A conversation with media is evaluated whole at each turn
+	// (its cache is not reused), and its length is estimated from its text.
+	Projector *Projector
 }
 
 // TurnResult describes the last reply of a ChatSession.
@@ -100,8 +104,10 @@ type ChatSession struct {
 	sampling SamplingParams
 	history  []Message
 	cached   []Token // what sequence p.Seq of the cache holds, from position 0
-	last     TurnResult
-	closed   bool
+	// mediaCached: the cache holds a conversation with media, which cached does not describe
+	mediaCached bool
+	last        TurnResult
+	closed      bool
 }
 
 // NewChatSession starts a conversation on context c.
@@ -295,6 +301,19 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 		return
 	}
 	seq := s.p.Seq
+	media := media(s.history)
+	if len(media) > 0 && s.p.Projector == nil {
+		fail(fmt.Errorf("%w: the conversation has media and the session no Projector", ErrChat))
+		return
+	}
+	if len(media) > 0 || s.mediaCached {
+		s.cached = nil // the cache holds media embeddings, which tokens do not describe
+		if _, err := s.c.MemorySeqRemove(seq, -1, -1); err != nil {
+			fail(err)
+			return
+		}
+		s.mediaCached = false
+	}
 	n := s.reusable(tokens)
 	if n < len(s.cached) {
 		if ok, err := s.c.MemorySeqRemove(seq, Pos(n), -1); err != nil {
@@ -347,7 +366,29 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 	)
 	opts := &GenerateParams{MaxTokens: s.p.MaxTokens, Stop: prompt.Stop, Seq: seq,
 		Draft: s.p.Draft, DraftMax: s.p.DraftMax, history: tokens[:n]}
-	for g, err := range s.c.Generate(ctx, tokens[n:], sampler, opts) {
+	input := tokens[n:]
+	if len(media) > 0 {
+		pr := s.p.Projector
+		if err := pr.enter(); err != nil {
+			fail(err)
+			return
+		}
+		mp, err := pr.tokenize(prompt.Prompt, media, true)
+		if err == nil && opts.Draft != nil {
+			mp.free()
+			err = invalidParam("speculative decoding of a conversation with media is not supported")
+		}
+		if err != nil {
+			pr.mu.Unlock()
+			fail(err)
+			return
+		}
+		defer pr.mu.Unlock()
+		defer mp.free()
+		opts.media, input = mp, mp.lastText
+		s.mediaCached = true
+	}
+	for g, err := range s.c.Generate(ctx, input, sampler, opts) {
 		if err != nil {
 			genErr = err
 			break
@@ -380,7 +421,9 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 			break
 		}
 	}
-	s.syncCache(tokens[:n], tokens[n:], gen)
+	if len(media) == 0 {
+		s.syncCache(tokens[:n], tokens[n:], gen)
+	}
 	gres := s.c.LastGeneration()
 	s.last = TurnResult{
 		Text: strings.ToValidUTF8(string(text), "\uFFFD"), PromptTokens: len(tokens), PromptTokensReused: n,
@@ -532,6 +575,9 @@ type sessionFile struct {
 // After Load into a context of the same model the next turn decodes only its new
 // message, not the conversation again.
 func (s *ChatSession) Save(w io.Writer) error {
+	if len(media(s.history)) > 0 {
+		return fmt.Errorf("%w: a conversation with media cannot be saved (the file would not hold the media)", ErrChat)
+	}
 	f := sessionFile{Version: 2, Messages: s.history}
 	var state []byte
 	if len(s.cached) > 0 {

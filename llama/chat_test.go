@@ -123,7 +123,7 @@ func TestChatTemplateFromModel(t *testing.T) {
 	assert.Equal(t, "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", p.Prompt)
 
 	// Multi-part content renders as text.
-	p, err = tmpl.Apply(&ChatRequest{Messages: []Message{{Role: RoleUser, Parts: []ContentPart{{"text", "a"}, {"text", "b"}}}}})
+	p, err = tmpl.Apply(&ChatRequest{Messages: []Message{{Role: RoleUser, Parts: []ContentPart{{Type: "text", Text: "a"}, {Type: "text", Text: "b"}}}}})
 	require.NoError(t, err)
 	assert.Contains(t, p.Prompt, "a")
 
@@ -143,7 +143,7 @@ func TestChatTemplateFromModel(t *testing.T) {
 
 func TestMessageJSON(t *testing.T) {
 	in := []Message{
-		{Role: RoleUser, Parts: []ContentPart{{"text", "a"}}},
+		{Role: RoleUser, Parts: []ContentPart{{Type: "text", Text: "a"}}},
 		{Role: RoleAssistant, ReasoningContent: "r", ToolCalls: []ToolCall{{ID: "1", Name: "f", Arguments: `{"x":1}`}}},
 		{Role: RoleTool, ToolName: "f", ToolCallID: "1", Content: "ok"},
 	}

@@ -69,6 +69,14 @@
 //	returning more tokens than asked or ids outside the vocabulary,
 //	DraftMax < 0, a sequence sampling on the device                       ErrInvalidParams / ErrInvalidToken;
 //	                                                                      the cache keeps no refused draft
+//	projector files: missing, malformed GGUF, not a projector ("clip"),
+//	an output size other than the model's embeddings                      *LoadError
+//	media: no bytes, bytes no decoder knows, corrupt images, more than
+//	MaxImageSide pixels a side (read from the header before decoding),
+//	audio for a vision-only projector (or the reverse), raw RGB of the
+//	wrong length; prompts whose markers do not match their media          ErrMedia
+//	a media prompt ending in media (no text after it), a projector of
+//	another model, speculative decoding with media                        ErrInvalidParams
 //	use of anything after Close                                           ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                              ErrContextBusy
 //	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy

@@ -43,7 +43,8 @@ type GenerateParams struct {
 	Draft    Drafter
 	DraftMax int
 
-	history []Token // the sequence's tokens before the prompt, for Draft (ChatSession)
+	history []Token      // the sequence's tokens before the prompt, for Draft (ChatSession)
+	media   *mediaPrompt // chunks to evaluate before the prompt (GenerateMedia)
 }
 
 // TokenLogprob is a token with its log-probability under the model's distribution.
@@ -61,7 +62,8 @@ type Generated struct {
 
 // GenerateResult summarises a generation.
 type GenerateResult struct {
-	PromptTokens    int
+	PromptTokens    int // media tokens included
+	MediaTokens     int // of the prompt's images and audio (GenerateMedia)
 	GeneratedTokens int
 	FinishReason    FinishReason
 	Err             error         // what ended it with FinishCancelled or FinishError
@@ -145,6 +147,17 @@ func (c *Context) GenerateText(ctx context.Context, prompt string, s *Sampler, o
 			yield("", err)
 			return
 		}
+		for piece, err := range c.generateText(ctx, tokens, s, opts) {
+			if !yield(piece, err) {
+				return
+			}
+		}
+	}
+}
+
+// generateText is Generate of tokens yielding text (see GenerateText).
+func (c *Context) generateText(ctx context.Context, tokens []Token, s *Sampler, opts *GenerateParams) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
 		var pending []byte // bytes of an incomplete UTF-8 character
 		c.generate(ctx, tokens, s, opts, true, func(_ []Generated, text []byte, final bool) bool {
 			pending = append(pending, text...)
@@ -275,12 +288,20 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 	_, last, _ := c.seqRange(o.Seq)
 	pos := last + 1
 	start := time.Now()
+	if o.media != nil {
+		var err error
+		if pos, err = o.media.eval(c, pos, o.Seq); err != nil {
+			failed(err)
+			return
+		}
+		res.PromptTokens, res.MediaTokens = o.media.nTokens-len(prompt), o.media.nMedia
+	}
 	if err := c.decodeSeq(ctx, prompt, pos, o.Seq); err != nil {
 		failed(err)
 		return
 	}
 	pos += Pos(len(prompt))
-	res.PromptTokens = len(prompt)
+	res.PromptTokens += len(prompt)
 	res.Prompt = time.Since(start)
 	start = time.Now()
 	defer func() { res.Generation = time.Since(start) }()

@@ -32,4 +32,13 @@
 #endif
 #endif
 
+// A build from before libmtmd was part of it (layout 1) lacks archives package llama links.
+#if (defined(LLAMAGO_TAG_CPU) || defined(LLAMAGO_TAG_CUDA) || defined(LLAMAGO_TAG_METAL) || defined(LLAMAGO_TAG_VULKAN)) && \
+    !defined(LLAMAGO_TYPECHECK_ONLY) && __has_include("llamago-backend.h")
+#include "llamago-backend.h"
+#if !defined(LLAMAGO_BUILD_LAYOUT) || LLAMAGO_BUILD_LAYOUT < 2
+#error "llamago: llama.cpp was built by an older llamago (without libmtmd): in a llamago checkout run `make libs` (BACKEND=... as before); in a module that requires llamago: go run github.com/llamago/llamago/cmd/llamago install -force"
+#endif
+#endif
+
 #endif

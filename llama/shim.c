@@ -1,5 +1,6 @@
 #include "shim.h"
 #include "_cgo_export.h"
+#include "mtmd-helper.h"
 
 bool lgo_abort_callback(void * data) {
     lgo_abort * a = (lgo_abort *) data;
@@ -44,6 +45,9 @@ static void lgo_log(enum ggml_log_level level, const char * text, void * user_da
     goLog((int) level, lgo_thread_key(), (char *) text);
 }
 
-void lgo_log_install(void) { llama_log_set(lgo_log, NULL); }
+void lgo_log_install(void) {
+    llama_log_set(lgo_log, NULL);
+    mtmd_helper_log_set(lgo_log, NULL); // libmtmd (projectors) logs apart, to stderr by default
+}
 
 void lgo_log_enable(bool enabled) { __atomic_store_n(&lgo_log_enabled, enabled ? 1 : 0, __ATOMIC_RELAXED); }

@@ -201,6 +201,45 @@ int32_t lgo_detokenize(const struct llama_vocab * vocab, const llama_token * tok
 int lgo_fit(const char * path, struct llama_model_params * mp, struct llama_context_params * cp, float * tensor_split,
             struct llama_model_tensor_buft_override * overrides, size_t * margins, uint32_t n_ctx_min, char ** err);
 
+// --- shim_mtmd.cpp: multimodal input through libmtmd. Pointers returned are owned by the
+// caller (the matching _free); NULL (or -1) comes with a malloc'ed message in *err. ---
+
+typedef struct {
+    bool         vision, audio, mrope;
+    int          sample_rate;
+    const char * marker; // owned by the mtmd context
+} lgo_mtmd_caps;
+
+struct mtmd_context;
+struct mtmd_bitmap;
+struct mtmd_input_chunks;
+
+struct mtmd_context * lgo_mtmd_init(const char * path, const struct llama_model * model, bool use_gpu, int n_threads,
+                                    char ** err);
+void                  lgo_mtmd_free(struct mtmd_context * ctx);
+int                   lgo_mtmd_info(const struct mtmd_context * ctx, lgo_mtmd_caps * caps, char ** err);
+// An image or audio clip decoded from the bytes of a file.
+struct mtmd_bitmap * lgo_mtmd_bitmap_from_buf(const struct mtmd_context * ctx, const unsigned char * buf, size_t len,
+                                              char ** err);
+struct mtmd_bitmap * lgo_mtmd_bitmap_from_rgb(uint32_t nx, uint32_t ny, const unsigned char * rgb, char ** err);
+int                  lgo_mtmd_bitmap_info(const struct mtmd_bitmap * b, uint32_t * nx, uint32_t * ny, bool * audio);
+void                 lgo_mtmd_bitmap_free(struct mtmd_bitmap * b);
+// Splits a prompt with one marker per bitmap into text and media chunks (special tokens parsed).
+struct mtmd_input_chunks * lgo_mtmd_tokenize(const struct mtmd_context * ctx, const char * text, bool add_special,
+                                             const struct mtmd_bitmap ** bitmaps, size_t n_bitmaps, char ** err);
+// n_media: the tokens of the media chunks; last_type: the mtmd_input_chunk_type of the last
+// chunk, -1 when there is none.
+int lgo_mtmd_chunks_info(const struct mtmd_input_chunks * chunks, size_t * n_chunks, size_t * n_tokens, size_t * n_media,
+                         int32_t * n_pos, int * last_type);
+// The tokens of the last chunk when it is text (owned by chunks), NULL otherwise.
+const llama_token * lgo_mtmd_last_text(const struct mtmd_input_chunks * chunks, size_t * n);
+// Evaluates the first n_chunks chunks into sequence seq of lctx from n_past on (media
+// encoded by the projector, then decoded; text decoded): 0 and *new_n_past, or an error.
+int  lgo_mtmd_eval(struct mtmd_context * ctx, struct llama_context * lctx, const struct mtmd_input_chunks * chunks,
+                   size_t n_chunks, llama_pos n_past, llama_seq_id seq, int32_t n_batch, llama_pos * new_n_past,
+                   char ** err);
+void lgo_mtmd_chunks_free(struct mtmd_input_chunks * chunks);
+
 // --- shim_chat.cpp: upstream's common/ (chat templates, output parsers, JSON schema to
 // GBNF) behind JSON in/out. Each returns NULL (or -1) with a malloc'ed message in *err on
 // failure; strings returned are malloc'ed (free them). Templates and parsers are opaque

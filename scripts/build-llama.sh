@@ -146,7 +146,7 @@ cmake -S "$src" -B "$cmake_dir" "${generator[@]}" "${args[@]}" >"$out/configure.
 
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 # shellcheck disable=SC2086
-targets=(llama llama-common ${LLAMA_TOOLS:-})
+targets=(llama llama-common mtmd ${LLAMA_TOOLS:-})
 say "building ${targets[*]} with $jobs jobs"
 cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
 
@@ -154,7 +154,7 @@ cmake --build "$cmake_dir" --config Release -j "$jobs" --target "${targets[@]}"
 rm -f "$out/llamago-backend.h"
 rm -rf "$out/lib" && mkdir -p "$out/lib" "$out/bin" "$inc/common/jinja"
 find "$cmake_dir" -name '*.a' -not -path '*/CMakeFiles/*' -exec cp {} "$out/lib/" \;
-cp "$src"/include/*.h "$src"/ggml/include/*.h "$inc/"
+cp "$src"/include/*.h "$src"/ggml/include/*.h "$src"/tools/mtmd/mtmd.h "$src"/tools/mtmd/mtmd-helper.h "$inc/"
 # The shim reaches common/ (chat templates, JSON schema) through a few JSON-in/JSON-out calls.
 cp "$src"/common/*.h "$inc/common/"
 cp "$src"/common/jinja/*.h "$inc/common/jinja/"
@@ -188,6 +188,7 @@ echo "$tree" >"$out/source-tree"
 # llama/cgo_<backend>.go checks for this file: the archives of this backend are complete.
 {
   echo "/* Written by scripts/build-llama.sh after the archives of this backend. */"
+  echo "#define LLAMAGO_BUILD_LAYOUT 2 /* 2: with libmtmd (multimodal) */"
   echo "#define LLAMAGO_BACKEND \"$backend\""
   echo "#define LLAMAGO_CPU \"$cpu\""
   echo "#define LLAMAGO_LLAMA_CPP_TREE \"$tree\""

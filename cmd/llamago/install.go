@@ -20,8 +20,17 @@ import (
 )
 
 // backendMarker is written by scripts/build-llama.sh once a backend's archives are complete;
-// llama/cgo_<backend>.go looks for it.
+// llama/cgo_<backend>.go looks for it, and for the build layout it names (llama/native.h).
 const backendMarker = "llamago-backend.h"
+
+// buildLayout is the LLAMAGO_BUILD_LAYOUT of complete builds for this llamago (2: with libmtmd).
+const buildLayout = 2
+
+// complete reports whether dir holds a backend build of this llamago's layout.
+func complete(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, backendMarker))
+	return err == nil && strings.Contains(string(b), fmt.Sprintf("#define LLAMAGO_BUILD_LAYOUT %d ", buildLayout))
+}
 
 type installOptions struct {
 	Backend  string // cpu, cuda, metal, vulkan
@@ -97,7 +106,7 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 		}
 		return script(ctx, stderr, mod, "build-llama.sh", args, env)
 	}
-	if _, err := os.Stat(filepath.Join(build, o.Backend, backendMarker)); err != nil || o.Force {
+	if !complete(filepath.Join(build, o.Backend)) || o.Force {
 		if err := buildLlama(o.Backend); err != nil {
 			return err
 		}
@@ -145,8 +154,8 @@ func status(stdout io.Writer) error {
 			continue
 		}
 		state := "complete"
-		if _, err := os.Stat(filepath.Join(target, backendMarker)); err != nil {
-			state = "missing or incomplete: install it again"
+		if !complete(target) {
+			state = "missing, incomplete or from an older llamago: install it again"
 		}
 		fmt.Fprintf(stdout, "  %-7s %s (%s)\n", backend, target, state)
 		n++

@@ -28,6 +28,7 @@ Commands:
   /show system               the system prompt
   /clear                     forget the conversation (keeps the system prompt)
   /regen                     drop the last reply and generate a new one
+  /image FILE, /audio FILE   attach an image or audio file to the next message (needs --mmproj)
   /save FILE, /load FILE     save or load the conversation (with its KV cache) as JSON
   /help, /?                  this text
   /bye                       exit (also Ctrl-D, or Ctrl-C at the prompt; Ctrl-C stops a reply)`
@@ -90,6 +91,14 @@ func (a *app) command(sess *llama.ChatSession, input string) bool {
 		a.show(sess, arg)
 	case "/regen":
 		a.regenerate(sess)
+	case "/image", "/audio":
+		if arg == "" {
+			fmt.Fprintf(a.errOut, "usage: %s FILE\n", name)
+		} else if err := a.attach(arg); err != nil {
+			fmt.Fprintf(a.errOut, "%s: %v\n", name, err)
+		} else {
+			fmt.Fprintf(a.errOut, "[%s attached to the next message]\n", arg)
+		}
 	case "/save", "/load":
 		if arg == "" {
 			fmt.Fprintf(a.errOut, "usage: %s FILE\n", name)

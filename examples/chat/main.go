@@ -44,6 +44,8 @@ type options struct {
 	*cli.Flags
 	templateFile string // a Jinja template overriding the model's
 	interactive  bool
+	mmproj       string   // a multimodal projector for the model
+	media        []string // image and audio files for the first message
 	adapters     *adapterflags.Flags
 	draft        *draftflags.Flags
 
@@ -67,6 +69,12 @@ func parseFlags(args []string, errOut io.Writer) (*options, error) {
 	g.Bool(&o.interactive, "-i, --interactive", "interactive even when stdin is not a terminal")
 	o.adapters = adapterflags.Register(f.Group("adapters"))
 	o.draft = draftflags.Register(f.Group("speculative decoding"))
+	mm := f.Group("multimodal")
+	mm.String(&o.mmproj, "-mm, --mmproj", "FNAME", "multimodal projector (mmproj GGUF) of the model, for images and audio")
+	mm.Func("--image, --audio", "FNAME", "an image or audio file sent with the first message (repeat for several; /image FILE inside)", "", func(v string) error {
+		o.media = append(o.media, v)
+		return nil
+	})
 	if err := f.Parse(args); err != nil {
 		return nil, err
 	}
@@ -122,8 +130,11 @@ type app struct {
 	model        *llama.Model
 	template     *llama.ChatTemplate
 	nCtx         int
-	showThinking bool // a reasoning model thinks, and its thoughts are shown
-	verbose      bool // statistics after each reply
+	projector    *llama.Projector // -mm
+	pending      []*llama.Media   // attached to the next message (/image, --image)
+	sent         []*llama.Media   // in the conversation: freed when the chat ends
+	showThinking bool             // a reasoning model thinks, and its thoughts are shown
+	verbose      bool             // statistics after each reply
 
 	mu        sync.Mutex
 	stopReply context.CancelFunc // set while a reply is streaming
@@ -263,6 +274,27 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.MaxTokens(),
 		Overflow: llama.OverflowDropOldest,
 	}
+	if a.cfg.mmproj != "" {
+		if a.projector, err = m.LoadProjector(a.cfg.mmproj, &llama.ProjectorParams{NoGPU: a.cfg.model.GPULayers == 0}); err != nil {
+			tmpl.Close()
+			c.Close()
+			m.Close()
+			return nil, nil, err
+		}
+		sp.Projector = a.projector
+	}
+	for _, path := range a.cfg.media {
+		if err := a.attach(path); err != nil {
+			a.closeMedia()
+			if a.projector != nil {
+				a.projector.Close()
+			}
+			tmpl.Close()
+			c.Close()
+			m.Close()
+			return nil, nil, err
+		}
+	}
 	var drafts *draftflags.Drafts
 	{
 		drafts, err = a.cfg.draft.Load(context.Background(), m, a.cfg.model.GPULayers, c.NCtx())
@@ -298,6 +330,10 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	return sess, func() {
 		sess.Close()
 		closeDrafts()
+		a.closeMedia()
+		if a.projector != nil {
+			a.projector.Close()
+		}
 		tmpl.Close()
 		c.Close()
 		m.Close()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"os"
 	"time"
 
 	"github.com/llamago/llamago/llama"
@@ -20,7 +21,44 @@ const (
 
 // reply sends a message and streams the answer.
 func (a *app) reply(sess *llama.ChatSession, text string) error {
-	return a.stream(sess, func(ctx context.Context) iter.Seq2[llama.ChatDelta, error] { return sess.Say(ctx, text) })
+	if len(a.pending) == 0 {
+		return a.stream(sess, func(ctx context.Context) iter.Seq2[llama.ChatDelta, error] { return sess.Say(ctx, text) })
+	}
+	msg := llama.Message{Role: llama.RoleUser}
+	for _, m := range a.pending {
+		kind := "image"
+		if m.IsAudio() {
+			kind = "audio"
+		}
+		msg.Parts = append(msg.Parts, llama.ContentPart{Type: kind, Media: m})
+	}
+	msg.Parts = append(msg.Parts, llama.ContentPart{Type: "text", Text: text})
+	a.sent, a.pending = append(a.sent, a.pending...), nil
+	return a.stream(sess, func(ctx context.Context) iter.Seq2[llama.ChatDelta, error] { return sess.Send(ctx, msg) })
+}
+
+// attach decodes an image or audio file for the next message.
+func (a *app) attach(path string) error {
+	if a.projector == nil {
+		return fmt.Errorf("%s: media needs a projector: start the chat with --mmproj FILE", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	m, err := a.projector.DecodeMedia(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	a.pending = append(a.pending, m)
+	return nil
+}
+
+func (a *app) closeMedia() {
+	for _, m := range append(a.sent, a.pending...) {
+		m.Close()
+	}
+	a.sent, a.pending = nil, nil
 }
 
 // stream runs one turn: the answer goes to out; the model's reasoning goes dimmed to out

@@ -421,3 +421,17 @@ func Adapter(path string) error {
 	defer f.Close()
 	return checkTensorAlignment(f)
 }
+
+// Projector checks a multimodal projector file (mmproj): a sound GGUF file of
+// architecture "clip" with tensor data ggml can map.
+func Projector(path string) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if arch, err := f.String("general.architecture"); err != nil || arch != "clip" {
+		return fmt.Errorf("not a projector (general.architecture %q, want \"clip\")", arch)
+	}
+	return checkTensorAlignment(f)
+}
