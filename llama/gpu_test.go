@@ -297,3 +297,59 @@ func TestGPUFitToMemory(t *testing.T) {
 	t.Logf("fitted load %.1f s; prompt %d tokens %.1f t/s; generation %d tokens %.2f t/s",
 		load.Seconds(), g.PromptTokens, g.PromptTokensPerSecond(), g.GeneratedTokens, g.GenerationTokensPerSecond())
 }
+
+// The image prompt on the GPU, against llama-mtmd-cli of the same build: a Qwen2-VL-style
+// synthetic projector (391 image tokens for test-1.jpeg) and a Qwen2-0.5B-shape model; the
+// time to read the prompt (encode the image, decode it and the text) and to generate.
+func TestGPUMultimodalSpeed(t *testing.T) {
+	gpus(t)
+	opts, err := synth.DefaultProjector(synth.ProjectorQwen2VL)
+	require.NoError(t, err)
+	opts.TextShape, opts.Embd, opts.Layers, opts.Heads, opts.FF = "qwen2-0.5b", 1280, 32, 16, 5120
+	dir := t.TempDir()
+	model, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocabPath(t, "qwen2"), Type: gguf.TypeQ8_0, Seed: 4}))
+	require.NoError(t, synth.WriteProjectorFile(projector, opts))
+	image := filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-1.jpeg")
+	cli, err := llamacpp.Tool(Backend, "llama-mtmd-cli")
+	require.NoError(t, err)
+	for round := range 3 {
+		start := time.Now()
+		out, err := exec.CommandContext(t.Context(), cli, "-m", model, "--mmproj", projector, "--image", image, "-p", "Describe the image.",
+			"-n", "32", "--temp", "0", "--jinja", "-c", "4096", "-ngl", "99", "-lv", "4").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		var lines []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "encoding done") || strings.Contains(l, "image decoded") || strings.Contains(l, "prompt eval time") || strings.Contains(l, " eval time") {
+				lines = append(lines, strings.TrimSpace(l))
+			}
+		}
+		t.Logf("round %d llama-mtmd-cli (%.2f s wall): %s", round, time.Since(start).Seconds(), strings.Join(lines, " | "))
+
+		m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: -1})
+		require.NoError(t, err)
+		c, err := m.NewContext(&ContextParams{NCtx: 4096})
+		require.NoError(t, err)
+		p, err := m.LoadProjector(projector, nil)
+		require.NoError(t, err)
+		data, err := os.ReadFile(image)
+		require.NoError(t, err)
+		img, err := p.DecodeMedia(data)
+		require.NoError(t, err)
+		tmpl, err := NewChatTemplate(m, nil)
+		require.NoError(t, err)
+		prompt, err := tmpl.Apply(&ChatRequest{Messages: []Message{{Role: RoleUser, Content: MediaMarker + "Describe the image."}}})
+		require.NoError(t, err)
+		s, err := NewSampler(m, Greedy())
+		require.NoError(t, err)
+		for _, err := range c.GenerateMedia(t.Context(), p, prompt.Prompt, []*Media{img}, s, &GenerateParams{MaxTokens: 32, IgnoreEOG: true}) {
+			require.NoError(t, err)
+		}
+		g := c.LastGeneration()
+		t.Logf("round %d llamago: prompt %d tokens (%d image) in %.1f ms; %d generated at %.1f t/s", round, g.PromptTokens,
+			g.MediaTokens, float64(g.Prompt.Microseconds())/1000, g.GeneratedTokens, g.GenerationTokensPerSecond())
+		for _, cl := range []interface{ Close() error }{s, tmpl, img, p, c, m} {
+			cl.Close()
+		}
+	}
+}

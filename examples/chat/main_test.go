@@ -298,3 +298,35 @@ func TestTerminalInterrupt(t *testing.T) {
 	term.send("\x04")
 	assert.Equal(t, 0, term.exitCode(), term.output())
 }
+
+// Images with --mmproj: --image for the first message, /image for the next; without a
+// projector, or with a file that is no image, a clear message and the chat goes on.
+func TestImages(t *testing.T) {
+	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
+	require.NoError(t, err)
+	vocab, err := modelfile.VocabPath("qwen2")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	model, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}))
+	require.NoError(t, synth.WriteProjectorFile(projector, opts))
+	llamaCpp, err := modelfile.LlamaCppDir()
+	require.NoError(t, err)
+	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
+	notImage := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(notImage, []byte("no pixels here"), 0o644))
+
+	out, errOut, code := runPiped(t, "", chatArgs(model, "--mmproj", projector, "--image", image, "-p", "What is this?")...)
+	require.Equal(t, 0, code, errOut)
+	assert.NotEmpty(t, strings.TrimSpace(out))
+
+	in := "/image " + notImage + "\n/image " + image + "\nDescribe it.\nAnd now?\n"
+	out, errOut, code = runPiped(t, in, chatArgs(model, "--mmproj", projector, "-i")...)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "/image: "+notImage+": llama: media")
+	assert.Contains(t, errOut, "["+image+" attached to the next message]")
+	assert.Equal(t, 2, strings.Count(errOut, " t/s; "), "two replies: %s", errOut)
+
+	_, errOut, _ = runPiped(t, "/image "+image+"\n", chatArgs(model, "-i")...)
+	assert.Contains(t, errOut, "needs a projector: start the chat with --mmproj FILE")
+}
