@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/llamago/llamago/internal/modelcheck"
@@ -247,6 +248,9 @@ func (mp *mediaPrompt) free() { C.lgo_mtmd_chunks_free(mp.chunks) }
 
 // tokenize splits prompt at its markers, one per media item.
 func (p *Projector) tokenize(prompt string, media []*Media, addSpecial bool) (*mediaPrompt, error) {
+	if !utf8.ValidString(prompt) {
+		return nil, ErrInvalidUTF8
+	}
 	ptrs := make([]*C.struct_mtmd_bitmap, len(media))
 	for i, m := range media {
 		if m == nil || m.ptr == nil {
@@ -288,10 +292,12 @@ func (mp *mediaPrompt) eval(c *Context, pos Pos, seq SeqID) (Pos, error) {
 	defer errs.done()
 	if C.lgo_mtmd_eval(mp.p.ptr, c.ptr, mp.chunks, C.size_t(mp.nChunks-1), C.llama_pos(pos), C.llama_seq_id(seq),
 		C.int32_t(c.nBatch), &next, &cerr) != 0 {
+		msg := "llama: media prompt"
 		if cerr != nil {
+			msg += ": " + C.GoString(cerr)
 			C.free(unsafe.Pointer(cerr))
 		}
-		return pos, errs.err("llama: media prompt")
+		return pos, errs.err(msg)
 	}
 	return Pos(next), nil
 }
