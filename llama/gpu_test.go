@@ -253,32 +253,13 @@ func cosine(a, b []float32) float64 {
 // -ngl auto on a model too large for the card: llama.cpp's fitting, through FitToMemory,
 // keeps part of a 70B-shape F16 model (140 GB, a sparse file) in host memory; it decides
 // as llama-fit-params of the same build does, and what it decides loads and generates.
-func TestGPUFitToMemory(t *testing.T) {
-	gpus(t)
-	huge := writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: 80,
-		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
+func TestGPUFitToMemory(t *testing.T) { fitHuge(t) }
+
+// The fitted parameters of TestGPUFitToMemory load and generate (the weights on the host
+// are read from the sparse file: a long load).
+func TestGPUFitToMemoryLoads(t *testing.T) {
+	huge, res := fitHuge(t)
 	start := time.Now()
-	res, err := FitToMemory(t.Context(), huge, nil, nil, nil)
-	require.NoError(t, err)
-	t.Logf("FitToMemory (%.1f s): %s", time.Since(start).Seconds(), res)
-	require.True(t, res.Fitted)
-	assert.Greater(t, res.Model.GPULayers, 0)
-	assert.Less(t, res.Model.GPULayers, 81, "the model does not fit whole")
-
-	tool, err := llamacpp.Tool(Backend, "llama-fit-params")
-	require.NoError(t, err)
-	out, err := exec.CommandContext(t.Context(), tool, "-m", huge).Output()
-	require.NoError(t, err)
-	args := strings.Fields(strings.TrimSpace(string(out)))
-	t.Logf("llama-fit-params: %s", strings.Join(args, " "))
-	want := map[string]string{}
-	for i := 0; i+1 < len(args); i += 2 {
-		want[args[i]] = args[i+1]
-	}
-	assert.Equal(t, want["-ngl"], strconv.Itoa(res.Model.GPULayers), "layers on the GPU")
-	assert.Equal(t, want["-c"], strconv.Itoa(res.Context.NCtx), "context")
-
-	start = time.Now()
 	m, err := LoadModel(t.Context(), huge, &res.Model)
 	require.NoError(t, err)
 	defer m.Close()
@@ -296,6 +277,38 @@ func TestGPUFitToMemory(t *testing.T) {
 	g := c.LastGeneration()
 	t.Logf("fitted load %.1f s; prompt %d tokens %.1f t/s; generation %d tokens %.2f t/s",
 		load.Seconds(), g.PromptTokens, g.PromptTokensPerSecond(), g.GeneratedTokens, g.GenerationTokensPerSecond())
+}
+
+// fitHuge writes a model too large for the first GPU, fits it with FitToMemory and checks
+// the decision against llama-fit-params of the same build.
+func fitHuge(t *testing.T) (string, *FitResult) {
+	dev := gpus(t)[0]
+	// Layers of a 70B shape (1.71 GB each in F16) for 1.5 times the card's memory.
+	layers := min(int(dev.TotalMemory*3/2/1_710_000_000)+1, 400)
+	huge := writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: layers,
+		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
+	t.Logf("%s: %.1f GiB; model: %d layers of a 70B shape, F16", dev.Description, float64(dev.TotalMemory)/(1<<30), layers)
+	start := time.Now()
+	res, err := FitToMemory(t.Context(), huge, nil, nil, nil)
+	require.NoError(t, err)
+	t.Logf("FitToMemory (%.1f s): %s", time.Since(start).Seconds(), res)
+	require.True(t, res.Fitted)
+	assert.Greater(t, res.Model.GPULayers, 0)
+	assert.Less(t, res.Model.GPULayers, layers+1, "the model does not fit whole")
+
+	tool, err := llamacpp.Tool(Backend, "llama-fit-params")
+	require.NoError(t, err)
+	out, err := exec.CommandContext(t.Context(), tool, "-m", huge).Output()
+	require.NoError(t, err)
+	args := strings.Fields(strings.TrimSpace(string(out)))
+	t.Logf("llama-fit-params: %s", strings.Join(args, " "))
+	want := map[string]string{}
+	for i := 0; i+1 < len(args); i += 2 {
+		want[args[i]] = args[i+1]
+	}
+	assert.Equal(t, want["-ngl"], strconv.Itoa(res.Model.GPULayers), "layers on the GPU")
+	assert.Equal(t, want["-c"], strconv.Itoa(res.Context.NCtx), "context")
+	return huge, res
 }
 
 // The image prompt on the GPU, against llama-mtmd-cli of the same build: a Qwen2-VL-style
