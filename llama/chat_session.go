@@ -368,23 +368,16 @@ func (s *ChatSession) respond(ctx context.Context, yield func(ChatDelta, error) 
 		Draft: s.p.Draft, DraftMax: s.p.DraftMax, history: tokens[:n]}
 	input := tokens[n:]
 	if len(media) > 0 {
-		pr := s.p.Projector
-		if err := pr.enter(); err != nil {
-			fail(err)
-			return
-		}
-		mp, err := pr.tokenize(prompt.Prompt, media, true)
+		mp, err := s.p.Projector.Prompt(prompt.Prompt, media, true)
 		if err == nil && opts.Draft != nil {
-			mp.free()
+			mp.Close()
 			err = invalidParam("speculative decoding of a conversation with media is not supported")
 		}
 		if err != nil {
-			pr.mu.Unlock()
 			fail(err)
 			return
 		}
-		defer pr.mu.Unlock()
-		defer mp.free()
+		defer mp.Close()
 		opts.media, input = mp, mp.lastText
 		s.mediaCached = true
 	}

@@ -44,7 +44,7 @@ type GenerateParams struct {
 	DraftMax int
 
 	history []Token      // the sequence's tokens before the prompt, for Draft (ChatSession)
-	media   *mediaPrompt // chunks to evaluate before the prompt (GenerateMedia)
+	media   *MediaPrompt // chunks to evaluate before the prompt (GenerateMedia)
 }
 
 // TokenLogprob is a token with its log-probability under the model's distribution.

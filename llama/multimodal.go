@@ -39,9 +39,9 @@ type ProjectorParams struct {
 // Projector is a multimodal projector (an "mmproj" GGUF file: a vision or audio encoder
 // and the projection into the model's embeddings) for one model, through llama.cpp's
 // libmtmd. It turns images and audio into embeddings the model reads where the prompt has
-// Marker. A Projector serves one goroutine at a time; Close frees it.
+// Marker. Goroutines may share it (evaluations take turns); Close frees it.
 type Projector struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex // read: decoding media, splitting prompts (thread-safe in libmtmd); write: evaluating, Close
 	ptr     *C.struct_mtmd_context
 	model   *Model
 	caps    ProjectorCaps
@@ -136,16 +136,15 @@ func (p *Projector) Close() error {
 	return nil
 }
 
-// enter claims the projector; the caller unlocks p.mu when it returns nil.
-func (p *Projector) enter() error {
+// rlock holds the projector open for a thread-safe call; the caller RUnlocks p.mu when
+// it returns nil.
+func (p *Projector) rlock() error {
 	if p == nil {
 		return invalidParam("no projector")
 	}
-	if !p.mu.TryLock() {
-		return ErrContextBusy
-	}
+	p.mu.RLock()
 	if p.ptr == nil {
-		p.mu.Unlock()
+		p.mu.RUnlock()
 		return ErrClosed
 	}
 	return nil
@@ -170,10 +169,10 @@ func (p *Projector) DecodeMedia(data []byte) (*Media, error) {
 	if w, h, ok := imageSize(data); ok && (w > MaxImageSide || h > MaxImageSide || w == 0 || h == 0) {
 		return nil, fmt.Errorf("%w: image of %d×%d pixels (at most %d per side)", ErrMedia, w, h, MaxImageSide)
 	}
-	if err := p.enter(); err != nil {
+	if err := p.rlock(); err != nil {
 		return nil, err
 	}
-	defer p.mu.Unlock()
+	defer p.mu.RUnlock()
 	buf := C.CBytes(data)
 	defer C.free(buf)
 	var cerr *C.char
@@ -233,9 +232,11 @@ func (m *Media) Close() error {
 	return nil
 }
 
-// mediaPrompt is a prompt split into chunks by the projector: GenerateMedia evaluates all
-// but the last (text) chunk, whose tokens are the prompt of the generation.
-type mediaPrompt struct {
+// MediaPrompt is a prompt with media, split by its projector into text and media chunks
+// (Projector.Prompt). Context.EvalMedia evaluates all of it but the trailing text, which
+// is then decoded like any prompt (Text); GenerateMedia and ChatSession do both, the
+// serving engine does it for requests with media. Close frees it.
+type MediaPrompt struct {
 	p        *Projector
 	chunks   *C.struct_mtmd_input_chunks
 	nChunks  int
@@ -244,10 +245,37 @@ type mediaPrompt struct {
 	lastText []Token
 }
 
-func (mp *mediaPrompt) free() { C.lgo_mtmd_chunks_free(mp.chunks) }
+// Text is the prompt's trailing text: what is decoded after EvalMedia.
+func (mp *MediaPrompt) Text() []Token { return mp.lastText }
+
+// Tokens counts all the prompt's tokens, media included; MediaTokens those of its media.
+func (mp *MediaPrompt) Tokens() int { return mp.nTokens }
+
+// MediaTokens counts the tokens of the prompt's images and audio.
+func (mp *MediaPrompt) MediaTokens() int { return mp.nMedia }
+
+// Close frees the prompt. Calling it again is a no-op.
+func (mp *MediaPrompt) Close() error {
+	if mp.chunks != nil {
+		C.lgo_mtmd_chunks_free(mp.chunks)
+		mp.chunks = nil
+	}
+	return nil
+}
+
+// Prompt splits a prompt at its markers (Caps().Marker, MediaMarker by default), one per
+// item of media, in order, tokenizing the text around them (special tokens parsed; BOS
+// when addSpecial). The prompt must end with text after the last marker.
+func (p *Projector) Prompt(text string, media []*Media, addSpecial bool) (*MediaPrompt, error) {
+	if err := p.rlock(); err != nil {
+		return nil, err
+	}
+	defer p.mu.RUnlock()
+	return p.tokenize(text, media, addSpecial)
+}
 
 // tokenize splits prompt at its markers, one per media item.
-func (p *Projector) tokenize(prompt string, media []*Media, addSpecial bool) (*mediaPrompt, error) {
+func (p *Projector) tokenize(prompt string, media []*Media, addSpecial bool) (*MediaPrompt, error) {
 	if !utf8.ValidString(prompt) {
 		return nil, ErrInvalidUTF8
 	}
@@ -268,7 +296,7 @@ func (p *Projector) tokenize(prompt string, media []*Media, addSpecial bool) (*m
 	if chunks == nil {
 		return nil, cError(ErrMedia, cerr)
 	}
-	mp := &mediaPrompt{p: p, chunks: chunks}
+	mp := &MediaPrompt{p: p, chunks: chunks}
 	var nChunks, nTokens, nMedia C.size_t
 	var nPos C.int32_t
 	var lastType C.int
@@ -277,20 +305,62 @@ func (p *Projector) tokenize(prompt string, media []*Media, addSpecial bool) (*m
 	var n C.size_t
 	toks := C.lgo_mtmd_last_text(chunks, &n)
 	if toks == nil || n == 0 {
-		mp.free()
+		mp.Close()
 		return nil, invalidParam("a prompt with media must end with text after the last marker (the chat template's assistant prefix)")
 	}
 	mp.lastText = append([]Token(nil), unsafe.Slice((*Token)(unsafe.Pointer(toks)), int(n))...)
 	return mp, nil
 }
 
-// eval decodes all chunks but the last into seq from pos on and returns the next position.
-func (mp *mediaPrompt) eval(c *Context, pos Pos, seq SeqID) (Pos, error) {
+// EvalMedia evaluates mp but its trailing text into sequence seq of c from position pos
+// on: each media item encoded by the projector and its embeddings decoded, the text
+// between decoded. It returns the position at which to decode mp.Text(). Cancelling
+// ctx stops the decodes (ErrAborted); the projector's evaluations take turns.
+func (c *Context) EvalMedia(ctx context.Context, mp *MediaPrompt, seq SeqID, pos Pos) (Pos, error) {
+	if mp == nil || mp.chunks == nil {
+		return pos, invalidParam("no media prompt (nil or closed)")
+	}
+	if mp.p.model != c.model {
+		return pos, invalidParam("the media prompt's projector was loaded for another model")
+	}
+	if err := c.checkSeq(seq); err != nil {
+		return pos, err
+	}
+	if pos < 0 {
+		return pos, invalidParam("position %d", pos)
+	}
+	if err := c.enter(); err != nil {
+		return pos, err
+	}
+	defer c.mu.Unlock()
+	if err := context.Cause(ctx); err != nil {
+		return pos, aborted(err)
+	}
+	defer c.arm(ctx)()
+	next, err := mp.eval(c, pos, seq)
+	if err != nil && ctx.Err() != nil {
+		return pos, aborted(context.Cause(ctx))
+	}
+	return next, err
+}
+
+// eval decodes all chunks but the last into seq from pos on and returns the next
+// position; the context is claimed.
+func (mp *MediaPrompt) eval(c *Context, pos Pos, seq SeqID) (Pos, error) {
+	p := mp.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ptr == nil {
+		return pos, ErrClosed
+	}
+	if mp.chunks == nil {
+		return pos, invalidParam("the media prompt is closed")
+	}
 	var next C.llama_pos
 	var cerr *C.char
 	errs := captureErrors()
 	defer errs.done()
-	if C.lgo_mtmd_eval(mp.p.ptr, c.ptr, mp.chunks, C.size_t(mp.nChunks-1), C.llama_pos(pos), C.llama_seq_id(seq),
+	if C.lgo_mtmd_eval(p.ptr, c.ptr, mp.chunks, C.size_t(mp.nChunks-1), C.llama_pos(pos), C.llama_seq_id(seq),
 		C.int32_t(c.nBatch), &next, &cerr) != 0 {
 		msg := "llama: media prompt"
 		if cerr != nil {
@@ -306,7 +376,7 @@ func (mp *mediaPrompt) eval(c *Context, pos Pos, seq SeqID) (Pos, error) {
 // Marker once per item of media, in order (a chat template renders it where a message
 // has media). The text around the media is tokenized as GenerateText does; each media item
 // is encoded by the projector and its embeddings decoded into the sequence at its place,
-// then generation goes on as usual. The projector is busy during the iteration.
+// then generation goes on as usual.
 func (c *Context) GenerateMedia(ctx context.Context, p *Projector, prompt string, media []*Media, s *Sampler, opts *GenerateParams) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		var o GenerateParams
@@ -317,22 +387,17 @@ func (c *Context) GenerateMedia(ctx context.Context, p *Projector, prompt string
 			yield("", invalidParam("the projector was loaded for another model"))
 			return
 		}
-		if err := p.enter(); err != nil {
-			yield("", err)
-			return
-		}
-		defer p.mu.Unlock()
 		_, last, err := c.MemorySeqPosRange(o.Seq)
 		if err != nil {
 			yield("", err)
 			return
 		}
-		mp, err := p.tokenize(prompt, media, last < 0)
+		mp, err := p.Prompt(prompt, media, last < 0)
 		if err != nil {
 			yield("", err)
 			return
 		}
-		defer mp.free()
+		defer mp.Close()
 		if o.Draft != nil {
 			yield("", invalidParam("speculative decoding of a prompt with media is not supported"))
 			return

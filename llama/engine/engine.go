@@ -437,7 +437,7 @@ func (e *Engine) addDrafts() {
 		free -= len(s.cached)
 	}
 	for _, s := range e.slots {
-		if s.drafter == nil || s.job == nil || len(s.pending) > 0 || s.finishing {
+		if s.drafter == nil || s.job == nil || len(s.pending) > 0 || s.finishing || s.job.req.Media != nil {
 			continue
 		}
 		s.draft = e.draftFor(s, min(e.batch.Cap()-e.batch.Len(), free))

@@ -33,6 +33,11 @@ type Request struct {
 	// with TopLogprobs (at most 20) alternatives; such a request samples on the CPU.
 	Logprobs    bool
 	TopLogprobs int
+	// Media, when not nil, is a prompt with images or audio (llama.Projector.Prompt), used
+	// instead of Prompt (which must be empty): the engine evaluates it into the request's
+	// slot when admitted (no prefix reuse: the slot starts empty) and then decodes
+	// Media.Text() as the prompt. The caller closes it once the iteration ends.
+	Media *llama.MediaPrompt
 	// Result, when not nil, is filled in when the iteration ends.
 	Result *Result
 }
@@ -81,7 +86,7 @@ func (e *Engine) Generate(ctx context.Context, req *Request) iter.Seq2[Delta, er
 		}
 		defer j.sampler.Close()
 		if err := e.submit(j); err != nil {
-			e.report(req, start, Result{FinishReason: llama.FinishError, Err: err, PromptTokens: len(req.Prompt)})
+			e.report(req, start, Result{FinishReason: llama.FinishError, Err: err, PromptTokens: j.promptLen})
 			yield(Delta{}, err)
 			return
 		}
@@ -120,7 +125,17 @@ func (e *Engine) report(req *Request, start time.Time, r Result) {
 
 // newJob checks a request and builds its sampler.
 func (e *Engine) newJob(req *Request) (*job, error) {
-	if req == nil || len(req.Prompt) == 0 {
+	if req == nil {
+		return nil, fmt.Errorf("%w: engine: empty prompt (no request)", llama.ErrInvalidBatch)
+	}
+	prompt, promptLen := req.Prompt, len(req.Prompt)
+	if req.Media != nil {
+		if len(req.Prompt) > 0 {
+			return nil, fmt.Errorf("%w: engine: a request with Media has no Prompt of its own", llama.ErrInvalidParams)
+		}
+		prompt, promptLen = req.Media.Text(), req.Media.Tokens()
+	}
+	if len(prompt) == 0 {
 		return nil, fmt.Errorf("%w: engine: empty prompt", llama.ErrInvalidBatch)
 	}
 	if req.MaxTokens < 0 {
@@ -129,12 +144,12 @@ func (e *Engine) newJob(req *Request) (*job, error) {
 	if req.TopLogprobs < 0 || req.TopLogprobs > 20 || (req.TopLogprobs > 0 && !req.Logprobs) {
 		return nil, fmt.Errorf("%w: engine: TopLogprobs %d: want 0 to 20, with Logprobs", llama.ErrInvalidParams, req.TopLogprobs)
 	}
-	for _, t := range req.Prompt {
+	for _, t := range prompt {
 		if !e.model.ValidToken(t) {
 			return nil, fmt.Errorf("%w: %d in the prompt", llama.ErrInvalidToken, t)
 		}
 	}
-	room := e.nCtx - len(req.Prompt)
+	room := e.nCtx - promptLen
 	maxTokens := req.MaxTokens
 	if maxTokens == 0 {
 		maxTokens = room
@@ -143,7 +158,7 @@ func (e *Engine) newJob(req *Request) (*job, error) {
 		}
 	}
 	if maxTokens < 1 || maxTokens > room {
-		return nil, fmt.Errorf("%w: %d prompt tokens + %d to generate > %d", ErrTooLong, len(req.Prompt), max(maxTokens, 1), e.nCtx)
+		return nil, fmt.Errorf("%w: %d prompt tokens + %d to generate > %d", ErrTooLong, promptLen, max(maxTokens, 1), e.nCtx)
 	}
 	smp := req.Sampler
 	if smp == nil {
@@ -157,7 +172,7 @@ func (e *Engine) newJob(req *Request) (*job, error) {
 		}
 	}
 	return &job{
-		req: req, sampler: smp, maxTokens: maxTokens,
+		req: req, prompt: prompt, promptLen: promptLen, sampler: smp, maxTokens: maxTokens,
 		text:   llama.NewTextStream(e.model, req.Stop, req.Visible),
 		notify: make(chan struct{}, 1), ended: make(chan struct{}),
 	}, nil
@@ -167,6 +182,8 @@ func (e *Engine) newJob(req *Request) (*job, error) {
 // requesting goroutine reads it through take.
 type job struct {
 	req       *Request
+	prompt    []llama.Token // to decode: Prompt, or the text after Media
+	promptLen int           // all prompt tokens, Media's included
 	sampler   *llama.Sampler
 	text      *llama.TextStream
 	maxTokens int
@@ -266,7 +283,7 @@ func (j *job) result() Result {
 	defer j.mu.Unlock()
 	r := Result{
 		FinishReason: j.reason, Err: j.err,
-		PromptTokens: len(j.req.Prompt), CachedTokens: j.cachedTokens, GeneratedTokens: j.generated,
+		PromptTokens: j.promptLen, CachedTokens: j.cachedTokens, GeneratedTokens: j.generated,
 		DeviceSampling: j.onDevice, Drafted: j.drafted, DraftAccepted: j.draftAccepted,
 	}
 	if !j.admittedAt.IsZero() {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"time"
 
 	"github.com/llamago/llamago/llama"
@@ -32,7 +33,7 @@ type slot struct {
 // its prompt and a fair share of its generation (the cache is shared; a request that
 // outgrows its share competes for the rest, see Engine.makeRoom).
 func (e *Engine) reserve(j *job) int {
-	return len(j.req.Prompt) + min(j.maxTokens, max(1, e.nCtx/len(e.slots)))
+	return j.promptLen + min(j.maxTokens, max(1, e.nCtx/len(e.slots)))
 }
 
 // cellsInUse estimates the cache cells taken: the reservations of active slots and
@@ -59,11 +60,16 @@ func (e *Engine) admit() {
 		}
 		j := e.queue[0]
 		e.mu.Unlock()
-		s := e.idleSlot(j.req.Prompt)
+		s := e.idleSlot(j.prompt)
 		if s == nil {
 			return
 		}
-		reused := e.reusePrefix(s, j.req.Prompt)
+		var reused int
+		if j.req.Media != nil {
+			e.forget(s)
+		} else {
+			reused = e.reusePrefix(s, j.prompt)
+		}
 		// With SplitCache every slot has cells of its own: no request waits for another's.
 		for !e.cfg.SplitCache && e.cellsInUse()-len(s.cached)+e.reserve(j) > e.nCtx {
 			if !e.evictOne(s) {
@@ -86,13 +92,37 @@ func (e *Engine) admit() {
 		j.cachedTokens = reused
 		j.admittedAt = time.Now()
 		s.job = j
-		s.pending = j.req.Prompt[len(s.cached):]
+		s.pending = j.prompt[len(s.cached):]
+		if j.req.Media != nil {
+			if err := e.evalMedia(s, j); err != nil {
+				e.release(s, llama.FinishError, err)
+				e.forget(s)
+				continue
+			}
+		}
 		if err := e.placeSampling(s, j); err != nil {
 			e.release(s, llama.FinishError, err)
 			continue
 		}
-		e.log.Debug("engine: admitted", "seq", s.seq, "prompt", len(j.req.Prompt), "reused", reused, "device_sampling", j.onDevice)
+		e.log.Debug("engine: admitted", "seq", s.seq, "prompt", j.promptLen, "reused", reused, "device_sampling", j.onDevice)
 	}
+}
+
+// mediaToken fills the cached tokens of a slot where media were evaluated: positions
+// without a token, which no prompt shares (no prefix reuse).
+const mediaToken llama.Token = -1
+
+// evalMedia evaluates the media of j's prompt into the empty slot s; the slot's cache
+// then stands for the positions it took, and its text is pending.
+func (e *Engine) evalMedia(s *slot, j *job) error {
+	next, err := e.ctx.EvalMedia(context.Background(), j.req.Media, s.seq, 0)
+	if err != nil {
+		return err
+	}
+	for range next {
+		s.cached = append(s.cached, mediaToken)
+	}
+	return nil
 }
 
 // placeSampling attaches the shared device argmax to the slot's sequence for a greedy

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/llamago/llamago/llama"
@@ -17,6 +18,9 @@ var ErrSlotBusy = errors.New("engine: slot is serving a request")
 // returns how many tokens were saved. The slot must be idle.
 func (e *Engine) SaveSlot(ctx context.Context, id int, path string) (tokens int, err error) {
 	err = e.onSlot(ctx, id, func(s *slot) error {
+		if slices.Contains(s.cached, mediaToken) {
+			return fmt.Errorf("%w: slot %d holds media, which a slot file cannot", llama.ErrInvalidParams, id)
+		}
 		tokens = len(s.cached)
 		return e.ctx.SaveSeqStateFile(path, s.seq, s.cached)
 	})
