@@ -23,21 +23,36 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Messages) == 0 {
 		return badRequest("messages", "messages must not be empty")
 	}
-	creq, err := req.chatRequest()
-	if err != nil {
-		return err
-	}
 	m, done, err := s.use(r.Context(), req.Model)
 	if err != nil {
 		return err
 	}
 	defer done()
+	msgs, media, err := messagesWithMedia(req.Messages, m.projector)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, md := range media {
+			md.Close()
+		}
+	}()
+	creq, err := req.chatRequest(msgs)
+	if err != nil {
+		return err
+	}
 	prompt, err := m.template.Apply(creq)
 	if err != nil {
 		return err
 	}
-	tokens, err := m.model.Tokenize(prompt.Prompt, llama.AddSpecial|llama.ParseSpecial)
-	if err != nil {
+	var tokens []llama.Token
+	var mp *llama.MediaPrompt
+	if len(media) > 0 {
+		if mp, err = m.projector.Prompt(prompt.Prompt, media, true); err != nil {
+			return err
+		}
+		defer mp.Close()
+	} else if tokens, err = m.model.Tokenize(prompt.Prompt, llama.AddSpecial|llama.ParseSpecial); err != nil {
 		return err
 	}
 	sp, err := req.params(m.model)
@@ -65,7 +80,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 
 	var res engine.Result
 	ereq := &engine.Request{
-		Prompt: tokens, Sampler: sampler, MaxTokens: maxTokens,
+		Prompt: tokens, Media: mp, Sampler: sampler, MaxTokens: maxTokens,
 		Stop: append(append([]string(nil), prompt.Stop...), req.Stop...), Visible: prompt.PreservedTokenIDs(m.model),
 		Logprobs: withLogprobs, TopLogprobs: topLogprobs, Result: &res,
 	}
@@ -161,8 +176,8 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 }
 
 // chatRequest turns the API request into the template's request.
-func (req *chatCompletionRequest) chatRequest() (*llama.ChatRequest, error) {
-	cr := &llama.ChatRequest{Messages: req.Messages, TemplateArgs: req.ChatTemplateKwargs, ParallelToolCalls: true}
+func (req *chatCompletionRequest) chatRequest(msgs []llama.Message) (*llama.ChatRequest, error) {
+	cr := &llama.ChatRequest{Messages: msgs, TemplateArgs: req.ChatTemplateKwargs, ParallelToolCalls: true}
 	if req.ParallelToolCalls != nil {
 		cr.ParallelToolCalls = *req.ParallelToolCalls
 	}

@@ -29,7 +29,7 @@ func TestForcedToolChoice(t *testing.T) {
 			{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
 			{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}}}}],
 		"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}`), &req))
-	cr, err := req.chatRequest()
+	cr, err := req.chatRequest([]llama.Message{req.Messages[0].Message})
 	require.NoError(t, err)
 	require.Len(t, cr.Tools, 1)
 	assert.Equal(t, "get_weather", cr.Tools[0].Name)
@@ -54,7 +54,7 @@ func TestForcedToolChoice(t *testing.T) {
 
 	for _, choice := range []string{`{"type": "function", "function": {"name": "nope"}}`, `{"type": "function"}`, `"sometimes"`, `7`} {
 		req.ToolChoice = json.RawMessage(choice)
-		_, err := req.chatRequest()
+		_, err := req.chatRequest(nil)
 		var ae *apiError
 		require.ErrorAs(t, err, &ae, choice)
 		assert.Equal(t, 400, ae.status, choice)

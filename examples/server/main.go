@@ -46,6 +46,7 @@ type config struct {
 	name, host     string
 	apiKey         string
 	embeddingModel string
+	mmproj         string
 	template       string
 	port           int
 	slots, queue   int
@@ -91,6 +92,7 @@ func parseFlags(args []string) (*config, error) {
 	models.String(&cfg.template, "--chat-template-file", "FNAME", "a Jinja chat template to use instead of the model's")
 	models.Bool(&cfg.embeddings, "--embedding, --embeddings", "serve /v1/embeddings from an extra context of the model (its own pooling; mean for chat models)")
 	models.String(&cfg.embeddingModel, "--embedding-model", "FNAME", "GGUF model for /v1/embeddings, or a reranker for /v1/rerank, instead of -m")
+	models.String(&cfg.mmproj, "-mm, --mmproj", "FNAME", "multimodal projector of the (first) model: chat messages may hold image_url (data: URLs) and input_audio parts")
 	g := f.Group("server")
 	g.String(&cfg.host, "--host", "HOST", "address to listen on")
 	g.Int(&cfg.port, "--port", "port to listen on (0: any free port)")
@@ -260,8 +262,15 @@ func run(cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer tmpl.Close()
+	var projector *llama.Projector
+	if cfg.mmproj != "" {
+		if projector, err = m.LoadProjector(cfg.mmproj, &llama.ProjectorParams{NoGPU: gpuLayers == 0}); err != nil {
+			return err
+		}
+		defer projector.Close()
+	}
 	s := &server{
-		primary: served{id: cfg.name, model: m, engine: eng, template: tmpl}, apiKey: cfg.apiKey,
+		primary: served{id: cfg.name, model: m, engine: eng, template: tmpl, projector: projector}, apiKey: cfg.apiKey,
 		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(), cors: cfg.cors,
 		adapters: adapters,
 	}

@@ -18,10 +18,11 @@ import (
 
 // served is a model with what generates with it.
 type served struct {
-	id       string
-	model    *llama.Model
-	engine   *engine.Engine
-	template *llama.ChatTemplate
+	id        string
+	model     *llama.Model
+	engine    *engine.Engine
+	template  *llama.ChatTemplate
+	projector *llama.Projector // --mmproj, first model only; nil: text only
 }
 
 // modelID is the id clients see for a model file: its name without .gguf.

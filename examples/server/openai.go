@@ -139,7 +139,7 @@ func (s *stopList) UnmarshalJSON(b []byte) error {
 
 type chatCompletionRequest struct {
 	Model             string          `json:"model"`
-	Messages          []llama.Message `json:"messages"`
+	Messages          []chatMessageIn `json:"messages"`
 	Tools             []llama.Tool    `json:"tools"` // OpenAI's {"type": "function", "function": {...}}
 	ToolChoice        json.RawMessage `json:"tool_choice"`
 	ParallelToolCalls *bool           `json:"parallel_tool_calls"`

@@ -124,6 +124,9 @@ func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if e, ok := errors.AsType[*apiError](err); ok { // from a field's UnmarshalJSON
+			return e
+		}
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return &apiError{status: http.StatusRequestEntityTooLarge, Message: err.Error(), Type: "invalid_request_error"}
 		}

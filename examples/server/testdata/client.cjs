@@ -43,6 +43,29 @@ function dropMidStream(prompt, after) {
 }
 
 const scenarios = {
+  // An image as a data: URL (IMAGE: a file path), asked for once, streamed once; then
+  // refusals: a remote URL, bytes that are no image.
+  async image() {
+    const url = 'data:image/jpeg;base64,' + require('fs').readFileSync(process.env.IMAGE).toString('base64');
+    const content = [{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'Describe the image.' }];
+    const r = await client.chat.completions.create({ model: 'm', messages: user(content), max_tokens: 8, temperature: 0 });
+    const s = await client.chat.completions.create({
+      model: 'm', messages: user(content), max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true },
+    });
+    let streamed = '', usage = null;
+    for await (const c of s) {
+      if (c.choices.length) streamed += c.choices[0].delta.content ?? '';
+      if (c.usage) usage = c.usage;
+    }
+    const refused = {};
+    for (const [name, u] of [['remote', 'https://example.com/a.png'], ['corrupt', 'data:image/png;base64,' + Buffer.from('no pixels').toString('base64')]]) {
+      try {
+        await client.chat.completions.create({ model: 'm', messages: user([{ type: 'image_url', image_url: { url: u } }, { type: 'text', text: 'x' }]), max_tokens: 2 });
+      } catch (e) { refused[name] = errorOf(e); }
+    }
+    return { content: r.choices[0].message.content, usage: r.usage, streamed, streamUsage: usage, refused };
+  },
+
   async models() {
     const list = await client.models.list();
     const ids = [];
