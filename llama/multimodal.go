@@ -30,7 +30,7 @@ var ErrMedia = errors.New("llama: media")
 const MaxImageSide = 16384
 
 // ProjectorParams configures LoadProjector. The zero value (or nil) runs the projector on
-// the GPU when the build has one, with the model's context threads.
+// the GPU when the build has one.
 type ProjectorParams struct {
 	NoGPU   bool // keep the projector on the CPU
 	Threads int  // CPU threads for encoding media; 0 = PhysicalCores()
