@@ -28,7 +28,7 @@ func (s *server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer done()
-	msgs, media, err := messagesWithMedia(req.Messages, m.projector)
+	msgs, media, err := messagesWithMedia(r.Context(), req.Messages, m.projector, s.fetch)
 	if err != nil {
 		return err
 	}

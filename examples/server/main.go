@@ -47,6 +47,8 @@ type config struct {
 	apiKey         string
 	embeddingModel string
 	mmproj         string
+	mediaURLs      bool
+	mediaMaxMiB    int
 	template       string
 	port           int
 	slots, queue   int
@@ -69,7 +71,7 @@ func parseFlags(args []string) (*config, error) {
 	f := cli.New("server", "An OpenAI-compatible HTTP server (llama-server's flags).")
 	f.CtxSize, f.ManyModels = 8192, true
 	f.Register(cli.Model, cli.Context)
-	cfg := &config{Flags: f, host: "127.0.0.1", port: 8080, apiKey: os.Getenv("LLAMAGO_API_KEY"), slots: 4, queue: 256,
+	cfg := &config{Flags: f, host: "127.0.0.1", port: 8080, apiKey: os.Getenv("LLAMAGO_API_KEY"), slots: 4, queue: 256, mediaMaxMiB: 20,
 		maxBody: 8 << 20, timeout: 10 * time.Minute, grace: 30 * time.Second, embeddings: true, deviceSampling: "auto"}
 	models := f.Group("model")
 	models.Func("--models-dir", "PATH", "serve every .gguf file of this directory too, as -m does when repeated (requests choose by \"model\", the file name without .gguf; the first -m is the default)", "", func(dir string) error {
@@ -93,6 +95,8 @@ func parseFlags(args []string) (*config, error) {
 	models.Bool(&cfg.embeddings, "--embedding, --embeddings", "serve /v1/embeddings from an extra context of the model (its own pooling; mean for chat models)")
 	models.String(&cfg.embeddingModel, "--embedding-model", "FNAME", "GGUF model for /v1/embeddings, or a reranker for /v1/rerank, instead of -m")
 	models.String(&cfg.mmproj, "-mm, --mmproj", "FNAME", "multimodal projector of the (first) model: chat messages may hold image_url (data: URLs) and input_audio parts")
+	models.Bool(&cfg.mediaURLs, "--media-urls", "fetch image_url parts that are http(s) URLs (at most --media-max-mib, within 10 s)")
+	models.Int(&cfg.mediaMaxMiB, "--media-max-mib", "largest image fetched for --media-urls, in MiB")
 	g := f.Group("server")
 	g.String(&cfg.host, "--host", "HOST", "address to listen on")
 	g.Int(&cfg.port, "--port", "port to listen on (0: any free port)")
@@ -133,6 +137,14 @@ func parseFlags(args []string) (*config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// fetcherFor is the fetcher of remote images --media-urls asks for, nil without it.
+func fetcherFor(cfg *config) *mediaFetcher {
+	if !cfg.mediaURLs {
+		return nil
+	}
+	return newMediaFetcher(int64(cfg.mediaMaxMiB)<<20, 10*time.Second)
 }
 
 // durationSetter reads seconds ("600", as llama-server) or a Go duration ("10m").
@@ -271,6 +283,7 @@ func run(cfg *config, log *slog.Logger) error {
 	}
 	s := &server{
 		primary: served{id: cfg.name, model: m, engine: eng, template: tmpl, projector: projector}, apiKey: cfg.apiKey,
+		fetch:   fetcherFor(cfg),
 		maxBody: cfg.maxBody, timeout: cfg.timeout, log: log, created: time.Now().Unix(), cors: cfg.cors,
 		adapters: adapters,
 	}

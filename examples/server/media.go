@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/llamago/llamago/llama"
 )
@@ -20,6 +24,7 @@ type chatMessageIn struct {
 type mediaPart struct {
 	field string // for errors: messages[i].content[j].image_url
 	data  []byte
+	url   string // a remote image, fetched only with --media-urls
 }
 
 // UnmarshalJSON reads the message and the bytes of its image and audio parts.
@@ -53,9 +58,14 @@ func (m *chatMessageIn) UnmarshalJSON(b []byte) error {
 			if p.ImageURL == nil {
 				return badRequest("image_url", "an image_url part without image_url")
 			}
-			rest, ok := strings.CutPrefix(p.ImageURL.URL, "data:")
+			u := p.ImageURL.URL
+			if strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://") {
+				part = mediaPart{field: "image_url", url: u}
+				break
+			}
+			rest, ok := strings.CutPrefix(u, "data:")
 			if !ok {
-				return badRequest("image_url", "only data: URLs are taken (data:image/png;base64,...): this server fetches no remote images")
+				return badRequest("image_url", "image_url must be a data: URL (data:image/png;base64,...) or, with --media-urls, an http(s) URL")
 			}
 			meta, payload, ok := strings.Cut(rest, ",")
 			if !ok || !strings.HasSuffix(meta, ";base64") {
@@ -65,7 +75,7 @@ func (m *chatMessageIn) UnmarshalJSON(b []byte) error {
 			if err != nil {
 				return badRequest("image_url", "image_url data is not valid base64")
 			}
-			part = mediaPart{"image_url", data}
+			part = mediaPart{field: "image_url", data: data}
 		case "input_audio":
 			if p.InputAudio == nil {
 				return badRequest("input_audio", "an input_audio part without input_audio")
@@ -77,7 +87,7 @@ func (m *chatMessageIn) UnmarshalJSON(b []byte) error {
 			if err != nil {
 				return badRequest("input_audio", "input_audio data is not valid base64")
 			}
-			part = mediaPart{"input_audio", data}
+			part = mediaPart{field: "input_audio", data: data}
 		default:
 			continue
 		}
@@ -91,7 +101,8 @@ func (m *chatMessageIn) UnmarshalJSON(b []byte) error {
 
 // messagesWithMedia decodes the media of the messages with p, replacing their parts with
 // image and audio parts; it returns the media in order (to close after the request).
-func messagesWithMedia(in []chatMessageIn, p *llama.Projector) ([]llama.Message, []*llama.Media, error) {
+// fetch gets remote images (nil: they are refused).
+func messagesWithMedia(ctx context.Context, in []chatMessageIn, p *llama.Projector, fetch *mediaFetcher) ([]llama.Message, []*llama.Media, error) {
 	msgs := make([]llama.Message, len(in))
 	var media []*llama.Media
 	fail := func(err error) ([]llama.Message, []*llama.Media, error) {
@@ -114,9 +125,19 @@ func messagesWithMedia(in []chatMessageIn, p *llama.Projector) ([]llama.Message,
 			if !ok {
 				continue
 			}
+			field := fmt.Sprintf("messages[%d].content[%d].%s", i, j, part.field)
+			if part.url != "" {
+				if fetch == nil {
+					return fail(badRequest(field, "remote image URLs are not fetched: send a data: URL, or start the server with --media-urls"))
+				}
+				var err error
+				if part.data, err = fetch.get(ctx, part.url); err != nil {
+					return fail(badRequest(field, err.Error()))
+				}
+			}
 			md, err := p.DecodeMedia(part.data)
 			if err != nil {
-				return fail(badRequest(fmt.Sprintf("messages[%d].content[%d].%s", i, j, part.field), err.Error()))
+				return fail(badRequest(field, err.Error()))
 			}
 			media = append(media, md)
 			kind := "image"
@@ -127,4 +148,37 @@ func messagesWithMedia(in []chatMessageIn, p *llama.Projector) ([]llama.Message,
 		}
 	}
 	return msgs, media, nil
+}
+
+// mediaFetcher gets remote images for --media-urls, within a size and a time limit.
+type mediaFetcher struct {
+	client   *http.Client
+	maxBytes int64
+}
+
+func newMediaFetcher(maxBytes int64, timeout time.Duration) *mediaFetcher {
+	return &mediaFetcher{client: &http.Client{Timeout: timeout}, maxBytes: maxBytes}
+}
+
+func (f *mediaFetcher) get(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("image URL: %w", err)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the image: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching the image: %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching the image: %w", err)
+	}
+	if int64(len(data)) > f.maxBytes {
+		return nil, fmt.Errorf("the image is larger than %d bytes (--media-max-mib)", f.maxBytes)
+	}
+	return data, nil
 }

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -45,13 +50,40 @@ func TestImageRequests(t *testing.T) {
 	assert.Equal(t, r.Usage, r.StreamUsage)
 	require.Contains(t, r.Refused, "remote")
 	assert.Equal(t, 400, r.Refused["remote"].Status)
-	assert.Contains(t, r.Refused["remote"].Message, "only data: URLs")
+	assert.Contains(t, r.Refused["remote"].Message, "start the server with --media-urls")
 	require.Contains(t, r.Refused, "corrupt")
 	assert.Equal(t, 400, r.Refused["corrupt"].Status)
 	assert.Contains(t, r.Refused["corrupt"].Message, "llama: media")
 
+	// --media-urls fetches http(s) images, within the size limit.
+	photo, err := os.ReadFile(image)
+	require.NoError(t, err)
+	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/photo.jpg":
+			w.Write(photo)
+		case "/huge.jpg":
+			w.Write(bytes.Repeat([]byte{0xff}, 2<<20))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer host.Close()
+	fetching := launchServer(t, true, "-m", model, "--mmproj", projector, "--media-urls", "--media-max-mib", "1")
+	ask := func(s *runningServer, url string) (int, map[string]any) {
+		return s.post(t, "/v1/chat/completions", map[string]any{"max_tokens": 4, "temperature": 0, "messages": []any{map[string]any{"role": "user",
+			"content": []any{map[string]any{"type": "image_url", "image_url": map[string]any{"url": url}}, map[string]any{"type": "text", "text": "Describe the image."}}}}})
+	}
+	status, body := ask(fetching, host.URL+"/photo.jpg")
+	assert.Equal(t, 200, status, "%v", body)
+	for path, want := range map[string]string{"/huge.jpg": "larger than 1048576 bytes", "/missing.jpg": "404"} {
+		status, body = ask(fetching, host.URL+path)
+		assert.Equal(t, 400, status, path)
+		assert.Contains(t, fmt.Sprint(body["error"]), want, path)
+	}
+
 	plain := launchServer(t, true, "-m", model)
-	status, body := plain.post(t, "/v1/chat/completions", map[string]any{"messages": []any{map[string]any{"role": "user", "content": []any{
+	status, body = plain.post(t, "/v1/chat/completions", map[string]any{"messages": []any{map[string]any{"role": "user", "content": []any{
 		map[string]any{"type": "image_url", "image_url": map[string]any{"url": "data:image/png;base64,AAAA"}},
 		map[string]any{"type": "text", "text": "x"}}}}})
 	assert.Equal(t, 400, status)

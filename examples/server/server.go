@@ -28,10 +28,11 @@ import (
 // others, for chat and completions.
 type server struct {
 	primary       served
-	pool          *pool     // nil: one model
-	embedder      *embedder // nil: /v1/embeddings is off
-	embeddingName string    // the model id of embeddings and rerank answers
-	slotDir       string    // -slot-save-path; "": /slots actions are off
+	pool          *pool         // nil: one model
+	embedder      *embedder     // nil: /v1/embeddings is off
+	embeddingName string        // the model id of embeddings and rerank answers
+	slotDir       string        // -slot-save-path; "": /slots actions are off
+	fetch         *mediaFetcher // --media-urls; nil: remote images are refused
 	adapters      *adapterflags.Adapters
 	apiKey        string
 	cors          []string // origins allowed to call from a browser; none: no CORS headers
