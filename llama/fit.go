@@ -50,8 +50,9 @@ var fitMu sync.Mutex
 // size when cp.NCtx is 0, so that model, KV cache and compute buffers fit the memory the
 // devices have free now, with llama.cpp's own fitting (common/fit, behind llama-cli's
 // default "-ngl auto"): it measures allocations without loading weights. It changes only
-// what mp leaves at its default (GPULayers -1 = all, no TensorSplit) and the NCtx of 0;
-// set them to keep them. The model file gets the same checks as LoadModel.
+// what mp leaves at llama.cpp's default (GPULayers -1 = all, no TensorSplit; nil mp is all
+// defaults) and the NCtx of 0; set them to keep them. The model file gets the same checks
+// as LoadModel.
 func FitToMemory(ctx context.Context, path string, mp *ModelParams, cp *ContextParams, fp *FitParams) (*FitResult, error) {
 	initBackend()
 	fail := func(err error) (*FitResult, error) { return nil, &LoadError{Path: path, Err: err} }
@@ -82,6 +83,9 @@ func FitToMemory(ctx context.Context, path string, mp *ModelParams, cp *ContextP
 	}
 	if m.SplitMode == SplitTensor {
 		return nil, invalidParam("fitting does not support SplitTensor")
+	}
+	if mp == nil {
+		m.GPULayers = -1 // llama.cpp's default, as LoadModel(nil): the fit may choose
 	}
 	if m.GPULayers < -1 {
 		m.GPULayers = -1
@@ -158,10 +162,13 @@ func FitToMemory(ctx context.Context, path string, mp *ModelParams, cp *ContextP
 	return res, nil
 }
 
-// String describes the fit as one line, e.g. "all 33 layers on the GPU, context 32768".
+// String describes the fit as one line, e.g. "47 layers on the GPUs, context 8192".
 func (r *FitResult) String() string {
 	layers := fmt.Sprintf("%d layers on the GPUs", r.Model.GPULayers)
-	if r.Model.GPULayers < 0 {
+	switch {
+	case !SupportsGPUOffload():
+		layers = "no GPU: the model in host memory"
+	case r.Model.GPULayers < 0:
 		layers = "all layers on the GPUs"
 	}
 	s := fmt.Sprintf("%s, context %d", layers, r.Context.NCtx)

@@ -26,6 +26,7 @@ func TestFitToMemory(t *testing.T) {
 	assert.True(t, res.Fitted)
 	assert.Equal(t, trained, res.Context.NCtx, "an unset context becomes the trained one when it fits")
 	assert.Zero(t, res.HostTensors)
+	assert.Equal(t, -1, res.Model.GPULayers, "nil parameters are llama.cpp's defaults, which the fit may change")
 
 	m, err := LoadModel(t.Context(), path, &res.Model)
 	require.NoError(t, err)
@@ -35,10 +36,11 @@ func TestFitToMemory(t *testing.T) {
 	defer c.Close()
 	assert.Equal(t, trained, c.NCtx())
 
-	// A context that is set stays as it is.
-	res, err = FitToMemory(t.Context(), path, &ModelParams{GPULayers: -1}, &ContextParams{NCtx: 256}, nil)
+	// A context that is set stays as it is, and so do layers set to another than the default.
+	res, err = FitToMemory(t.Context(), path, &ModelParams{GPULayers: 0}, &ContextParams{NCtx: 256}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 256, res.Context.NCtx)
+	assert.Equal(t, 0, res.Model.GPULayers)
 
 	// Nothing fits a margin larger than any machine's memory: the smallest context is
 	// tried and the result says it does not fit.
