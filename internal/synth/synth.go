@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"github.com/llamago/llamago/llama/gguf"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -38,30 +36,8 @@ const synthChunk = 1 << 18
 
 // WriteFile writes a synthetic model to path, through a temporary
 // file in the same directory that is renamed into place on success.
-func WriteFile(path string, opts Options) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("synth: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := Write(tmp, opts); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes it private
-		return fmt.Errorf("synth: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("synth: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("synth: %w", err)
-	}
-	return nil
+func WriteFile(path string, opts Options) error {
+	return writeFileAtomic(path, func(w io.Writer) error { return Write(w, opts) })
 }
 
 // Write streams a model with the named shape to w: the tokenizer
