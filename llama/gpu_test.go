@@ -127,9 +127,8 @@ func TestGPUOutOfMemory(t *testing.T) {
 	require.Error(t, err)
 	t.Logf("huge context: %v", err)
 
-	// A 70B-shape F16 model (140 GB, a sparse file) on one 80 GB card: a load error.
-	huge := writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: 80,
-		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
+	// A model 1.5 times the card (a sparse file) wholly on it: a load error.
+	huge, _ := writeTooLargeModel(t, gpus(t)[0])
 	_, err = LoadModel(t.Context(), huge, &ModelParams{GPULayers: -1, SplitMode: SplitNone})
 	var le *LoadError
 	require.ErrorAs(t, err, &le)
@@ -137,6 +136,16 @@ func TestGPUOutOfMemory(t *testing.T) {
 
 	// The process lives and the GPU still works.
 	assert.NotEmpty(t, greedyTokens(t, m, 4))
+}
+
+// writeTooLargeModel writes a sparse F16 model of a 70B shape with the layers (1.71 GB
+// each) for 1.5 times dev's memory, whatever the card.
+func writeTooLargeModel(t *testing.T, dev Device) (path string, layers int) {
+	layers = min(int(dev.TotalMemory*3/2/1_710_000_000)+1, 400)
+	path = writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: layers,
+		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
+	t.Logf("%s: %.1f GiB; model: %d layers of a 70B shape, F16", dev.Description, float64(dev.TotalMemory)/(1<<30), layers)
+	return path, layers
 }
 
 // writeSparseModel writes the header of a synthetic model of shape s and extends the
@@ -282,12 +291,7 @@ func TestGPUFitToMemoryLoads(t *testing.T) {
 // fitHuge writes a model too large for the first GPU, fits it with FitToMemory and checks
 // the decision against llama-fit-params of the same build.
 func fitHuge(t *testing.T) (string, *FitResult) {
-	dev := gpus(t)[0]
-	// Layers of a 70B shape (1.71 GB each in F16) for 1.5 times the card's memory.
-	layers := min(int(dev.TotalMemory*3/2/1_710_000_000)+1, 400)
-	huge := writeSparseModel(t, synth.Shape{Name: "llama-70b", Arch: "llama", Vocab: "llama-bpe", Embd: 8192, Layers: layers,
-		Heads: 64, HeadsKV: 8, FF: 28672, Ctx: 8192, RopeBase: 500000, RMSEps: 1e-5})
-	t.Logf("%s: %.1f GiB; model: %d layers of a 70B shape, F16", dev.Description, float64(dev.TotalMemory)/(1<<30), layers)
+	huge, layers := writeTooLargeModel(t, gpus(t)[0])
 	start := time.Now()
 	res, err := FitToMemory(t.Context(), huge, nil, nil, nil)
 	require.NoError(t, err)
