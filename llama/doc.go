@@ -76,7 +76,8 @@
 //	audio for a vision-only projector (or the reverse), raw RGB of the
 //	wrong length; prompts whose markers do not match their media          ErrMedia
 //	a media prompt ending in media (no text after it), a projector of
-//	another model, speculative decoding with media                        ErrInvalidParams
+//	another model, speculative decoding with media, EvalMedia of a closed
+//	prompt (a position that leaves a gap: ErrInvalidBatch)                ErrInvalidParams
 //	use of anything after Close                                           ErrClosed (Close twice: nil)
 //	a Context used by two goroutines at once                              ErrContextBusy
 //	a Sampler used by two goroutines (or generations) at once             ErrSamplerBusy

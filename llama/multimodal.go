@@ -333,6 +333,9 @@ func (c *Context) EvalMedia(ctx context.Context, mp *MediaPrompt, seq SeqID, pos
 		return pos, err
 	}
 	defer c.mu.Unlock()
+	if _, last, _ := c.seqRange(seq); pos != last+1 {
+		return pos, fmt.Errorf("%w: media at position %d, the sequence continues at %d", ErrInvalidBatch, pos, last+1)
+	}
 	if err := context.Cause(ctx); err != nil {
 		return pos, aborted(err)
 	}
