@@ -75,6 +75,7 @@
 //	MaxImageSide pixels a side (read from the header before decoding),
 //	audio for a vision-only projector (or the reverse), raw RGB of the
 //	wrong length; prompts whose markers do not match their media          ErrMedia
+//	media prompts longer than the sequence's room (before encoding)       ErrContextFull
 //	a media prompt ending in media (no text after it), a projector of
 //	another model, speculative decoding with media, EvalMedia of a closed
 //	prompt (a position that leaves a gap: ErrInvalidBatch)                ErrInvalidParams

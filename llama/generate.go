@@ -487,7 +487,11 @@ func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateParams) e
 	if err != nil {
 		return err
 	}
-	if need := int(last) + 1 + len(prompt); need > c.nCtxSeq() {
+	n := len(prompt)
+	if o.media != nil {
+		n = o.media.nTokens
+	}
+	if need := int(last) + 1 + n; need > c.nCtxSeq() {
 		return fmt.Errorf("%w: the prompt needs %d positions, the sequence holds %d", ErrContextFull, need, c.nCtxSeq())
 	}
 	return nil

@@ -336,6 +336,10 @@ func (c *Context) EvalMedia(ctx context.Context, mp *MediaPrompt, seq SeqID, pos
 	if _, last, _ := c.seqRange(seq); pos != last+1 {
 		return pos, fmt.Errorf("%w: media at position %d, the sequence continues at %d", ErrInvalidBatch, pos, last+1)
 	}
+	// Cells, not positions (fewer with M-RoPE), bound what fits; refused before encoding.
+	if need := int(pos) + mp.nTokens - len(mp.lastText); need > c.nCtxSeq() {
+		return pos, fmt.Errorf("%w: the media prompt needs %d cells, the sequence holds %d", ErrContextFull, need, c.nCtxSeq())
+	}
 	if err := context.Cause(ctx); err != nil {
 		return pos, aborted(err)
 	}

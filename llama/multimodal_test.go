@@ -3,6 +3,7 @@ package llama
 import (
 	"bytes"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,32 @@ func projectorPair(t *testing.T, typ string, seed uint64) (model, projector stri
 	return model, projector
 }
 
+// testWAV is a WAV file of samples 16-bit mono samples at 16 kHz: a 440 Hz tone.
+func testWAV(samples int) []byte {
+	var b bytes.Buffer
+	le := func(v uint32, n int) {
+		for i := range n {
+			b.WriteByte(byte(v >> (8 * i)))
+		}
+	}
+	b.WriteString("RIFF")
+	le(uint32(36+2*samples), 4)
+	b.WriteString("WAVEfmt ")
+	le(16, 4)
+	le(1, 2)     // PCM
+	le(1, 2)     // mono
+	le(16000, 4) // samples per second
+	le(32000, 4) // bytes per second
+	le(2, 2)     // bytes per sample
+	le(16, 2)    // bits per sample
+	b.WriteString("data")
+	le(uint32(2*samples), 4)
+	for i := range samples {
+		le(uint32(uint16(int16(8000*math.Sin(2*math.Pi*440*float64(i)/16000)))), 2)
+	}
+	return b.Bytes()
+}
+
 func testImage(t *testing.T) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-1.jpeg"))
@@ -39,9 +66,9 @@ func testImage(t *testing.T) []byte {
 	return b
 }
 
-// describe runs the greedy continuation of one user message with an image, as
+// describe runs the greedy continuation of one user message with an image or a clip, as
 // llama-mtmd-cli does for -p: the marker before the text, the model's chat template.
-func describe(t *testing.T, model, projector string, image []byte, n int) (string, GenerateResult) {
+func describe(t *testing.T, model, projector string, media []byte, prompt string, n int) (string, GenerateResult) {
 	t.Helper()
 	m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
@@ -52,39 +79,47 @@ func describe(t *testing.T, model, projector string, image []byte, n int) (strin
 	p, err := m.LoadProjector(projector, &ProjectorParams{Threads: 2})
 	require.NoError(t, err)
 	defer p.Close()
-	img, err := p.DecodeMedia(image)
+	item, err := p.DecodeMedia(media)
 	require.NoError(t, err)
-	defer img.Close()
+	defer item.Close()
 	tmpl, err := NewChatTemplate(m, nil)
 	require.NoError(t, err)
 	defer tmpl.Close()
-	prompt, err := tmpl.Apply(&ChatRequest{Messages: []Message{{Role: RoleUser, Content: MediaMarker + "Describe the image."}}})
+	chat, err := tmpl.Apply(&ChatRequest{Messages: []Message{{Role: RoleUser, Content: MediaMarker + prompt}}})
 	require.NoError(t, err)
 	s, err := NewSampler(m, Greedy())
 	require.NoError(t, err)
 	defer s.Close()
 	var out strings.Builder
-	for piece, err := range c.GenerateMedia(t.Context(), p, prompt.Prompt, []*Media{img}, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
+	for piece, err := range c.GenerateMedia(t.Context(), p, chat.Prompt, []*Media{item}, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 		require.NoError(t, err)
 		out.WriteString(piece)
 	}
 	return out.String(), c.LastGeneration()
 }
 
-// The same image and prompt through upstream's llama-mtmd-cli of the same build: the
-// same number of image tokens and prompt tokens, and the same greedy tokens after the
-// image (CPU), for a LLaVA-style projector and for Qwen2-VL's (M-RoPE positions).
+// The same media and prompt through upstream's llama-mtmd-cli of the same build: the
+// same number of media tokens and prompt tokens, and the same greedy tokens after the
+// media (CPU), for a LLaVA-style projector, Qwen2-VL's (M-RoPE positions) and
+// Qwen2-Audio's (llama.cpp's test-2.mp3: one 30-second window of 750 tokens).
 func TestMultimodalMatchesUpstream(t *testing.T) {
 	cli, err := llamacpp.Tool(Backend, "llama-mtmd-cli")
 	require.NoError(t, err)
-	// Seeds whose random weights write words after the image, not only blanks.
-	for typ, seed := range map[string]uint64{synth.ProjectorMLP: 1, synth.ProjectorQwen2VL: 4} {
-		t.Run(typ, func(t *testing.T) {
-			model, projector := projectorPair(t, typ, seed)
+	// Seeds whose random weights write words after the media, not only blanks.
+	for _, tc := range []struct {
+		typ, flag, file, prompt string
+		seed                    uint64
+	}{
+		{synth.ProjectorMLP, "--image", "test-1.jpeg", "Describe the image.", 1},
+		{synth.ProjectorQwen2VL, "--image", "test-1.jpeg", "Describe the image.", 4},
+		{synth.ProjectorQwen2A, "--audio", "test-2.mp3", "What is said?", 1},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			model, projector := projectorPair(t, tc.typ, tc.seed)
 			const n = 8
-			image := filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-1.jpeg")
-			cmd := exec.CommandContext(t.Context(), cli, "-m", model, "--mmproj", projector, "--image", image,
-				"-p", "Describe the image.", "-n", strconv.Itoa(n), "--temp", "0", "--jinja", "-t", "2", "-c", "1024", "-ngl", "0", "-lv", "4")
+			file := filepath.Join(llamaCppDir(t), "tools", "mtmd", tc.file)
+			cmd := exec.CommandContext(t.Context(), cli, "-m", model, "--mmproj", projector, tc.flag, file,
+				"-p", tc.prompt, "-n", strconv.Itoa(n), "--temp", "0", "--jinja", "-t", "2", "-c", "1024", "-ngl", "0", "-lv", "4")
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			require.NoError(t, cmd.Run(), stderr.String())
@@ -102,11 +137,13 @@ func TestMultimodalMatchesUpstream(t *testing.T) {
 			promptTokens := regexp.MustCompile(`prompt eval time = .*/\s+(\d+) tokens`).FindStringSubmatch(stderr.String())
 			require.NotNil(t, promptTokens, stderr.String())
 
-			got, res := describe(t, model, projector, testImage(t), n)
-			t.Logf("%s: %d image tokens, %d prompt tokens; %q", typ, res.MediaTokens, res.PromptTokens, got)
-			assert.Equal(t, mediaTokens, res.MediaTokens, "image tokens")
+			data, err := os.ReadFile(file)
+			require.NoError(t, err)
+			got, res := describe(t, model, projector, data, tc.prompt, n)
+			t.Logf("%s: %d media tokens, %d prompt tokens; %q", tc.typ, res.MediaTokens, res.PromptTokens, got)
+			assert.Equal(t, mediaTokens, res.MediaTokens, "media tokens")
 			assert.Equal(t, promptTokens[1], strconv.Itoa(res.PromptTokens), "prompt tokens")
-			assert.Equal(t, wantText, got, "greedy text after the image")
+			assert.Equal(t, wantText, got, "greedy text after the media")
 		})
 	}
 }
@@ -128,35 +165,13 @@ func TestMultimodalHardening(t *testing.T) {
 		b = append(b, byte(w>>24), byte(w>>16), byte(w>>8), byte(w), byte(h>>24), byte(h>>16), byte(h>>8), byte(h))
 		return append(b, 8, 2, 0, 0, 0, 0, 0, 0, 0)
 	}
-	wav := func() []byte { // 0.1 s of silence, 16 kHz mono PCM
-		var b bytes.Buffer
-		le := func(v uint32, n int) {
-			for i := range n {
-				b.WriteByte(byte(v >> (8 * i)))
-			}
-		}
-		b.WriteString("RIFF")
-		le(36+3200, 4)
-		b.WriteString("WAVEfmt ")
-		le(16, 4)
-		le(1, 2)
-		le(1, 2)
-		le(16000, 4)
-		le(32000, 4)
-		le(2, 2)
-		le(16, 2)
-		b.WriteString("data")
-		le(3200, 4)
-		b.Write(make([]byte, 3200))
-		return b.Bytes()
-	}
 	for name, data := range map[string][]byte{
 		"empty":                            nil,
 		"text":                             []byte("not an image at all"),
 		"corrupt JPEG":                     append(append([]byte{}, jpeg[:20]...), bytes.Repeat([]byte{0x55}, 5000)...),
 		"absurd PNG":                       png(1<<30, 1<<30),
 		"zero-size PNG":                    png(0, 10),
-		"audio to a vision-only projector": wav(),
+		"audio to a vision-only projector": testWAV(1600),
 	} {
 		_, err := p.DecodeMedia(data)
 		assert.ErrorIs(t, err, ErrMedia, name)
@@ -229,6 +244,84 @@ func TestMultimodalHardening(t *testing.T) {
 	require.NoError(t, p2.Close())
 	_, err = p2.DecodeMedia(jpeg)
 	assert.ErrorIs(t, err, ErrClosed)
+}
+
+// An audio projector: clips in WAV and MP3, images and broken clips refused, a clip longer
+// than the context refused before it is encoded.
+func TestMultimodalAudio(t *testing.T) {
+	model, projector := projectorPair(t, synth.ProjectorQwen2A, 1)
+	m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: 0})
+	require.NoError(t, err)
+	defer m.Close()
+	p, err := m.LoadProjector(projector, &ProjectorParams{Threads: 2})
+	require.NoError(t, err)
+	defer p.Close()
+	assert.Equal(t, ProjectorCaps{Audio: true, AudioSampleRate: synth.AudioSampleRate, Marker: MediaMarker}, p.Caps())
+
+	wav := testWAV(synth.AudioSampleRate / 2)
+	mp3, err := os.ReadFile(filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-2.mp3"))
+	require.NoError(t, err)
+	for name, data := range map[string][]byte{
+		"an image to an audio-only projector": testImage(t),
+		"a WAV header and no samples":         wav[:44],
+		"a WAV cut inside its header":         wav[:30],
+		"MP3 bytes scrambled":                 append(append([]byte{}, mp3[:64]...), bytes.Repeat([]byte{0xa5}, 4096)...),
+	} {
+		_, err := p.DecodeMedia(data)
+		assert.ErrorIs(t, err, ErrMedia, name)
+	}
+	red, err := NewImageRGB(4, 4, make([]byte, 48))
+	require.NoError(t, err)
+	defer red.Close()
+
+	c, err := m.NewContext(&ContextParams{NCtx: 1024, Threads: 2})
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := NewSampler(m, Greedy())
+	require.NoError(t, err)
+	defer s.Close()
+	gen := func(c *Context, media *Media) (GenerateResult, error) {
+		_, err := c.MemorySeqRemove(0, -1, -1)
+		require.NoError(t, err)
+		for _, err := range c.GenerateMedia(t.Context(), p, MediaMarker+" what is said?", []*Media{media}, s, &GenerateParams{MaxTokens: 2}) {
+			if err != nil {
+				return GenerateResult{}, err
+			}
+		}
+		return c.LastGeneration(), nil
+	}
+	_, err = gen(c, red)
+	assert.ErrorIs(t, err, ErrMedia, "an RGB image to an audio-only projector")
+	layout, err := synth.ProjectorOptions{Type: synth.ProjectorQwen2A}.AudioLayout(synth.AudioSampleRate / 2)
+	require.NoError(t, err)
+	for name, data := range map[string][]byte{"WAV": wav, "MP3": mp3} {
+		clip, err := p.DecodeMedia(data)
+		require.NoError(t, err, name)
+		assert.True(t, clip.IsAudio(), name)
+		res, err := gen(c, clip)
+		require.NoError(t, err, name)
+		assert.Equal(t, layout.Tokens, res.MediaTokens, name)
+		assert.Equal(t, 2, res.GeneratedTokens, name)
+		clip.Close()
+	}
+
+	// Two windows (30 s and more) do not fit a context of 1024.
+	long, err := p.DecodeMedia(testWAV(31 * synth.AudioSampleRate))
+	require.NoError(t, err)
+	defer long.Close()
+	_, err = gen(c, long)
+	assert.ErrorIs(t, err, ErrContextFull, "a clip longer than the context")
+	mp, err := p.Prompt(MediaMarker+" x", []*Media{long}, true)
+	require.NoError(t, err)
+	defer mp.Close()
+	assert.Equal(t, 2*layout.Tokens, mp.MediaTokens(), "two windows")
+	_, err = c.EvalMedia(t.Context(), mp, 0, 0)
+	assert.ErrorIs(t, err, ErrContextFull, "EvalMedia of a clip longer than the context")
+	clip, err := p.DecodeMedia(wav)
+	require.NoError(t, err)
+	defer clip.Close()
+	_, err = gen(c, clip)
+	assert.NoError(t, err, "the context works after the refusal")
 }
 
 // A ChatSession with a projector sees the images of its messages: the reply depends on

@@ -330,3 +330,31 @@ func TestImages(t *testing.T) {
 	_, errOut, _ = runPiped(t, "/image "+image+"\n", chatArgs(model, "-i")...)
 	assert.Contains(t, errOut, "needs a projector: start the chat with --mmproj FILE")
 }
+
+// Audio with an audio projector: --audio for the first message, /audio for the next; an
+// image to it is refused and the chat goes on.
+func TestAudio(t *testing.T) {
+	opts, err := synth.DefaultProjector(synth.ProjectorQwen2A)
+	require.NoError(t, err)
+	vocab, err := modelfile.VocabPath("qwen2")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	model, projector := filepath.Join(dir, "alm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}))
+	require.NoError(t, synth.WriteProjectorFile(projector, opts))
+	llamaCpp, err := modelfile.LlamaCppDir()
+	require.NoError(t, err)
+	clip := filepath.Join(llamaCpp, "tools", "mtmd", "test-2.mp3")
+	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
+
+	out, errOut, code := runPiped(t, "", chatArgs(model, "--mmproj", projector, "-c", "2048", "--audio", clip, "-p", "What is said?")...)
+	require.Equal(t, 0, code, errOut)
+	assert.NotEmpty(t, strings.TrimSpace(out))
+
+	in := "/image " + image + "\n/audio " + clip + "\nWhat is said?\n"
+	_, errOut, code = runPiped(t, in, chatArgs(model, "--mmproj", projector, "-c", "2048", "-i")...)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "/image: "+image+": llama: media")
+	assert.Contains(t, errOut, "["+clip+" attached to the next message]")
+	assert.Equal(t, 1, strings.Count(errOut, " t/s; "), "one reply: %s", errOut)
+}

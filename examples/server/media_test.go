@@ -89,3 +89,37 @@ func TestImageRequests(t *testing.T) {
 	assert.Equal(t, 400, status)
 	assert.Contains(t, body["error"].(map[string]any)["message"], "--mmproj")
 }
+
+// An audio request from the official openai client (input_audio, MP3) with an audio
+// projector: the reply, its usage counting the clip's 750 tokens, and clear 400s for a
+// format the server does not take, bytes that are no audio and an image.
+func TestAudioRequests(t *testing.T) {
+	opts, err := synth.DefaultProjector(synth.ProjectorQwen2A)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	model, projector := filepath.Join(dir, "alm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: testmodel.VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: 1}))
+	require.NoError(t, synth.WriteProjectorFile(projector, opts))
+	llamaCpp, err := llamacpp.Dir()
+	require.NoError(t, err)
+	mtmd := filepath.Join(llamaCpp, "tools", "mtmd")
+
+	var r struct {
+		Content string `json:"content"`
+		Usage   struct {
+			PromptTokens int `json:"prompt_tokens"`
+		} `json:"usage"`
+		Refused map[string]apiErr `json:"refused"`
+	}
+	s := launchServer(t, true, "-m", model, "--mmproj", projector, "-c", "2048")
+	s.client(t, "audio", &r, "AUDIO="+filepath.Join(mtmd, "test-2.mp3"), "IMAGE="+filepath.Join(mtmd, "test-1.jpeg"))
+	assert.NotEmpty(t, r.Content)
+	layout, err := opts.AudioLayout(synth.AudioSampleRate)
+	require.NoError(t, err)
+	assert.Greater(t, r.Usage.PromptTokens, layout.Tokens, "the clip's tokens are counted")
+	for name, want := range map[string]string{"format": "want wav, mp3 or flac", "corrupt": "llama: media", "image": "does not take images"} {
+		require.Contains(t, r.Refused, name)
+		assert.Equal(t, 400, r.Refused[name].Status, name)
+		assert.Contains(t, r.Refused[name].Message, want, name)
+	}
+}

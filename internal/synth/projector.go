@@ -27,6 +27,17 @@ const (
 	// gives image tokens 2-D positions, so the text model must use M-RoPE:
 	// WriteTextFile writes the text shape with architecture qwen2vl.
 	ProjectorQwen2VL = "qwen2vl_merger"
+	// ProjectorQwen2A is Qwen2-Audio, the one audio type: a Whisper encoder
+	// (two 1-D convolutions, the second of stride 2, learned positions,
+	// pre-norm blocks, a final norm), a 2x average pooling and one linear
+	// projection. mtmd turns 16 kHz audio into 128-bin log-mel frames and
+	// encodes them in 30-second windows of 3000 frames, each 750 audio tokens
+	// with ordinary (1-D) positions (AudioLayout), so it pairs with any
+	// decoder shape; its markers <|audio_bos|> and <|audio_eos|> are
+	// tokenized as plain text where the vocabulary lacks them. The text
+	// context must take a whole window in one batch: llama-mtmd-cli needs
+	// -c 1024 or more with qwen2-tiny, whose trained context is 512.
+	ProjectorQwen2A = "qwen2a"
 )
 
 // DefaultProjectorTextShape is the text shape projectors pair with by
@@ -37,24 +48,34 @@ const DefaultProjectorTextShape = "qwen2-tiny"
 // GGUF for llama.cpp's mtmd). Zero sizes take the defaults of the type
 // (DefaultProjector); negative sizes are errors.
 type ProjectorOptions struct {
-	Type string // ProjectorMLP (the zero value) or ProjectorQwen2VL
+	Type string // ProjectorMLP (the zero value), ProjectorQwen2VL or ProjectorQwen2A
 	// TextShape is the decoder shape (Shapes) of the language model the
 	// projector feeds: its n_embd is the projection dimension, the size of
-	// every image embedding. Default DefaultProjectorTextShape.
+	// every image or audio embedding. Default DefaultProjectorTextShape.
 	TextShape string
 	// ImageSize is clip.vision.image_size. For ProjectorMLP it is the side
 	// of the square every image is resized to. For ProjectorQwen2VL it is
 	// only recorded: mtmd resizes each image to multiples of 2·PatchSize
 	// that keep its aspect ratio, within 8 to 4096 tokens (ImageLayout).
+	// Vision only: it must be 0 for ProjectorQwen2A, as must PatchSize.
 	ImageSize int
 	PatchSize int // clip.vision.patch_size
-	Embd      int // the vision transformer's width (clip.vision.embedding_length)
-	Layers    int // vision transformer blocks (clip.vision.block_count)
-	Heads     int // attention heads (clip.vision.attention.head_count)
-	FF        int // feed-forward width; must differ from Embd (see Validate)
+	// MelBins is clip.audio.num_mel_bins, the log-mel channels of the
+	// audio encoder's input (1 to 256; default 128, as in Whisper large-v3
+	// and Qwen2-Audio). Audio only: it must be 0 for the vision types.
+	MelBins int
+	// Embd is the encoder's width (clip.vision.embedding_length or
+	// clip.audio.embedding_length); Layers, Heads and FF are its blocks,
+	// attention heads and feed-forward width under the same prefix.
+	Embd   int
+	Layers int
+	Heads  int
+	FF     int // for the vision types it must differ from Embd (see Validate)
 	// Weights is the type of matrices, patch and position embeddings:
 	// TypeF32 (the zero value) or TypeF16. Norms, biases and the class
-	// embedding are always F32, as llama.cpp's converters write them.
+	// embedding are always F32; ProjectorQwen2A's position embeddings are
+	// always F32 and its convolution kernels F16, as llama.cpp's converters
+	// write them.
 	Weights gguf.TensorType
 	Seed    uint64
 	// Workers is the number of goroutines generating weights; 0 means
@@ -63,10 +84,12 @@ type ProjectorOptions struct {
 }
 
 // DefaultProjector returns the default options of a projector type: a
-// 2-layer, 64-wide ViT paired with DefaultProjectorTextShape. ProjectorMLP
-// reads 64x64 images in 8x8 patches: 64 image tokens for any image.
-// ProjectorQwen2VL uses Qwen2-VL's 14x14 patches: 391 image tokens for a
-// 640x488 image (ImageLayout).
+// 2-layer, 64-wide encoder (4 heads, feed-forward 128) paired with
+// DefaultProjectorTextShape. ProjectorMLP reads 64x64 images in 8x8
+// patches: 64 image tokens for any image. ProjectorQwen2VL uses Qwen2-VL's
+// 14x14 patches: 391 image tokens for a 640x488 image (ImageLayout).
+// ProjectorQwen2A reads 128 mel bins: 750 audio tokens for each started 30
+// seconds of audio (AudioLayout).
 func DefaultProjector(typ string) (ProjectorOptions, error) {
 	o := ProjectorOptions{Type: typ, TextShape: DefaultProjectorTextShape, Embd: 64, Layers: 2, Heads: 4, FF: 128}
 	switch typ {
@@ -74,8 +97,10 @@ func DefaultProjector(typ string) (ProjectorOptions, error) {
 		o.ImageSize, o.PatchSize = 64, 8
 	case ProjectorQwen2VL:
 		o.ImageSize, o.PatchSize = 224, 14
+	case ProjectorQwen2A:
+		o.MelBins = 128
 	default:
-		return ProjectorOptions{}, fmt.Errorf("synth: unknown projector type %q (known: %q, %q)", typ, ProjectorMLP, ProjectorQwen2VL)
+		return ProjectorOptions{}, fmt.Errorf("synth: unknown projector type %q (known: %q, %q, %q)", typ, ProjectorMLP, ProjectorQwen2VL, ProjectorQwen2A)
 	}
 	return o, nil
 }
@@ -93,7 +118,7 @@ func (o ProjectorOptions) withDefaults() (ProjectorOptions, error) {
 		o.TextShape = d.TextShape
 	}
 	for _, f := range []struct{ v, d *int }{
-		{&o.ImageSize, &d.ImageSize}, {&o.PatchSize, &d.PatchSize}, {&o.Embd, &d.Embd},
+		{&o.ImageSize, &d.ImageSize}, {&o.PatchSize, &d.PatchSize}, {&o.MelBins, &d.MelBins}, {&o.Embd, &d.Embd},
 		{&o.Layers, &d.Layers}, {&o.Heads, &d.Heads}, {&o.FF, &d.FF},
 	} {
 		if *f.v == 0 {
@@ -117,7 +142,7 @@ func (o ProjectorOptions) resolved() (ProjectorOptions, Shape, error) {
 	if err := text.Validate(); err != nil {
 		return o, Shape{}, err
 	}
-	qwen := o.Type == ProjectorQwen2VL
+	mlp, qwen, audio := o.Type == ProjectorMLP, o.Type == ProjectorQwen2VL, o.Type == ProjectorQwen2A
 	dHead := 0
 	if o.Heads > 0 {
 		dHead = o.Embd / o.Heads
@@ -130,22 +155,29 @@ func (o ProjectorOptions) resolved() (ProjectorOptions, Shape, error) {
 	case qwen && text.HeadDim()%4 != 0:
 		// M-RoPE splits the rotated half of each head into sections.
 		return o, text, fmt.Errorf("synth: projector: %s needs a text head dimension that is a multiple of 4 for M-RoPE, %q has %d", o.Type, text.Name, text.HeadDim())
-	case o.ImageSize < 0 || o.PatchSize < 0 || o.Embd < 0 || o.Layers < 0 || o.Heads < 0 || o.FF < 0:
+	case o.ImageSize < 0 || o.PatchSize < 0 || o.MelBins < 0 || o.Embd < 0 || o.Layers < 0 || o.Heads < 0 || o.FF < 0:
 		return o, text, errors.New("synth: projector: sizes must not be negative")
+	case audio && (o.ImageSize != 0 || o.PatchSize != 0):
+		return o, text, fmt.Errorf("synth: projector: %s is an audio projector; image and patch sizes must be 0", o.Type)
+	case !audio && o.MelBins != 0:
+		return o, text, fmt.Errorf("synth: projector: %s is a vision projector; mel bins must be 0", o.Type)
+	case audio && o.MelBins > 256:
+		// mtmd's loader rejects more (clip.audio.num_mel_bins in [1, 256]).
+		return o, text, fmt.Errorf("synth: projector: %d mel bins is too many (at most 256)", o.MelBins)
 	case o.Embd%o.Heads != 0:
 		return o, text, fmt.Errorf("synth: projector: width %d is not a multiple of %d heads", o.Embd, o.Heads)
 	case qwen && dHead%4 != 0:
 		// The vision M-RoPE rotates half of each head in four sections.
 		return o, text, fmt.Errorf("synth: projector: %s needs a vision head dimension that is a multiple of 4, got %d", o.Type, dHead)
-	case dHead%2 != 0:
+	case !audio && dHead%2 != 0:
 		return o, text, fmt.Errorf("synth: projector: vision head dimension %d must be even", dHead)
-	case o.FF == o.Embd:
+	case !audio && o.FF == o.Embd:
 		// clip.cpp takes ffn_down with ne[0] == n_embd for the swapped
-		// naming of old conversions and would exchange up and down.
+		// naming of old vision conversions and would exchange up and down.
 		return o, text, fmt.Errorf("synth: projector: feed-forward width must differ from the width %d (clip.cpp would read ffn_up/ffn_down as swapped)", o.Embd)
-	case !qwen && o.Layers < 2:
+	case mlp && o.Layers < 2:
 		return o, text, fmt.Errorf("synth: projector: %s needs at least 2 layers (LLaVA takes the features of the second-to-last one), got %d", o.Type, o.Layers)
-	case !qwen && o.ImageSize%o.PatchSize != 0:
+	case mlp && o.ImageSize%o.PatchSize != 0:
 		return o, text, fmt.Errorf("synth: projector: image size %d is not a multiple of the patch size %d", o.ImageSize, o.PatchSize)
 	case qwen && o.ImageSize%(2*o.PatchSize) != 0:
 		return o, text, fmt.Errorf("synth: projector: image size %d is not a multiple of twice the patch size %d (the merger folds 2x2 patches)", o.ImageSize, o.PatchSize)
@@ -167,8 +199,8 @@ func (o ProjectorOptions) Validate() error {
 }
 
 // TextArch returns the general.architecture of the language model the
-// projector pairs with: the text shape's own for ProjectorMLP, "qwen2vl"
-// for ProjectorQwen2VL.
+// projector pairs with: the text shape's own for ProjectorMLP and
+// ProjectorQwen2A, "qwen2vl" for ProjectorQwen2VL.
 func (o ProjectorOptions) TextArch() (string, error) {
 	o, text, err := o.resolved()
 	if err != nil {
@@ -205,6 +237,9 @@ func (o ProjectorOptions) ImageLayout(width, height int) (ImageLayout, error) {
 	o, _, err := o.resolved()
 	if err != nil {
 		return ImageLayout{}, err
+	}
+	if o.Type == ProjectorQwen2A {
+		return ImageLayout{}, fmt.Errorf("synth: projector: %s is an audio projector (see AudioLayout)", o.Type)
 	}
 	if width <= 0 || height <= 0 {
 		return ImageLayout{}, fmt.Errorf("synth: projector: image size %dx%d must be positive", width, height)
@@ -256,21 +291,47 @@ func projectorLayout(o ProjectorOptions) ([]gguf.KV, []synthTensor, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	qwen := o.Type == ProjectorQwen2VL
+	var (
+		kv []gguf.KV
+		ts []synthTensor
+	)
+	if o.Type == ProjectorQwen2A {
+		kv, ts = audioProjectorLayout(o, text)
+	} else {
+		kv, ts = visionProjectorLayout(o, text)
+	}
+	for _, t := range ts {
+		if _, err := gguf.TensorSize(t.Type, t.Shape); err != nil {
+			return nil, nil, fmt.Errorf("synth: projector tensor %s as %s: %w", t.Name, t.Type, err)
+		}
+	}
+	return kv, ts, nil
+}
+
+// projectorHeader returns the general.* metadata of a projector.
+func projectorHeader(o ProjectorOptions, text Shape, description string) []gguf.KV {
 	ft := gguf.FileTypeAllF32
 	if o.Weights == gguf.TypeF16 {
 		ft = gguf.FileTypeMostlyF16
 	}
+	return []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String("clip")},
+		{Key: "general.type", Value: gguf.String("mmproj")},
+		{Key: "general.name", Value: gguf.String(fmt.Sprintf("llamago synthetic %s projector for %s", o.Type, text.Name))},
+		{Key: "general.description", Value: gguf.String(description)},
+		{Key: "general.file_type", Value: gguf.Uint32(uint32(ft))},
+	}
+}
+
+// visionProjectorLayout returns the metadata and tensors of a vision
+// projector with resolved options.
+func visionProjectorLayout(o ProjectorOptions, text Shape) ([]gguf.KV, []synthTensor) {
+	qwen := o.Type == ProjectorQwen2VL
 	eps, family := float32(1e-5), "LLaVA-1.5"
 	if qwen {
 		eps, family = 1e-6, "Qwen2-VL"
 	}
-	kv := []gguf.KV{
-		{Key: "general.architecture", Value: gguf.String("clip")},
-		{Key: "general.type", Value: gguf.String("mmproj")},
-		{Key: "general.name", Value: gguf.String(fmt.Sprintf("llamago synthetic %s projector for %s", o.Type, text.Name))},
-		{Key: "general.description", Value: gguf.String("random-weight " + family + " vision encoder and projector")},
-		{Key: "general.file_type", Value: gguf.Uint32(uint32(ft))},
+	kv := append(projectorHeader(o, text, "random-weight "+family+" vision encoder and projector"), []gguf.KV{
 		{Key: "clip.has_vision_encoder", Value: gguf.Bool(true)},
 		{Key: "clip.projector_type", Value: gguf.String(o.Type)},
 		{Key: "clip.vision.projection_dim", Value: gguf.Uint32(uint32(text.Embd))},
@@ -283,7 +344,7 @@ func projectorLayout(o ProjectorOptions) ([]gguf.KV, []synthTensor, error) {
 		{Key: "clip.vision.attention.layer_norm_epsilon", Value: gguf.Float32(eps)},
 		{Key: "clip.vision.image_mean", Value: gguf.Array(clipImageMean)},
 		{Key: "clip.vision.image_std", Value: gguf.Array(clipImageStd)},
-	}
+	}...)
 	if !qwen {
 		// CLIP's quick GELU, as the LLaVA converter records it.
 		kv = append(kv, gguf.KV{Key: "clip.use_gelu", Value: gguf.Bool(false)})
@@ -340,12 +401,7 @@ func projectorLayout(o ProjectorOptions) ([]gguf.KV, []synthTensor, error) {
 		add("mm.2.weight", roleWeight, textE, textE)
 		add("mm.2.bias", roleBias, textE)
 	}
-	for _, t := range ts.ts {
-		if _, err := gguf.TensorSize(t.Type, t.Shape); err != nil {
-			return nil, nil, fmt.Errorf("synth: projector tensor %s as %s: %w", t.Name, t.Type, err)
-		}
-	}
-	return kv, ts.ts, nil
+	return kv, ts.ts
 }
 
 // ProjectorTensors returns the tensor infos WriteProjector writes, in
@@ -385,7 +441,7 @@ func WriteProjectorFile(path string, o ProjectorOptions) error {
 
 // WriteTextFile writes the language model a projector pairs with, from
 // opts (whose Shape may be empty: the projector's TextShape). For
-// ProjectorMLP this is WriteFile. For ProjectorQwen2VL the qwen2 shape is
+// ProjectorMLP and ProjectorQwen2A this is WriteFile. For ProjectorQwen2VL the qwen2 shape is
 // written with architecture qwen2vl: the same tensors, keys under
 // "qwen2vl." and Qwen2-VL's M-RoPE sections (16, 24, 24, 0 of a 128-wide
 // head, scaled to the shape's head dimension).

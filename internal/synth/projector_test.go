@@ -14,16 +14,23 @@ import (
 )
 
 // wantProjectorTensors lists the tensors clip.cpp's clip_model_loader::load_tensors
-// and the type's graph (models/llava.cpp, models/qwen2vl.cpp) use, with their
-// shapes in ggml order, for the default options of each type (vision width 64,
-// feed-forward 128, 2 layers, text width 64).
+// and the type's graph (models/llava.cpp, models/qwen2vl.cpp,
+// models/whisper-enc.cpp) use, with their shapes in ggml order, for the default
+// options of each type (encoder width 64, feed-forward 128, 2 layers, text
+// width 64).
 func wantProjectorTensors(typ string) map[string][]int64 {
 	want := map[string][]int64{}
+	prefix := "v"
+	if typ == ProjectorQwen2A {
+		prefix = "a"
+	}
 	for i := range 2 {
-		blk := fmt.Sprintf("v.blk.%d.", i)
+		blk := fmt.Sprintf("%s.blk.%d.", prefix, i)
 		for _, m := range []string{"attn_q", "attn_k", "attn_v", "attn_out"} {
 			want[blk+m+".weight"] = []int64{64, 64}
-			want[blk+m+".bias"] = []int64{64}
+			if typ != ProjectorQwen2A || m != "attn_k" { // the whisper graph asserts no key bias
+				want[blk+m+".bias"] = []int64{64}
+			}
 		}
 		for _, n := range []string{"ln1", "ln2"} {
 			want[blk+n+".weight"] = []int64{64}
@@ -54,6 +61,16 @@ func wantProjectorTensors(typ string) map[string][]int64 {
 		want["mm.0.bias"] = []int64{256}
 		want["mm.2.weight"] = []int64{256, 64}
 		want["mm.2.bias"] = []int64{64}
+	case ProjectorQwen2A:
+		want["a.conv1d.1.weight"] = []int64{3, 128, 64} // kernel 3, 128 mel bins in
+		want["a.conv1d.1.bias"] = []int64{1, 64}        // broadcast over frames
+		want["a.conv1d.2.weight"] = []int64{3, 64, 64}
+		want["a.conv1d.2.bias"] = []int64{1, 64}
+		want["a.position_embd.weight"] = []int64{64, 1500} // 3000 frames after the stride-2 conv
+		want["a.post_ln.weight"] = []int64{64}
+		want["a.post_ln.bias"] = []int64{64}
+		want["mm.a.fc.weight"] = []int64{64, 64}
+		want["mm.a.fc.bias"] = []int64{64}
 	}
 	return want
 }
@@ -67,6 +84,7 @@ func TestProjector(t *testing.T) {
 	}{
 		{ProjectorMLP, gguf.TypeF16, 64, 1e-5},
 		{ProjectorQwen2VL, gguf.TypeF32, 224, 1e-6},
+		{ProjectorQwen2A, gguf.TypeF16, 0, 1e-5},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
 			t.Parallel()
@@ -83,24 +101,39 @@ func TestProjector(t *testing.T) {
 			assert.Equal(t, "clip", str("general.architecture"))
 			assert.Equal(t, "mmproj", str("general.type"))
 			assert.Equal(t, tc.typ, str("clip.projector_type"))
-			hasVision, err := f.Bool("clip.has_vision_encoder")
+			audio := tc.typ == ProjectorQwen2A
+			modality, other := "vision", "audio"
+			if audio {
+				modality, other = other, modality
+			}
+			has, err := f.Bool("clip.has_" + modality + "_encoder")
 			assert.NoError(t, err)
-			assert.True(t, hasVision)
+			assert.True(t, has)
+			_, ok := f.Lookup("clip.has_" + other + "_encoder")
+			assert.False(t, ok, "one encoder")
+			for _, kv := range f.Metadata {
+				assert.False(t, strings.HasPrefix(kv.Key, "clip."+other+"."), kv.Key)
+			}
 			text, err := ShapeByName(DefaultProjectorTextShape)
 			require.NoError(t, err)
-			assert.Equal(t, uint32(text.Embd), u32("clip.vision.projection_dim"), "the text model's n_embd")
-			assert.Equal(t, tc.image, u32("clip.vision.image_size"))
-			assert.Equal(t, uint32(64), u32("clip.vision.embedding_length"))
-			assert.Equal(t, uint32(128), u32("clip.vision.feed_forward_length"))
-			assert.Equal(t, uint32(2), u32("clip.vision.block_count"))
-			assert.Equal(t, uint32(4), u32("clip.vision.attention.head_count"))
-			eps, err := f.Float32("clip.vision.attention.layer_norm_epsilon")
+			key := func(k string) string { return "clip." + modality + "." + k }
+			assert.Equal(t, uint32(text.Embd), u32(key("projection_dim")), "the text model's n_embd")
+			assert.Equal(t, uint32(64), u32(key("embedding_length")))
+			assert.Equal(t, uint32(128), u32(key("feed_forward_length")))
+			assert.Equal(t, uint32(2), u32(key("block_count")))
+			assert.Equal(t, uint32(4), u32(key("attention.head_count")))
+			eps, err := f.Float32(key("attention.layer_norm_epsilon"))
 			assert.NoError(t, err)
 			assert.Equal(t, tc.eps, eps)
-			for _, k := range []string{"clip.vision.image_mean", "clip.vision.image_std"} {
-				v, err := f.Float32s(k)
-				assert.NoError(t, err, k)
-				assert.Len(t, v, 3, k)
+			if audio {
+				assert.Equal(t, uint32(128), u32("clip.audio.num_mel_bins"))
+			} else {
+				assert.Equal(t, tc.image, u32("clip.vision.image_size"))
+				for _, k := range []string{"clip.vision.image_mean", "clip.vision.image_std"} {
+					v, err := f.Float32s(k)
+					assert.NoError(t, err, k)
+					assert.Len(t, v, 3, k)
+				}
 			}
 			ft, err := f.FileType()
 			assert.NoError(t, err)
@@ -111,10 +144,14 @@ func TestProjector(t *testing.T) {
 				assert.NoError(t, err)
 				assert.False(t, gelu, "CLIP's quick GELU")
 			} else {
-				assert.Error(t, err, "Qwen2-VL's converter writes no activation (quick GELU)")
+				// Qwen2-VL's converter writes no activation (quick GELU);
+				// qwen2a's is GELU (erf) whatever the keys say.
+				assert.Error(t, err, "no clip.use_gelu")
 			}
-			_, ok := f.Lookup("clip.vision.n_wa_pattern")
+			_, ok = f.Lookup("clip.vision.n_wa_pattern")
 			assert.False(t, ok, "window attention is Qwen2.5-VL's")
+			_, ok = f.Lookup("clip.audio.projector.stack_factor")
+			assert.False(t, ok, "frame stacking is Ultravox's and Voxtral's")
 
 			want := wantProjectorTensors(tc.typ)
 			assert.Len(t, f.Tensors, len(want))
@@ -127,9 +164,14 @@ func TestProjector(t *testing.T) {
 					continue
 				}
 				assert.Equal(t, shape, ti.Shape, ti.Name)
-				if len(shape) == 1 {
+				switch {
+				case len(shape) == 1 || strings.HasSuffix(ti.Name, ".bias"):
 					assert.Equal(t, gguf.TypeF32, ti.Type, "%s: norms, biases and the class embedding stay f32", ti.Name)
-				} else {
+				case strings.HasPrefix(ti.Name, "a.conv1d."):
+					assert.Equal(t, gguf.TypeF16, ti.Type, "%s: the converter forces convolution kernels to f16", ti.Name)
+				case ti.Name == "a.position_embd.weight":
+					assert.Equal(t, gguf.TypeF32, ti.Type, "%s: ggml's CPU add takes no f16 operand", ti.Name)
+				default:
 					assert.Equal(t, tc.weights, ti.Type, ti.Name)
 				}
 				vals := tensorValues(t, f, ti)
@@ -191,6 +233,39 @@ func TestProjectorImageLayout(t *testing.T) {
 	assert.ErrorContains(t, err, "must be positive")
 	_, err = ProjectorOptions{Type: "nope"}.ImageLayout(10, 10)
 	assert.ErrorContains(t, err, "unknown projector type")
+	_, err = ProjectorOptions{Type: ProjectorQwen2A}.ImageLayout(10, 10)
+	assert.ErrorContains(t, err, "is an audio projector")
+}
+
+// TestProjectorAudioLayout checks the port of mtmd's Whisper windowing. Each
+// count is what llama-mtmd-cli reported (one "decoding audio batch,
+// n_tokens_batch = 750" per chunk) for a 16 kHz WAV of that many samples
+// with the default qwen2a projector; tools/mtmd/test-2.mp3 made 750 too.
+func TestProjectorAudioLayout(t *testing.T) {
+	o := ProjectorOptions{Type: ProjectorQwen2A}
+	for _, tc := range []struct{ samples, chunks int }{
+		{1, 1},
+		{100, 1}, // padded to half an FFT window
+		{5 * AudioSampleRate, 1},
+		{479839, 1}, // 2999 frames and the 3001 of the silence: one window
+		{479840, 2}, // 6000 frames: a second, almost silent window
+		{960001, 3},
+	} {
+		l, err := o.AudioLayout(tc.samples)
+		require.NoError(t, err)
+		assert.Equal(t, AudioLayout{Chunks: tc.chunks, ChunkTokens: 750, Tokens: 750 * tc.chunks}, l, "%d samples", tc.samples)
+	}
+	// The window does not depend on the encoder's size.
+	l, err := ProjectorOptions{Type: ProjectorQwen2A, MelBins: 80, Embd: 32, Heads: 2, Layers: 1}.AudioLayout(AudioSampleRate)
+	require.NoError(t, err)
+	assert.Equal(t, 750, l.Tokens)
+
+	_, err = o.AudioLayout(0)
+	assert.ErrorContains(t, err, "must be positive")
+	_, err = ProjectorOptions{}.AudioLayout(AudioSampleRate)
+	assert.ErrorContains(t, err, "is a vision projector")
+	_, err = ProjectorOptions{Type: ProjectorQwen2A, MelBins: 512}.AudioLayout(AudioSampleRate)
+	assert.ErrorContains(t, err, "too many")
 }
 
 func TestProjectorText(t *testing.T) {
@@ -207,6 +282,15 @@ func TestProjectorText(t *testing.T) {
 	require.NoError(t, WriteTextFile(a, mlp, Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 5}))
 	require.NoError(t, WriteFile(b, Options{Shape: DefaultProjectorTextShape, VocabPath: vocab, Type: gguf.TypeF16, Seed: 5}))
 	assert.Equal(t, fileHash(t, a), fileHash(t, b))
+
+	// So does qwen2a: audio tokens have ordinary positions.
+	audio := ProjectorOptions{Type: ProjectorQwen2A}
+	arch, err = audio.TextArch()
+	require.NoError(t, err)
+	assert.Equal(t, "qwen2", arch)
+	c := filepath.Join(dir, "c.gguf")
+	require.NoError(t, WriteTextFile(c, audio, Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 5}))
+	assert.Equal(t, fileHash(t, b), fileHash(t, c))
 
 	// qwen2vl_merger needs an M-RoPE text model: the qwen2 shape as qwen2vl.
 	qwen := ProjectorOptions{Type: ProjectorQwen2VL}
@@ -267,7 +351,7 @@ func TestProjectorDeterministic(t *testing.T) {
 		require.NoError(t, WriteProjector(h, o))
 		return [32]byte(h.Sum(nil))
 	}
-	for _, typ := range []string{ProjectorMLP, ProjectorQwen2VL} {
+	for _, typ := range []string{ProjectorMLP, ProjectorQwen2VL, ProjectorQwen2A} {
 		a := hash(ProjectorOptions{Type: typ, Seed: 1, Workers: 1})
 		assert.Equal(t, a, hash(ProjectorOptions{Type: typ, Seed: 1, Workers: 3}), "the number of workers does not matter")
 		assert.NotEqual(t, a, hash(ProjectorOptions{Type: typ, Seed: 2}), "the seed matters")
@@ -277,6 +361,10 @@ func TestProjectorDeterministic(t *testing.T) {
 	require.NoError(t, err)
 	d.Seed = 9
 	assert.Equal(t, hash(d), hash(ProjectorOptions{Type: ProjectorQwen2VL, Seed: 9}))
+	d, err = DefaultProjector(ProjectorQwen2A)
+	require.NoError(t, err)
+	d.Seed = 9
+	assert.Equal(t, hash(d), hash(ProjectorOptions{Type: ProjectorQwen2A, Seed: 9}))
 }
 
 func TestProjectorErrors(t *testing.T) {
@@ -300,6 +388,16 @@ func TestProjectorErrors(t *testing.T) {
 		{ProjectorOptions{ImageSize: 8192}, "too large"},
 		{ProjectorOptions{Layers: 1000}, "too many"},
 		{ProjectorOptions{Weights: gguf.TypeQ8_0}, "not supported"},
+		{ProjectorOptions{Type: ProjectorQwen2A, TextShape: "bert-tiny"}, "is an encoder"},
+		{ProjectorOptions{Type: ProjectorQwen2A, MelBins: -1}, "must not be negative"},
+		{ProjectorOptions{Type: ProjectorQwen2A, ImageSize: 224}, "image and patch sizes must be 0"},
+		{ProjectorOptions{Type: ProjectorQwen2A, PatchSize: 14}, "image and patch sizes must be 0"},
+		{ProjectorOptions{MelBins: 80}, "mel bins must be 0"},
+		{ProjectorOptions{Type: ProjectorQwen2VL, MelBins: 80}, "mel bins must be 0"},
+		{ProjectorOptions{Type: ProjectorQwen2A, MelBins: 257}, "at most 256"},
+		{ProjectorOptions{Type: ProjectorQwen2A, Heads: 5}, "not a multiple of 5 heads"},
+		{ProjectorOptions{Type: ProjectorQwen2A, Layers: 1000}, "too many"},
+		{ProjectorOptions{Type: ProjectorQwen2A, Weights: gguf.TypeBF16}, "not supported"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			assert.ErrorContains(t, tc.o.Validate(), tc.want)
@@ -317,9 +415,21 @@ func TestProjectorErrors(t *testing.T) {
 	err = WriteProjectorFile(filepath.Join(t.TempDir(), "missing", "mmproj.gguf"), ProjectorOptions{})
 	assert.ErrorContains(t, err, "no such file")
 	// Each type's defaults are valid.
-	for _, typ := range []string{ProjectorMLP, ProjectorQwen2VL} {
+	for _, typ := range []string{ProjectorMLP, ProjectorQwen2VL, ProjectorQwen2A} {
 		d, err := DefaultProjector(typ)
 		require.NoError(t, err)
 		assert.NoError(t, d.Validate())
+	}
+	// The vision constraints do not bind the Whisper encoder: no rotary
+	// heads, no swapped feed-forward naming, no feature layer to skip.
+	for _, o := range []ProjectorOptions{
+		{Type: ProjectorQwen2A, FF: 64},
+		{Type: ProjectorQwen2A, Embd: 48, Heads: 16},
+		{Type: ProjectorQwen2A, Layers: 1},
+		{Type: ProjectorQwen2A, MelBins: 1},
+		{Type: ProjectorQwen2A, MelBins: 256},
+		{Type: ProjectorQwen2A, TextShape: "llama-tiny"},
+	} {
+		assert.NoError(t, o.Validate(), "%+v", o)
 	}
 }

@@ -66,6 +66,27 @@ const scenarios = {
     return { content: r.choices[0].message.content, usage: r.usage, streamed, streamUsage: usage, refused };
   },
 
+  // A clip as input_audio (AUDIO: an MP3 file), asked for once; then refusals: an
+  // unknown format, bytes that are no audio, an image to the audio projector.
+  async audio() {
+    const data = require('fs').readFileSync(process.env.AUDIO).toString('base64');
+    const r = await client.chat.completions.create({
+      model: 'm', max_tokens: 8, temperature: 0,
+      messages: user([{ type: 'input_audio', input_audio: { data, format: 'mp3' } }, { type: 'text', text: 'What is said?' }]),
+    });
+    const refused = {};
+    for (const [name, part] of [
+      ['format', { type: 'input_audio', input_audio: { data, format: 'ogg' } }],
+      ['corrupt', { type: 'input_audio', input_audio: { data: Buffer.from('no samples here').toString('base64'), format: 'wav' } }],
+      ['image', { type: 'image_url', image_url: { url: 'data:image/jpeg;base64,' + require('fs').readFileSync(process.env.IMAGE).toString('base64') } }],
+    ]) {
+      try {
+        await client.chat.completions.create({ model: 'm', messages: user([part, { type: 'text', text: 'x' }]), max_tokens: 2 });
+      } catch (e) { refused[name] = errorOf(e); }
+    }
+    return { content: r.choices[0].message.content, usage: r.usage, refused };
+  },
+
   async models() {
     const list = await client.models.list();
     const ids = [];
