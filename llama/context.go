@@ -157,8 +157,10 @@ type Context struct {
 
 	attached *attachedSamplers // see SetBackendSampler
 	lora     *appliedLoRA      // see SetLoRA
-	rowOut   []*RowSample      // SampleRows' scratch: the requests, then those sampled on the CPU
-	pickIdx  []C.int32_t       // SampleRows' scratch: rows and the device's picks
+	thread   *computeThread    // nil: computes on the caller's thread (see computeThread)
+	job      computeJob
+	rowOut   []*RowSample // SampleRows' scratch: the requests, then those sampled on the CPU
+	pickIdx  []C.int32_t  // SampleRows' scratch: rows and the device's picks
 	picked   []C.llama_token
 }
 
@@ -170,9 +172,11 @@ type contextResources struct {
 	model    *Model
 	attached *attachedSamplers
 	lora     *appliedLoRA
+	thread   *computeThread
 }
 
 func (r contextResources) free() {
+	r.thread.stop()
 	C.llama_free(r.ptr)
 	C.free(unsafe.Pointer(r.abort))
 	r.attached.releaseAll()
@@ -227,6 +231,9 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 		c.maxPos = Pos(m.info.NCtxTrain)
 	}
 	c.attached, c.lora = &attachedSamplers{}, &appliedLoRA{}
+	if m.cpuLayers {
+		c.thread = startComputeThread()
+	}
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
 	return c, nil
 }
@@ -344,7 +351,7 @@ func poolingFromC(t C.enum_llama_pooling_type) PoolingType {
 }
 
 func (c *Context) resources() contextResources {
-	return contextResources{c.ptr, c.abort, c.model, c.attached, c.lora}
+	return contextResources{c.ptr, c.abort, c.model, c.attached, c.lora, c.thread}
 }
 
 // enter claims the context for one call; the caller must c.mu.Unlock() when it returns nil.

@@ -397,7 +397,11 @@ func TestPerfAndInfo(t *testing.T) {
 	p, err = c.Perf()
 	require.NoError(t, err)
 	assert.Zero(t, p.EvalTokens)
+	want := greedy(t, c, []Token{1, 2, 3, 4}, 3)
 	require.NoError(t, c.SetThreads(2, 2))
+	assert.Equal(t, want, greedy(t, c, []Token{1, 2, 3, 4}, 3))
+	require.NoError(t, c.SetThreads(6, 5), "more threads than the pool started with: a new pool")
+	assert.Equal(t, want, greedy(t, c, []Token{1, 2, 3, 4}, 3))
 	assert.ErrorIs(t, c.SetThreads(0, 1), ErrInvalidParams)
 
 	assert.NotEmpty(t, SystemInfo())

@@ -149,8 +149,15 @@ func (c *Context) run(ctx context.Context, b *Batch, encode bool) error {
 	op := "decode"
 	if encode {
 		op = "encode"
+	}
+	switch {
+	case c.thread != nil:
+		c.job = computeJob{ctx: c.ptr, batch: b.c, encode: encode}
+		c.thread.run(&c.job)
+		rc = c.job.rc
+	case encode:
 		rc = C.llama_encode(c.ptr, b.c)
-	} else {
+	default:
 		rc = C.llama_decode(c.ptr, b.c)
 	}
 	if err := c.rpcSettle(); err != nil {

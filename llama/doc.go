@@ -10,11 +10,12 @@
 // generation) is in progress returns ErrContextBusy or ErrSamplerBusy to it instead of
 // corrupting memory. Close waits for the call in progress (and aborts a decode).
 //
-// Speed: a loop of your own that decodes token by token should run with
-// runtime.LockOSThread. The CPU backend's OpenMP workers belong to the OS thread that
-// calls llama.cpp, and a goroutine that moves to another thread between tokens wakes a
-// second team of them (a fifth of the speed on 2 cores). Generate, ChatSession and the
-// engine do this themselves.
+// Threads: the CPU backend's OpenMP workers belong to the OS thread that calls llama.cpp,
+// and a goroutine moves between OS threads; every thread that computed would keep a team
+// of workers, and too many teams slow all of them. So a Context whose model computes
+// layers on the CPU decodes on an OS thread of its own, whichever goroutine calls (a
+// hand-over of microseconds per decode); one whose layers all run on GPUs decodes on
+// the caller's thread.
 //
 // Everything that owns C memory has an idempotent Close; using it afterwards returns
 // ErrClosed. A Context keeps its Model's memory alive until the Context is closed.

@@ -249,10 +249,9 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 	}
 	defer c.mu.Unlock()
 	defer c.setLastGeneration(res) // after the deferred timing below
-	// Every decode of the loop from one OS thread: the CPU backend's OpenMP workers belong
-	// to the thread that calls, and a goroutine moved to another thread between tokens
-	// woke a second team; on a 2-core machine that cost a fifth of the speed
-	// (docs/performance.md). The engine's loop does the same.
+	// Every call of the loop from one OS thread: a context whose layers all run on GPUs
+	// decodes on the caller's thread, whose CPU workers (the input embeddings) then stay
+	// one team (see computeThread). The engine's loop does the same.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	res.Load = c.model.loadDuration

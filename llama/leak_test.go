@@ -118,3 +118,34 @@ func leakCycle(t *testing.T, path string, i int) {
 	}
 	require.Positive(t, n)
 }
+
+// osThreads counts the process's threads (/proc/self/task).
+func osThreads(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skip("no /proc/self/task:", err)
+	}
+	return len(entries)
+}
+
+// A context computing on the CPU decodes on an OS thread of its own (computeThread),
+// where its OpenMP workers live: Close ends that thread and its workers, so 50 contexts
+// of 4 threads each leave no thread behind.
+func TestContextThreadsStopAtClose(t *testing.T) {
+	m := loadTiny(t)
+	c, err := m.NewContext(&ContextParams{NCtx: 256, Threads: 4})
+	require.NoError(t, err)
+	greedy(t, c, []Token{1, 2, 3}, 2)
+	require.NoError(t, c.Close()) // the Go runtime's own threads are started by now
+	before := osThreads(t)
+	for range 50 {
+		c, err := m.NewContext(&ContextParams{NCtx: 256, Threads: 4})
+		require.NoError(t, err)
+		greedy(t, c, []Token{1, 2, 3}, 2)
+		require.NoError(t, c.Close())
+	}
+	// The Go runtime may start a few threads of its own meanwhile; 50 leaked threads
+	// with their teams would leave 200.
+	assert.InDelta(t, before, osThreads(t), 8, "threads before and after")
+}

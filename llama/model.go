@@ -104,6 +104,7 @@ type Model struct {
 	fingerprint  uint64 // of saved state, see state.go
 	vocabInfo    VocabInfo
 	rpc          *rpcUse // the RPC workers holding layers (rpc.go); nil: none
+	cpuLayers    bool    // the CPU computes layers: contexts get a computeThread
 }
 
 // loadProgress is the state the C progress callback reaches through a cgo.Handle.
@@ -191,10 +192,38 @@ func LoadModel(ctx context.Context, path string, params *ModelParams) (*Model, e
 	m := &Model{ptr: ptr, vocab: C.llama_model_get_vocab(ptr), path: path, facts: facts,
 		vocabOnly: params != nil && params.VocabOnly, loadDuration: time.Since(start), rpc: rpc}
 	m.info = readModelInfo(m)
+	m.cpuLayers = computesOnCPU(&cp, m.info.NLayer, params != nil && len(params.hostTensors) > 0)
 	m.fingerprint = modelFingerprint(m.info)
 	m.vocabInfo = readVocabInfo(m.vocab)
 	m.cleanup = runtime.AddCleanup(m, func(p *C.struct_llama_model) { C.llama_model_free(p) }, ptr)
 	return m, nil
+}
+
+// computesOnCPU reports whether a model loaded with cp computes layers on the CPU: no
+// GPU (or RPC) device takes them, fewer than all layers and the output go to one
+// (n_gpu_layers <= n_layer), or tensors are kept on the host.
+func computesOnCPU(cp *C.struct_llama_model_params, nLayer int, hostTensors bool) bool {
+	if hostTensors || (cp.n_gpu_layers >= 0 && int(cp.n_gpu_layers) <= nLayer) {
+		return true
+	}
+	offloads := func(d C.ggml_backend_dev_t) bool {
+		t := C.ggml_backend_dev_type(d)
+		return t == C.GGML_BACKEND_DEVICE_TYPE_GPU || t == C.GGML_BACKEND_DEVICE_TYPE_IGPU
+	}
+	if cp.devices != nil {
+		for p := cp.devices; *p != nil; p = (*C.ggml_backend_dev_t)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p))) {
+			if offloads(*p) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range C.ggml_backend_dev_count() {
+		if offloads(C.ggml_backend_dev_get(i)) {
+			return false
+		}
+	}
+	return true
 }
 
 // modelFacts are what the pre-check learned of a model file.

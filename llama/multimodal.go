@@ -364,17 +364,30 @@ func (mp *MediaPrompt) eval(c *Context, pos Pos, seq SeqID) (Pos, error) {
 		return pos, invalidParam("the media prompt is closed")
 	}
 	var next C.llama_pos
-	var cerr *C.char
-	errs := captureErrors()
-	defer errs.done()
-	if C.lgo_mtmd_eval(p.ptr, c.ptr, mp.chunks, C.size_t(mp.nChunks-1), C.llama_pos(pos), C.llama_seq_id(seq),
-		C.int32_t(c.nBatch), &next, &cerr) != 0 {
-		msg := "llama: media prompt"
-		if cerr != nil {
-			msg += ": " + C.GoString(cerr)
-			C.free(unsafe.Pointer(cerr))
+	var err error
+	eval := func() {
+		var cerr *C.char
+		errs := captureErrors() // on the thread that evaluates, which logs
+		defer errs.done()
+		if C.lgo_mtmd_eval(p.ptr, c.ptr, mp.chunks, C.size_t(mp.nChunks-1), C.llama_pos(pos), C.llama_seq_id(seq),
+			C.int32_t(c.nBatch), &next, &cerr) != 0 {
+			msg := "llama: media prompt"
+			if cerr != nil {
+				msg += ": " + C.GoString(cerr)
+				C.free(unsafe.Pointer(cerr))
+			}
+			err = errs.err(msg)
 		}
-		return pos, errs.err(msg)
+	}
+	if c.thread != nil {
+		c.job = computeJob{fn: eval}
+		c.thread.run(&c.job)
+		c.job.fn = nil
+	} else {
+		eval()
+	}
+	if err != nil {
+		return pos, err
 	}
 	return Pos(next), nil
 }
