@@ -249,11 +249,13 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 	}
 	defer c.mu.Unlock()
 	defer c.setLastGeneration(res) // after the deferred timing below
-	// Every call of the loop from one OS thread: a context whose layers all run on GPUs
-	// decodes on the caller's thread, whose CPU workers (the input embeddings) then stay
-	// one team (see computeThread). The engine's loop does the same.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// A context whose layers all run on GPUs decodes on the caller's thread: every call
+	// of the loop from one OS thread keeps its CPU workers (the input embeddings) one
+	// team. Others hand their decodes to their own thread (see computeThread).
+	if c.thread == nil {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	res.Load = c.model.loadDuration
 	if err := c.checkGenerate(prompt, s, &o); err != nil {
 		finish(FinishError, err)
