@@ -14,7 +14,15 @@ var (
 	ErrUnauthorized = errors.New("hub: unauthorized")
 	ErrNotCached    = errors.New("hub: not in the cache")
 	ErrChecksum     = errors.New("hub: checksum mismatch")
+	// ErrNoProjector: the repository holds no multimodal projector for the model. Not a
+	// failure for programs: they go on without images and audio, as llama.cpp's do.
+	// Offline, or with the hub out of reach, it means none is in the cache, and the error
+	// matches ErrNotCached too.
+	ErrNoProjector = errors.New("hub: no multimodal projector")
 )
+
+// errNoCachedProjector tags a cache without the projector: none there, maybe one on the hub.
+var errNoCachedProjector = errors.Join(ErrNoProjector, ErrNotCached)
 
 // StatusError is an HTTP response the client could not use.
 type StatusError struct {

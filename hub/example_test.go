@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 
@@ -37,4 +38,24 @@ func ExampleClient_Download() {
 		log.Fatal(err)
 	}
 	fmt.Println("\nmodel at", path)
+}
+
+// Download a vision model and its projector, as llama-server -hf does. A repository
+// without a projector is no failure: the model then takes text only. (Compiled, not run.)
+func ExampleClient_DownloadProjector() {
+	ctx := context.Background()
+	c := hub.NewClient()
+	const ref = "ggml-org/gemma-3-4b-it-GGUF:Q4_K_M"
+	model, err := c.Download(ctx, ref)
+	if err != nil {
+		log.Fatal(err)
+	}
+	mmproj, err := c.DownloadProjector(ctx, ref, "")
+	switch {
+	case errors.Is(err, hub.ErrNoProjector):
+		fmt.Println("text only:", err)
+	case err != nil:
+		log.Fatal(err)
+	}
+	fmt.Println("model at", model, "projector at", mmproj)
 }

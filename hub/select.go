@@ -184,3 +184,83 @@ func listOrNone(s []string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// isProjectorFile reports whether p is a multimodal projector: a GGUF file whose base
+// name contains "mmproj", in any case (llama.cpp looks for "mmproj" as written).
+func isProjectorFile(p string) bool {
+	return strings.HasSuffix(p, ".gguf") && strings.Contains(strings.ToLower(path.Base(p)), "mmproj")
+}
+
+// quantBits is the first number of a GGUF file's quant tag: 4 for Q4_K_M, 8 for Q8_0,
+// 16 for F16 and BF16, 32 for F32; 0 without a tag or a number in it (download.cpp
+// extract_quant_bits).
+func quantBits(p string) int {
+	s, _ := ggufSplitInfo(p)
+	i := strings.IndexAny(s.tag, "0123456789")
+	if i < 0 {
+		return 0
+	}
+	j := i
+	for j < len(s.tag) && j-i < 6 && s.tag[j] >= '0' && s.tag[j] <= '9' {
+		j++
+	}
+	n, _ := strconv.Atoi(s.tag[i:j])
+	return n
+}
+
+// dirDepth returns how many directories of p's path lie on the path of model's
+// directory (0: the repository root), and false when p is not in model's directory or
+// one above it.
+func dirDepth(p, model string) (int, bool) {
+	pd, md := strings.Split(path.Dir(p), "/"), strings.Split(path.Dir(model), "/")
+	if pd[0] == "." {
+		return 0, true
+	}
+	if len(pd) > len(md) || !slices.Equal(pd, md[:len(pd)]) {
+		return 0, false
+	}
+	return len(pd), true
+}
+
+// pickProjector chooses the multimodal projector for model, a model file of files, the
+// way llama.cpp's -hf does (download.cpp find_best_mmproj, its find_best_sibling rule),
+// so that both tools fetch, and share in the cache, the same file:
+//
+//  1. only projectors in model's directory or a directory above it count, and the
+//     nearest (deepest) directory wins;
+//  2. then, where quant (the reference's tag) is given, a projector tagged exactly so;
+//  3. then the projector whose quant bits are nearest the model's: for a Q4_K_M model a
+//     Q8_0 projector before an F16 one, for an F16 model F16 or BF16 before F32;
+//  4. then listing order (the hub lists by name: mmproj-BF16 before mmproj-F16).
+//
+// Step 2 is ours: llama.cpp applies it to its speculative-decoding sidecars but not to
+// projectors, so for "repo:F16" with mmproj-BF16 and mmproj-F16 it takes BF16 (the
+// first of equal bits) where this takes F16. Everywhere else the choice is llama.cpp's.
+func pickProjector(files []File, model File, quant string) (File, bool) {
+	var best File
+	var bestDepth, bestDiff int
+	var bestExact, found bool
+	modelBits := quantBits(model.Path)
+	for _, f := range files {
+		if !isProjectorFile(f.Path) || f.Path == model.Path {
+			continue
+		}
+		depth, ok := dirDepth(f.Path, model.Path)
+		if !ok {
+			continue
+		}
+		s, _ := ggufSplitInfo(f.Path)
+		exact := quant != "" && s.tag == strings.ToUpper(quant)
+		diff := quantBits(f.Path) - modelBits
+		if diff < 0 {
+			diff = -diff
+		}
+		better := !found || depth > bestDepth ||
+			depth == bestDepth && exact && !bestExact ||
+			depth == bestDepth && exact == bestExact && diff < bestDiff
+		if better {
+			best, bestDepth, bestDiff, bestExact, found = f, depth, diff, exact, true
+		}
+	}
+	return best, found
+}

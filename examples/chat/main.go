@@ -44,7 +44,6 @@ type options struct {
 	*cli.Flags
 	templateFile string // a Jinja template overriding the model's
 	interactive  bool
-	mmproj       string   // a multimodal projector for the model
 	media        []string // image and audio files for the first message
 	adapters     *adapterflags.Flags
 	draft        *draftflags.Flags
@@ -70,7 +69,7 @@ func parseFlags(args []string, errOut io.Writer) (*options, error) {
 	o.adapters = adapterflags.Register(f.Group("adapters"))
 	o.draft = draftflags.Register(f.Group("speculative decoding"))
 	mm := f.Group("multimodal")
-	mm.String(&o.mmproj, "-mm, --mmproj", "FNAME", "multimodal projector (mmproj GGUF) of the model, for images and audio")
+	f.RegisterProjector(mm, "multimodal projector (mmproj GGUF) of the model, for images and audio")
 	mm.Func("--image, --audio", "FNAME", "an image or audio file sent with the first message (repeat for several; /image FILE inside)", "", func(v string) error {
 		o.media = append(o.media, v)
 		return nil
@@ -216,6 +215,10 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	mmproj, err := a.cfg.ProjectorPath(context.Background()) // -mm, -mmu, or -hf's
+	if err != nil {
+		return nil, nil, err
+	}
 	if a.cfg.model, a.cfg.context, err = a.cfg.Fit(context.Background(), path, a.cfg.model, a.cfg.context, a.errOut); err != nil {
 		return nil, nil, err
 	}
@@ -274,14 +277,16 @@ func (a *app) open() (*llama.ChatSession, func(), error) {
 		Template: tmpl, System: a.cfg.system, Sampling: a.cfg.sampling, MaxTokens: a.cfg.MaxTokens(),
 		Overflow: llama.OverflowDropOldest,
 	}
-	if a.cfg.mmproj != "" {
-		if a.projector, err = m.LoadProjector(a.cfg.mmproj, &llama.ProjectorParams{NoGPU: a.cfg.model.GPULayers == 0}); err != nil {
+	if mmproj != "" {
+		if a.projector, err = m.LoadProjector(mmproj, &llama.ProjectorParams{NoGPU: a.cfg.model.GPULayers == 0}); err != nil {
 			tmpl.Close()
 			c.Close()
 			m.Close()
 			return nil, nil, err
 		}
 		sp.Projector = a.projector
+		caps := a.projector.Caps()
+		fmt.Fprintf(a.errOut, "%s: multimodal projector loaded (vision %v, audio %v)\n", mmproj, caps.Vision, caps.Audio)
 	}
 	for _, path := range a.cfg.media {
 		if err := a.attach(path); err != nil {

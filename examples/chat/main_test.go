@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llamago/llamago/examples/internal/cli/hubtest"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/llama/gguf"
@@ -357,4 +358,56 @@ func TestAudio(t *testing.T) {
 	assert.Contains(t, errOut, "/image: "+image+": llama: media")
 	assert.Contains(t, errOut, "["+clip+" attached to the next message]")
 	assert.Equal(t, 1, strings.Count(errOut, " t/s; "), "one reply: %s", errOut)
+}
+
+// -hf brings the repository's projector along, as llama-server -hf does: the one that
+// goes with the model (F16 for an F16 model, not the Q8_0 listed first), downloaded
+// beside it and loaded, so --image works; --no-mmproj fetches the model alone.
+func TestImagesFromHub(t *testing.T) {
+	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
+	require.NoError(t, err)
+	vocab, err := modelfile.VocabPath("qwen2")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	model, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}))
+	require.NoError(t, synth.WriteProjectorFile(projector, opts))
+	llamaCpp, err := modelfile.LlamaCppDir()
+	require.NoError(t, err)
+	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
+
+	h := hubtest.New(t)
+	h.Add("test/vlm-GGUF", "mmproj-vlm-Q8_0.gguf", []byte("not a projector: loading it would fail"))
+	h.AddFile(t, "test/vlm-GGUF", "mmproj-vlm-F16.gguf", projector)
+	h.AddFile(t, "test/vlm-GGUF", "vlm-F16.gguf", model)
+	cache := t.TempDir()
+	h.Setenv(t, cache)
+	args := []string{"-hf", "test/vlm-GGUF", "-c", "512", "-n", "8", "-temp", "0", "-t", "1"}
+
+	out, errOut, code := runPiped(t, "", append(args, "--image", image, "-p", "What is this?")...)
+	require.Equal(t, 0, code, errOut)
+	assert.NotEmpty(t, strings.TrimSpace(out))
+	snapshot := filepath.Join(cache, "models--test--vlm-GGUF", "snapshots", hubtest.Commit)
+	assert.Contains(t, errOut, "mmproj-vlm-F16.gguf: downloaded")
+	assert.Contains(t, errOut, filepath.Join(snapshot, "mmproj-vlm-F16.gguf")+": multimodal projector loaded (vision true, audio false)")
+	assert.Equal(t, []string{"test/vlm-GGUF/vlm-F16.gguf", "test/vlm-GGUF/mmproj-vlm-F16.gguf"}, h.Downloads())
+
+	// the next run finds both in the cache
+	_, errOut, code = runPiped(t, "", append(args, "--image", image, "-p", "And now?")...)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "mmproj-vlm-F16.gguf: cached")
+	assert.Len(t, h.Downloads(), 2)
+
+	// --no-mmproj, with an empty cache: the model alone, and images are refused
+	h.Setenv(t, t.TempDir())
+	_, errOut, code = runPiped(t, "", append(args, "--no-mmproj", "-p", "Hello")...)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "vlm-F16.gguf: downloaded")
+	assert.NotContains(t, errOut, "mmproj")
+	assert.NotContains(t, errOut, "multimodal projector loaded")
+	_, errOut, code = runPiped(t, "", append(args, "--no-mmproj", "--image", image, "-p", "What is this?")...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "needs a projector")
+	assert.Equal(t, []string{"test/vlm-GGUF/vlm-F16.gguf", "test/vlm-GGUF/mmproj-vlm-F16.gguf", "test/vlm-GGUF/vlm-F16.gguf"}, h.Downloads(),
+		"the model once more, its projector not")
 }

@@ -46,7 +46,6 @@ type config struct {
 	name, host     string
 	apiKey         string
 	embeddingModel string
-	mmproj         string
 	mediaURLs      bool
 	mediaMaxMiB    int
 	template       string
@@ -94,7 +93,7 @@ func parseFlags(args []string) (*config, error) {
 	models.String(&cfg.template, "--chat-template-file", "FNAME", "a Jinja chat template to use instead of the model's")
 	models.Bool(&cfg.embeddings, "--embedding, --embeddings", "serve /v1/embeddings from an extra context of the model (its own pooling; mean for chat models)")
 	models.String(&cfg.embeddingModel, "--embedding-model", "FNAME", "GGUF model for /v1/embeddings, or a reranker for /v1/rerank, instead of -m")
-	models.String(&cfg.mmproj, "-mm, --mmproj", "FNAME", "multimodal projector of the (first) model: chat messages may hold image_url (data: URLs) and input_audio parts")
+	f.RegisterProjector(models, "multimodal projector of the (first) model: chat messages may hold image_url (data: URLs) and input_audio parts")
 	models.Bool(&cfg.mediaURLs, "--media-urls", "fetch image_url parts that are http(s) URLs (at most --media-max-mib, within 10 s)")
 	models.Int(&cfg.mediaMaxMiB, "--media-max-mib", "largest image fetched for --media-urls, in MiB")
 	g := f.Group("server")
@@ -215,6 +214,10 @@ func run(cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	mmproj, err := cfg.ProjectorPath(ctx) // -mm, -mmu, or -hf's
+	if err != nil {
+		return err
+	}
 	if cfg.modelParams, cfg.context, err = cfg.Fit(ctx, path, cfg.modelParams, cfg.context, os.Stderr); err != nil {
 		return err
 	}
@@ -275,11 +278,13 @@ func run(cfg *config, log *slog.Logger) error {
 	}
 	defer tmpl.Close()
 	var projector *llama.Projector
-	if cfg.mmproj != "" {
-		if projector, err = m.LoadProjector(cfg.mmproj, &llama.ProjectorParams{NoGPU: gpuLayers == 0}); err != nil {
+	if mmproj != "" {
+		if projector, err = m.LoadProjector(mmproj, &llama.ProjectorParams{NoGPU: gpuLayers == 0}); err != nil {
 			return err
 		}
 		defer projector.Close()
+		caps := projector.Caps()
+		log.Info("multimodal projector loaded", "path", mmproj, "vision", caps.Vision, "audio", caps.Audio)
 	}
 	s := &server{
 		primary: served{id: cfg.name, model: m, engine: eng, template: tmpl, projector: projector}, apiKey: cfg.apiKey,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/llamago/llamago/examples/internal/cli/hubtest"
 	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/internal/testmodel"
@@ -122,4 +124,44 @@ func TestAudioRequests(t *testing.T) {
 		assert.Equal(t, 400, r.Refused[name].Status, name)
 		assert.Contains(t, r.Refused[name].Message, want, name)
 	}
+}
+
+// -hf brings the repository's projector along (as llama-server -hf): image requests are
+// served; with --no-mmproj the model comes alone and an image is a 400.
+func TestImageRequestsFromHub(t *testing.T) {
+	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	model, projector := filepath.Join(dir, "vlm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: testmodel.VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: 1}))
+	require.NoError(t, synth.WriteProjectorFile(projector, opts))
+	llamaCpp, err := llamacpp.Dir()
+	require.NoError(t, err)
+	photo, err := os.ReadFile(filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg"))
+	require.NoError(t, err)
+
+	h := hubtest.New(t)
+	h.AddFile(t, "test/vlm-GGUF", "mmproj-vlm-F16.gguf", projector)
+	h.AddFile(t, "test/vlm-GGUF", "vlm-F16.gguf", model)
+	ask := func(s *runningServer) (int, map[string]any) {
+		return s.post(t, "/v1/chat/completions", map[string]any{"max_tokens": 4, "temperature": 0, "messages": []any{map[string]any{"role": "user",
+			"content": []any{map[string]any{"type": "image_url", "image_url": map[string]any{"url": "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(photo)}},
+				map[string]any{"type": "text", "text": "Describe the image."}}}}})
+	}
+
+	h.Setenv(t, t.TempDir())
+	s := launchServer(t, true, "-hf", "test/vlm-GGUF")
+	status, body := ask(s)
+	assert.Equal(t, 200, status, "%v", body)
+	assert.Contains(t, s.stderr.String(), "msg=\"multimodal projector loaded\"")
+	assert.Contains(t, s.stderr.String(), "mmproj-vlm-F16.gguf vision=true")
+	assert.Equal(t, []string{"test/vlm-GGUF/vlm-F16.gguf", "test/vlm-GGUF/mmproj-vlm-F16.gguf"}, h.Downloads())
+
+	h.Setenv(t, t.TempDir())
+	plain := launchServer(t, true, "-hf", "test/vlm-GGUF", "--no-mmproj")
+	status, body = ask(plain)
+	assert.Equal(t, 400, status)
+	assert.Contains(t, fmt.Sprint(body["error"]), "--mmproj")
+	assert.Equal(t, []string{"test/vlm-GGUF/vlm-F16.gguf", "test/vlm-GGUF/mmproj-vlm-F16.gguf", "test/vlm-GGUF/vlm-F16.gguf"}, h.Downloads(),
+		"the model once more, its projector not")
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llamago/llamago/examples/internal/cli/hubtest"
 	"github.com/llamago/llamago/llama"
 
 	"github.com/stretchr/testify/assert"
@@ -133,4 +134,107 @@ func TestHelp(t *testing.T) {
 		assert.Contains(t, help, want)
 	}
 	assert.Less(t, strings.Index(help, "model:"), strings.Index(help, "sampling:"), "groups in registration order")
+}
+
+// With -hf, ProjectorPath downloads the repository's projector (as llama-server -hf),
+// unless -mm, -mmu or --no-mmproj say otherwise; a repository without one is text only.
+func TestProjectorPath(t *testing.T) {
+	h := hubtest.New(t)
+	for _, p := range []string{"mmproj-F16.gguf", "mmproj-Q8_0.gguf", "vlm-F16.gguf", "vlm-Q4_K_M.gguf"} {
+		h.Add("test/vlm-GGUF", p, []byte("data of "+p))
+	}
+	h.Add("test/text-GGUF", "text-Q4_K_M.gguf", []byte("text model"))
+	cache := t.TempDir()
+	h.Setenv(t, cache)
+	snapshot := func(repo, p string) string {
+		return filepath.Join(cache, "models--test--"+repo, "snapshots", hubtest.Commit, p)
+	}
+	parse := func(args ...string) *Flags {
+		f := New("test", "A test program.")
+		f.Register(Model)
+		f.RegisterProjector(f.Group("multimodal"), "multimodal projector")
+		require.NoError(t, f.Parse(args))
+		return f
+	}
+	projector := func(args ...string) (string, error) {
+		f := parse(args...)
+		if f.HFRepo != "" {
+			if _, err := f.ModelPath(t.Context(), 0); err != nil {
+				return "", err
+			}
+		}
+		return f.ProjectorPath(t.Context())
+	}
+
+	// --no-mmproj: the model alone
+	p, err := projector("-hf", "test/vlm-GGUF:Q4_K_M", "--no-mmproj")
+	require.NoError(t, err)
+	assert.Empty(t, p)
+	assert.Equal(t, []string{"test/vlm-GGUF/vlm-Q4_K_M.gguf"}, h.Downloads())
+
+	// -hf: its projector too, nearest the model's bits (llama.cpp's choice), from the cache next time
+	p, err = projector("-hf", "test/vlm-GGUF:Q4_K_M")
+	require.NoError(t, err)
+	assert.Equal(t, snapshot("vlm-GGUF", "mmproj-Q8_0.gguf"), p)
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "data of mmproj-Q8_0.gguf", string(b))
+	p, err = projector("-hf", "test/vlm-GGUF:Q4_K_M", "--offline")
+	require.NoError(t, err)
+	assert.Equal(t, snapshot("vlm-GGUF", "mmproj-Q8_0.gguf"), p)
+	p, err = projector("-hf", "test/vlm-GGUF:F16")
+	require.NoError(t, err)
+	assert.Equal(t, snapshot("vlm-GGUF", "mmproj-F16.gguf"), p, "the quant's own")
+	p, err = projector("-hf", "test/vlm-GGUF", "-hff", "vlm-F16.gguf")
+	require.NoError(t, err)
+	assert.Equal(t, snapshot("vlm-GGUF", "mmproj-F16.gguf"), p, "-hff's model's")
+	assert.Equal(t, []string{"test/vlm-GGUF/vlm-Q4_K_M.gguf", "test/vlm-GGUF/mmproj-Q8_0.gguf",
+		"test/vlm-GGUF/vlm-F16.gguf", "test/vlm-GGUF/mmproj-F16.gguf"}, h.Downloads())
+
+	// -mm wins over -hf's, with or without --no-mmproj (as in llama.cpp); -mmu downloads
+	for _, args := range [][]string{{"-hf", "test/vlm-GGUF:Q4_K_M", "-mm", "mine.gguf"}, {"-hf", "test/vlm-GGUF", "-mm", "mine.gguf", "--no-mmproj"}, {"--mmproj", "mine.gguf"}} {
+		p, err = projector(args...)
+		require.NoError(t, err, args)
+		assert.Equal(t, "mine.gguf", p, args)
+	}
+	url := h.AddURL("vision-mmproj.gguf", []byte("by URL"))
+	p, err = projector("-m", "model.gguf", "-mmu", url)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(cache, "vision-mmproj.gguf"), p, "into llama.cpp's cache, as -mu")
+	_, err = projector("-mm", "a.gguf", "--mmproj-url", url)
+	assert.ErrorContains(t, err, "give one")
+	assert.Len(t, h.Downloads(), 5, "only -mmu's")
+
+	// no projector in the repository, or no -hf: none, and no error
+	p, err = projector("-hf", "test/text-GGUF")
+	require.NoError(t, err)
+	assert.Empty(t, p)
+	p, err = projector("-hf", "test/text-GGUF", "--offline")
+	require.NoError(t, err)
+	assert.Empty(t, p)
+	p, err = projector("-m", "model.gguf")
+	require.NoError(t, err)
+	assert.Empty(t, p)
+	assert.Equal(t, "test/text-GGUF/text-Q4_K_M.gguf", h.Downloads()[5])
+	assert.Len(t, h.Downloads(), 6)
+
+	// offline, the choice is among the cached projectors; with none cached, text only
+	require.NoError(t, os.Remove(snapshot("vlm-GGUF", "mmproj-Q8_0.gguf")))
+	p, err = projector("-hf", "test/vlm-GGUF:Q4_K_M", "--offline")
+	require.NoError(t, err)
+	assert.Equal(t, snapshot("vlm-GGUF", "mmproj-F16.gguf"), p)
+	require.NoError(t, os.Remove(snapshot("vlm-GGUF", "mmproj-F16.gguf")))
+	p, err = projector("-hf", "test/vlm-GGUF:Q4_K_M", "--offline")
+	require.NoError(t, err)
+	assert.Empty(t, p)
+	assert.Len(t, h.Downloads(), 6)
+
+	var help bytes.Buffer
+	f := New("test", "A test program.")
+	f.Register(Model)
+	f.RegisterProjector(f.Group("multimodal"), "multimodal projector")
+	f.PrintHelp(&help)
+	for _, want := range []string{"-mm, --mmproj FNAME", "-mmu, --mmproj-url URL", "--no-mmproj, --no-mmproj-auto", "explicitly disable multimodal projector, useful when using -hf"} {
+		assert.Contains(t, help.String(), want)
+	}
 }

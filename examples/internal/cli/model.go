@@ -20,6 +20,9 @@ type ModelFlags struct {
 	HFFile      string   // -hff: a file of the -hf repository instead of the quant's
 	ModelURL    string   // -mu
 	Offline     bool     // --offline: use cached downloads only
+	MMProj      string   // -mm: a multimodal projector file (programs that call RegisterProjector)
+	MMProjURL   string   // -mmu: a projector to download
+	NoMMProj    bool     // --no-mmproj: no projector from the -hf repository
 	GPULayers   string   // -ngl: a number, "all" or "auto"
 	SplitMode   string   // -sm: none, layer, row, tensor
 	TensorSplit string   // -ts: proportions per device, "3,1"
@@ -52,6 +55,15 @@ func Model(f *Flags) {
 	g.Int(&m.MainGPU, "-mg, --main-gpu", "the GPU for the model (split mode none) or for intermediate results (row)")
 	g.Bool(&m.Mlock, "--mlock", "keep the model in RAM (no swapping or compression)")
 	g.Bool(&m.NoMmap, "--no-mmap", "read the model into memory instead of mapping it")
+}
+
+// RegisterProjector adds llama.cpp's projector flags to g, for a program that takes
+// images and audio: -mm (with mmUsage as its help), -mmu and --no-mmproj. See
+// ProjectorPath.
+func (m *ModelFlags) RegisterProjector(g *Group, mmUsage string) {
+	g.String(&m.MMProj, "-mm, --mmproj", "FNAME", mmUsage+"; with -hf it may be omitted: the repository's is downloaded")
+	g.String(&m.MMProjURL, "-mmu, --mmproj-url", "URL", "multimodal projector download URL")
+	g.Bool(&m.NoMMProj, "--no-mmproj, --no-mmproj-auto", "explicitly disable multimodal projector, useful when using -hf")
 }
 
 // FitGPU reports whether -ngl auto asks to fit layers and context to free device memory.

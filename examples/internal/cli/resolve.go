@@ -34,9 +34,7 @@ func (m *ModelFlags) ModelPath(ctx context.Context, weights gguf.TensorType) (st
 	case m.HFFile != "" && m.HFRepo == "":
 		return "", errors.New("-hff names a file of the -hf repository: give -hf too")
 	case m.HFRepo != "" || m.ModelURL != "":
-		c := hub.NewClient()
-		c.Offline = c.Offline || m.Offline
-		c.Progress = progressBar(os.Stderr)
+		c := m.hubClient()
 		switch {
 		case m.HFFile != "":
 			return c.DownloadFile(ctx, m.HFRepo, m.HFFile)
@@ -47,6 +45,43 @@ func (m *ModelFlags) ModelPath(ctx context.Context, weights gguf.TensorType) (st
 		}
 	}
 	return modelfile.ResolveDefault(m.Model, weights)
+}
+
+// ProjectorPath is the multimodal projector the flags name, "" for none: -mm, a download
+// by -mmu, or with -hf the projector of the repository that goes with its model (the
+// choice is package hub's, llama.cpp's), downloaded into the cache with its progress on
+// stderr, as llama-server -hf does. --no-mmproj stops only that last one, as in
+// llama.cpp: -mm and -mmu still count. A repository without a projector is no error: ""
+// then, and the program takes text only (offline, a note on stderr says that one may
+// exist but is not in the cache).
+func (m *ModelFlags) ProjectorPath(ctx context.Context) (string, error) {
+	switch {
+	case m.MMProj != "" && m.MMProjURL != "":
+		return "", errors.New("--mmproj and --mmproj-url each name a projector: give one")
+	case m.MMProj != "":
+		return m.MMProj, nil
+	case m.MMProjURL != "":
+		return m.hubClient().DownloadURL(ctx, m.MMProjURL, "")
+	case m.HFRepo == "" || m.NoMMProj:
+		return "", nil
+	}
+	p, err := m.hubClient().DownloadProjector(ctx, m.HFRepo, m.HFFile)
+	if errors.Is(err, hub.ErrNoProjector) {
+		if errors.Is(err, hub.ErrNotCached) {
+			fmt.Fprintf(os.Stderr, "%v; going on without one\n", err)
+		}
+		return "", nil
+	}
+	return p, err
+}
+
+// hubClient downloads for -hf, -mu and -mmu: llama.cpp's cache and environment,
+// --offline, progress on stderr.
+func (m *ModelFlags) hubClient() *hub.Client {
+	c := hub.NewClient()
+	c.Offline = c.Offline || m.Offline
+	c.Progress = progressBar(os.Stderr)
+	return c
 }
 
 // progressBar draws downloads on w: a bar redrawn in place on a terminal, a line per
