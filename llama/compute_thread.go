@@ -5,7 +5,10 @@ package llama
 */
 import "C"
 
-import "runtime"
+import (
+	"runtime"
+	"sync"
+)
 
 // computeThread is the one OS thread on which a context computes on the CPU. The CPU
 // backend's OpenMP workers belong to the OS thread that calls llama.cpp, and a goroutine
@@ -17,9 +20,10 @@ import "runtime"
 // of compute). A context whose layers all run on GPUs calls directly: the hand-over
 // would cost more than the little the CPU does for it.
 type computeThread struct {
-	jobs   chan *computeJob
-	done   chan struct{} // one per job
-	exited chan struct{}
+	jobs    chan *computeJob
+	done    chan struct{} // one per job
+	exited  chan struct{}
+	stopped sync.Once
 }
 
 // computeJob is a context's request to its thread: a batch to decode or encode, or fn.
@@ -61,10 +65,12 @@ func (t *computeThread) run(j *computeJob) {
 	<-t.done
 }
 
-// stop ends the thread once its job is done. A nil thread is a no-op.
+// stop ends the thread once its job is done. A nil thread, or one stopped before, is a no-op.
 func (t *computeThread) stop() {
 	if t != nil {
-		close(t.jobs)
-		<-t.exited
+		t.stopped.Do(func() {
+			close(t.jobs)
+			<-t.exited
+		})
 	}
 }

@@ -15,7 +15,8 @@
 // of workers, and too many teams slow all of them. So a Context whose model computes
 // layers on the CPU decodes on an OS thread of its own, whichever goroutine calls (a
 // hand-over of microseconds per decode); one whose layers all run on GPUs decodes on
-// the caller's thread.
+// the caller's thread. A loop that owns a context and stays locked to its OS thread can
+// make that thread the context's (Context.BindThread), as the serving engine does.
 //
 // Everything that owns C memory has an idempotent Close; using it afterwards returns
 // ErrClosed. A Context keeps its Model's memory alive until the Context is closed.

@@ -149,3 +149,21 @@ func TestContextThreadsStopAtClose(t *testing.T) {
 	// with their teams would leave 200.
 	assert.InDelta(t, before, osThreads(t), 8, "threads before and after")
 }
+
+// BindThread ends the context's own thread: the caller's thread computes from then on,
+// with the same results; a closed context refuses it.
+func TestBindThread(t *testing.T) {
+	m := loadTiny(t)
+	c, err := m.NewContext(&ContextParams{NCtx: 256, Threads: 2})
+	require.NoError(t, err)
+	want := greedy(t, c, []Token{1, 2, 3}, 4)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := osThreads(t)
+	require.NoError(t, c.BindThread())
+	assert.Less(t, osThreads(t), before, "the context's thread (and its workers) ended")
+	require.NoError(t, c.BindThread(), "again: nothing to end")
+	assert.Equal(t, want, greedy(t, c, []Token{1, 2, 3}, 4))
+	require.NoError(t, c.Close())
+	assert.ErrorIs(t, c.BindThread(), ErrClosed)
+}

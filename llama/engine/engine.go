@@ -275,9 +275,12 @@ func (e *Engine) submit(j *job) error {
 func (e *Engine) loop() {
 	// One OS thread for every call into llama.cpp: a goroutine that wakes up on another
 	// thread after each step made the CUDA calls of the next decode measurably slower
-	// (docs/performance.md).
+	// (docs/performance.md). The context computes on this thread too, with no hand-over.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if err := e.ctx.BindThread(); err != nil {
+		e.log.Warn("engine: the context keeps its own thread", "err", err)
+	}
 	defer close(e.done)
 	defer e.failAll(ErrClosed)
 	for {
