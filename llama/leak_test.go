@@ -150,8 +150,9 @@ func TestContextThreadsStopAtClose(t *testing.T) {
 	assert.InDelta(t, before, osThreads(t), 8, "threads before and after")
 }
 
-// BindThread ends the context's own thread: the caller's thread computes from then on,
-// with the same results; a closed context refuses it.
+// BindThread ends the context's own thread (and with it its OpenMP workers; the count
+// of OS threads is TestContextThreadsStopAtClose's): the caller's thread computes from
+// then on, with the same results; a closed context refuses it.
 func TestBindThread(t *testing.T) {
 	m := loadTiny(t)
 	c, err := m.NewContext(&ContextParams{NCtx: 256, Threads: 2})
@@ -159,9 +160,15 @@ func TestBindThread(t *testing.T) {
 	want := greedy(t, c, []Token{1, 2, 3}, 4)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	before := osThreads(t)
+	own := c.thread
+	require.NotNil(t, own, "a CPU context has a thread of its own")
 	require.NoError(t, c.BindThread())
-	assert.Less(t, osThreads(t), before, "the context's thread (and its workers) ended")
+	assert.Nil(t, c.thread)
+	select {
+	case <-own.exited: // its goroutine returned while locked: the OS thread ended with it
+	default:
+		t.Fatal("the context's own thread still runs after BindThread")
+	}
 	require.NoError(t, c.BindThread(), "again: nothing to end")
 	assert.Equal(t, want, greedy(t, c, []Token{1, 2, 3}, 4))
 	require.NoError(t, c.Close())
