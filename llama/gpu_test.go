@@ -17,6 +17,7 @@ import (
 
 	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/synth"
+	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama/gguf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -339,7 +340,7 @@ func TestGPUMultimodalSpeed(t *testing.T) {
 	model, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
 	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocabPath(t, "qwen2"), Type: gguf.TypeQ8_0, Seed: 4}))
 	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	image := filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-1.jpeg")
+	image := testmodel.MediaFile(t, "test-1.jpeg")
 	cli, err := llamacpp.Tool(Backend, "llama-mtmd-cli")
 	require.NoError(t, err)
 	// The image twice: the CLI's first encode pays the process's CUDA set-up,

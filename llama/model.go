@@ -11,6 +11,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/cgo"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -211,12 +212,7 @@ func computesOnCPU(cp *C.struct_llama_model_params, nLayer int, hostTensors bool
 		return t == C.GGML_BACKEND_DEVICE_TYPE_GPU || t == C.GGML_BACKEND_DEVICE_TYPE_IGPU
 	}
 	if cp.devices != nil {
-		for p := cp.devices; *p != nil; p = (*C.ggml_backend_dev_t)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p))) {
-			if offloads(*p) {
-				return false
-			}
-		}
-		return true
+		return !slices.ContainsFunc(paramDevices(cp), offloads)
 	}
 	for i := range C.ggml_backend_dev_count() {
 		if offloads(C.ggml_backend_dev_get(i)) {
@@ -224,6 +220,19 @@ func computesOnCPU(cp *C.struct_llama_model_params, nLayer int, hostTensors bool
 		}
 	}
 	return true
+}
+
+// paramDevices is cp.devices, the NULL-terminated list of devices to load onto, as a slice
+// (nil when cp.devices is nil: every device).
+func paramDevices(cp *C.struct_llama_model_params) []C.ggml_backend_dev_t {
+	if cp.devices == nil {
+		return nil
+	}
+	n := 0
+	for unsafe.Slice(cp.devices, n+1)[n] != nil {
+		n++
+	}
+	return unsafe.Slice(cp.devices, n)
 }
 
 // modelFacts are what the pre-check learned of a model file.

@@ -14,24 +14,12 @@ import (
 
 	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/synth"
+	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// projectorPair writes a synthetic projector of type typ and the language model it pairs
-// with (random weights, the Qwen2 vocabulary) into a temporary directory.
-func projectorPair(t *testing.T, typ string, seed uint64) (model, projector string) {
-	t.Helper()
-	opts, err := synth.DefaultProjector(typ)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector = filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: seed}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	return model, projector
-}
 
 // testWAV is a WAV file of samples 16-bit mono samples at 16 kHz: a 440 Hz tone.
 func testWAV(samples int) []byte {
@@ -61,7 +49,7 @@ func testWAV(samples int) []byte {
 
 func testImage(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-1.jpeg"))
+	b, err := os.ReadFile(testmodel.MediaFile(t, "test-1.jpeg"))
 	require.NoError(t, err)
 	return b
 }
@@ -115,9 +103,9 @@ func TestMultimodalMatchesUpstream(t *testing.T) {
 		{synth.ProjectorQwen2A, "--audio", "test-2.mp3", "What is said?", 1},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
-			model, projector := projectorPair(t, tc.typ, tc.seed)
+			model, projector := testmodel.ProjectorPair(t, tc.typ, tc.seed)
 			const n = 8
-			file := filepath.Join(llamaCppDir(t), "tools", "mtmd", tc.file)
+			file := testmodel.MediaFile(t, tc.file)
 			cmd := exec.CommandContext(t.Context(), cli, "-m", model, "--mmproj", projector, tc.flag, file,
 				"-p", tc.prompt, "-n", strconv.Itoa(n), "--temp", "0", "--jinja", "-t", "2", "-c", "1024", "-ngl", "0", "-lv", "4")
 			var stdout, stderr bytes.Buffer
@@ -150,7 +138,7 @@ func TestMultimodalMatchesUpstream(t *testing.T) {
 
 // Bad media and mismatched inputs are errors, and the process and the projector stay usable.
 func TestMultimodalHardening(t *testing.T) {
-	model, projector := projectorPair(t, synth.ProjectorMLP, 1)
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorMLP, 1)
 	m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
 	defer m.Close()
@@ -249,7 +237,7 @@ func TestMultimodalHardening(t *testing.T) {
 // An audio projector: clips in WAV and MP3, images and broken clips refused, a clip longer
 // than the context refused before it is encoded.
 func TestMultimodalAudio(t *testing.T) {
-	model, projector := projectorPair(t, synth.ProjectorQwen2A, 1)
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorQwen2A, 1)
 	m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
 	defer m.Close()
@@ -259,7 +247,7 @@ func TestMultimodalAudio(t *testing.T) {
 	assert.Equal(t, ProjectorCaps{Audio: true, AudioSampleRate: synth.AudioSampleRate, Marker: MediaMarker}, p.Caps())
 
 	wav := testWAV(synth.AudioSampleRate / 2)
-	mp3, err := os.ReadFile(filepath.Join(llamaCppDir(t), "tools", "mtmd", "test-2.mp3"))
+	mp3, err := os.ReadFile(testmodel.MediaFile(t, "test-2.mp3"))
 	require.NoError(t, err)
 	for name, data := range map[string][]byte{
 		"an image to an audio-only projector": testImage(t),
@@ -327,7 +315,7 @@ func TestMultimodalAudio(t *testing.T) {
 // A ChatSession with a projector sees the images of its messages: the reply depends on
 // the image, and the conversation goes on over several turns.
 func TestChatSessionMedia(t *testing.T) {
-	model, projector := projectorPair(t, synth.ProjectorMLP, 1)
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorMLP, 1)
 	m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
 	defer m.Close()

@@ -32,7 +32,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/llamago/llamago/internal/rpcwire"
 )
@@ -293,8 +292,8 @@ func rpcUseOf(cp *C.struct_llama_model_params) *rpcUse {
 		return nil
 	}
 	var u *rpcUse
-	for p := cp.devices; *p != nil; p = (*C.ggml_backend_dev_t)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p))) {
-		if r := rpcRegistry.byDev[*p]; r != nil {
+	for _, d := range paramDevices(cp) {
+		if r := rpcRegistry.byDev[d]; r != nil {
 			if u == nil {
 				u = &rpcUse{}
 			}

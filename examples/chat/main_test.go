@@ -16,6 +16,7 @@ import (
 	"github.com/llamago/llamago/examples/internal/cli/hubtest"
 	"github.com/llamago/llamago/examples/internal/modelfile"
 	"github.com/llamago/llamago/internal/synth"
+	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/llamago/llamago/llama"
@@ -303,18 +304,9 @@ func TestTerminalInterrupt(t *testing.T) {
 // Images with --mmproj: --image for the first message, /image for the next; without a
 // projector, or with a file that is no image, a clear message and the chat goes on.
 func TestImages(t *testing.T) {
-	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
-	require.NoError(t, err)
-	vocab, err := modelfile.VocabPath("qwen2")
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	llamaCpp, err := modelfile.LlamaCppDir()
-	require.NoError(t, err)
-	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
-	notImage := filepath.Join(dir, "notes.txt")
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorMLP, 1)
+	image := testmodel.MediaFile(t, "test-1.jpeg")
+	notImage := filepath.Join(t.TempDir(), "notes.txt")
 	require.NoError(t, os.WriteFile(notImage, []byte("no pixels here"), 0o644))
 
 	out, errOut, code := runPiped(t, "", chatArgs(model, "--mmproj", projector, "--image", image, "-p", "What is this?")...)
@@ -335,18 +327,8 @@ func TestImages(t *testing.T) {
 // Audio with an audio projector: --audio for the first message, /audio for the next; an
 // image to it is refused and the chat goes on.
 func TestAudio(t *testing.T) {
-	opts, err := synth.DefaultProjector(synth.ProjectorQwen2A)
-	require.NoError(t, err)
-	vocab, err := modelfile.VocabPath("qwen2")
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector := filepath.Join(dir, "alm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	llamaCpp, err := modelfile.LlamaCppDir()
-	require.NoError(t, err)
-	clip := filepath.Join(llamaCpp, "tools", "mtmd", "test-2.mp3")
-	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorQwen2A, 1)
+	clip, image := testmodel.MediaFile(t, "test-2.mp3"), testmodel.MediaFile(t, "test-1.jpeg")
 
 	out, errOut, code := runPiped(t, "", chatArgs(model, "--mmproj", projector, "-c", "2048", "--audio", clip, "-p", "What is said?")...)
 	require.Equal(t, 0, code, errOut)
@@ -364,17 +346,8 @@ func TestAudio(t *testing.T) {
 // goes with the model (F16 for an F16 model, not the Q8_0 listed first), downloaded
 // beside it and loaded, so --image works; --no-mmproj fetches the model alone.
 func TestImagesFromHub(t *testing.T) {
-	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
-	require.NoError(t, err)
-	vocab, err := modelfile.VocabPath("qwen2")
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: vocab, Type: gguf.TypeF16, Seed: 1}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	llamaCpp, err := modelfile.LlamaCppDir()
-	require.NoError(t, err)
-	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorMLP, 1)
+	image := testmodel.MediaFile(t, "test-1.jpeg")
 
 	h := hubtest.New(t)
 	h.Add("test/vlm-GGUF", "mmproj-vlm-Q8_0.gguf", []byte("not a projector: loading it would fail"))

@@ -7,14 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/llamago/llamago/examples/internal/cli/hubtest"
-	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/internal/testmodel"
-	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,15 +21,8 @@ import (
 // and streamed alike), its usage counting the image tokens, and clear 400s for a remote
 // URL and for bytes that are no image; without --mmproj, an image is a 400 too.
 func TestImageRequests(t *testing.T) {
-	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector := filepath.Join(dir, "vlm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: testmodel.VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: 1}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	llamaCpp, err := llamacpp.Dir()
-	require.NoError(t, err)
-	image := filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg")
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorMLP, 1)
+	image := testmodel.MediaFile(t, "test-1.jpeg")
 
 	type usage struct {
 		PromptTokens int `json:"prompt_tokens"`
@@ -96,15 +86,7 @@ func TestImageRequests(t *testing.T) {
 // projector: the reply, its usage counting the clip's 750 tokens, and clear 400s for a
 // format the server does not take, bytes that are no audio and an image.
 func TestAudioRequests(t *testing.T) {
-	opts, err := synth.DefaultProjector(synth.ProjectorQwen2A)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector := filepath.Join(dir, "alm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: testmodel.VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: 1}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	llamaCpp, err := llamacpp.Dir()
-	require.NoError(t, err)
-	mtmd := filepath.Join(llamaCpp, "tools", "mtmd")
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorQwen2A, 1)
 
 	var r struct {
 		Content string `json:"content"`
@@ -114,9 +96,9 @@ func TestAudioRequests(t *testing.T) {
 		Refused map[string]apiErr `json:"refused"`
 	}
 	s := launchServer(t, true, "-m", model, "--mmproj", projector, "-c", "2048")
-	s.client(t, "audio", &r, "AUDIO="+filepath.Join(mtmd, "test-2.mp3"), "IMAGE="+filepath.Join(mtmd, "test-1.jpeg"))
+	s.client(t, "audio", &r, "AUDIO="+testmodel.MediaFile(t, "test-2.mp3"), "IMAGE="+testmodel.MediaFile(t, "test-1.jpeg"))
 	assert.NotEmpty(t, r.Content)
-	layout, err := opts.AudioLayout(synth.AudioSampleRate)
+	layout, err := synth.ProjectorOptions{Type: synth.ProjectorQwen2A}.AudioLayout(synth.AudioSampleRate)
 	require.NoError(t, err)
 	assert.Greater(t, r.Usage.PromptTokens, layout.Tokens, "the clip's tokens are counted")
 	for name, want := range map[string]string{"format": "want wav, mp3 or flac", "corrupt": "llama: media", "image": "does not take images"} {
@@ -129,15 +111,8 @@ func TestAudioRequests(t *testing.T) {
 // -hf brings the repository's projector along (as llama-server -hf): image requests are
 // served; with --no-mmproj the model comes alone and an image is a 400.
 func TestImageRequestsFromHub(t *testing.T) {
-	opts, err := synth.DefaultProjector(synth.ProjectorMLP)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	model, projector := filepath.Join(dir, "vlm.gguf"), filepath.Join(dir, "mmproj.gguf")
-	require.NoError(t, synth.WriteTextFile(model, opts, synth.Options{VocabPath: testmodel.VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: 1}))
-	require.NoError(t, synth.WriteProjectorFile(projector, opts))
-	llamaCpp, err := llamacpp.Dir()
-	require.NoError(t, err)
-	photo, err := os.ReadFile(filepath.Join(llamaCpp, "tools", "mtmd", "test-1.jpeg"))
+	model, projector := testmodel.ProjectorPair(t, synth.ProjectorMLP, 1)
+	photo, err := os.ReadFile(testmodel.MediaFile(t, "test-1.jpeg"))
 	require.NoError(t, err)
 
 	h := hubtest.New(t)

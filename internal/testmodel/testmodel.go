@@ -91,6 +91,36 @@ func VocabPath(t testing.TB, name string) string {
 	return p
 }
 
+// ProjectorPair writes a synthetic multimodal projector of type typ (synth.Projector*, with
+// its defaults) and the language model it pairs with (F16 random weights of seed, the
+// Qwen2 vocabulary) into a temporary directory of t.
+func ProjectorPair(t testing.TB, typ string, seed uint64) (model, projector string) {
+	t.Helper()
+	opts, err := synth.DefaultProjector(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	model, projector = filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
+	if err := synth.WriteTextFile(model, opts, synth.Options{VocabPath: VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := synth.WriteProjectorFile(projector, opts); err != nil {
+		t.Fatal(err)
+	}
+	return model, projector
+}
+
+// MediaFile is a file of llama.cpp's tools/mtmd: test-1.jpeg (an image), test-2.mp3 (speech).
+func MediaFile(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := llamacpp.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "tools", "mtmd", name)
+}
+
 // LoRA writes a random rank-4 LoRA adapter (alpha 4) of the first attention query weight
 // of the model at path into a temporary directory of t and returns its path: large enough
 // that a scale of a few changes the model's output.

@@ -3,16 +3,13 @@ package engine_test
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
-	"github.com/llamago/llamago/internal/llamacpp"
 	"github.com/llamago/llamago/internal/synth"
 	"github.com/llamago/llamago/internal/testmodel"
 	"github.com/llamago/llamago/llama"
 	"github.com/llamago/llamago/llama/engine"
-	"github.com/llamago/llamago/llama/gguf"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,12 +21,7 @@ import (
 func TestMediaRequests(t *testing.T) {
 	for _, typ := range []string{synth.ProjectorMLP, synth.ProjectorQwen2VL} {
 		t.Run(typ, func(t *testing.T) {
-			opts, err := synth.DefaultProjector(typ)
-			require.NoError(t, err)
-			dir := t.TempDir()
-			path, projector := filepath.Join(dir, "llm.gguf"), filepath.Join(dir, "mmproj.gguf")
-			require.NoError(t, synth.WriteTextFile(path, opts, synth.Options{VocabPath: testmodel.VocabPath(t, "qwen2"), Type: gguf.TypeF16, Seed: 4}))
-			require.NoError(t, synth.WriteProjectorFile(projector, opts))
+			path, projector := testmodel.ProjectorPair(t, typ, 4)
 			m, err := llama.LoadModel(t.Context(), path, &llama.ModelParams{GPULayers: 0})
 			require.NoError(t, err)
 			defer m.Close()
@@ -37,9 +29,7 @@ func TestMediaRequests(t *testing.T) {
 			require.NoError(t, err)
 			defer p.Close()
 
-			dir, err = llamacpp.Dir()
-			require.NoError(t, err)
-			jpeg, err := os.ReadFile(filepath.Join(dir, "tools", "mtmd", "test-1.jpeg"))
+			jpeg, err := os.ReadFile(testmodel.MediaFile(t, "test-1.jpeg"))
 			require.NoError(t, err)
 			photo, err := p.DecodeMedia(jpeg)
 			require.NoError(t, err)
