@@ -298,9 +298,10 @@ func (p *Projector) tokenize(prompt string, media []*Media, addSpecial bool) (*M
 	}
 	mp := &MediaPrompt{p: p, chunks: chunks}
 	var nChunks, nTokens, nMedia C.size_t
-	var nPos C.int32_t
-	var lastType C.int
-	C.lgo_mtmd_chunks_info(chunks, &nChunks, &nTokens, &nMedia, &nPos, &lastType)
+	if C.lgo_mtmd_chunks_info(chunks, &nChunks, &nTokens, &nMedia) != 0 {
+		mp.Close()
+		return nil, fmt.Errorf("%w: reading the prompt's chunks failed", ErrMedia)
+	}
 	mp.nChunks, mp.nTokens, mp.nMedia = int(nChunks), int(nTokens), int(nMedia)
 	var n C.size_t
 	toks := C.lgo_mtmd_last_text(chunks, &n)

@@ -227,10 +227,8 @@ void                 lgo_mtmd_bitmap_free(struct mtmd_bitmap * b);
 // Splits a prompt with one marker per bitmap into text and media chunks (special tokens parsed).
 struct mtmd_input_chunks * lgo_mtmd_tokenize(const struct mtmd_context * ctx, const char * text, bool add_special,
                                              const struct mtmd_bitmap ** bitmaps, size_t n_bitmaps, char ** err);
-// n_media: the tokens of the media chunks; last_type: the mtmd_input_chunk_type of the last
-// chunk, -1 when there is none.
-int lgo_mtmd_chunks_info(const struct mtmd_input_chunks * chunks, size_t * n_chunks, size_t * n_tokens, size_t * n_media,
-                         int32_t * n_pos, int * last_type);
+// n_media: the tokens of the media chunks.
+int lgo_mtmd_chunks_info(const struct mtmd_input_chunks * chunks, size_t * n_chunks, size_t * n_tokens, size_t * n_media);
 // The tokens of the last chunk when it is text (owned by chunks), NULL otherwise.
 const llama_token * lgo_mtmd_last_text(const struct mtmd_input_chunks * chunks, size_t * n);
 // Evaluates the first n_chunks chunks into sequence seq of lctx from n_past on (media

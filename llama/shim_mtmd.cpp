@@ -98,8 +98,7 @@ struct mtmd_input_chunks * lgo_mtmd_tokenize(const struct mtmd_context * ctx, co
     });
 }
 
-int lgo_mtmd_chunks_info(const struct mtmd_input_chunks * chunks, size_t * n_chunks, size_t * n_tokens, size_t * n_media,
-                         int32_t * n_pos, int * last_type) {
+int lgo_mtmd_chunks_info(const struct mtmd_input_chunks * chunks, size_t * n_chunks, size_t * n_tokens, size_t * n_media) {
     return lgo::catch_all(nullptr, -1, [&] {
         *n_chunks = mtmd_input_chunks_size(chunks);
         *n_tokens = mtmd_helper_get_n_tokens(chunks);
@@ -110,8 +109,6 @@ int lgo_mtmd_chunks_info(const struct mtmd_input_chunks * chunks, size_t * n_chu
                 *n_media += mtmd_input_chunk_get_n_tokens(c);
             }
         }
-        *n_pos     = mtmd_helper_get_n_pos(chunks);
-        *last_type = *n_chunks == 0 ? -1 : (int) mtmd_input_chunk_get_type(mtmd_input_chunks_get(chunks, *n_chunks - 1));
         return 0;
     });
 }
