@@ -61,18 +61,21 @@ func TestGenerateWithDraftFlags(t *testing.T) {
 }
 
 // A LoRA adapter gives the text that upstream's llama-completion of the same build gives
-// with the same file and scale (greedy).
+// with the same file and scale (greedy). Prompt and scales are ones whose greedy choices all
+// lead by more than 0.09 logits over 48 tokens: rounding that differs between CPUs cannot flip
+// them, while "The LORD is my shepherd;" at scale 2 has a 0.009 near-tie that one CI host's
+// llama-completion resolved the other way.
 func TestLoRAMatchesUpstream(t *testing.T) {
 	bin, err := llamacpp.Tool(llama.Backend, "llama-completion")
 	require.NoError(t, err)
 	path := demoModel(t)
 	lora := testmodel.LoRA(t, path)
-	const prompt = "The LORD is my shepherd;"
-	for _, scale := range []string{"0.5", "2"} {
+	const prompt = "In the beginning God created"
+	for _, scale := range []string{"2", "3"} {
 		var ours bytes.Buffer
-		require.NoError(t, run(t.Context(), &ours, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "24",
+		require.NoError(t, run(t.Context(), &ours, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "32",
 			"--temp", "0", "-c", "256", "-t", "2", "-ngl", "0"))
-		cmd := exec.CommandContext(t.Context(), bin, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "24",
+		cmd := exec.CommandContext(t.Context(), bin, "-m", path, "--lora-scaled", lora+":"+scale, "-p", prompt, "-n", "32",
 			"--temp", "0", "-c", "256", "-t", "2", "-ngl", "0", "-no-cnv", "--no-warmup")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
