@@ -8,6 +8,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"unsafe"
 )
@@ -57,12 +58,8 @@ func (c *Context) SetBackendSampler(seq SeqID, s *Sampler) (onDevice bool, err e
 		return false, err
 	}
 	defer c.mu.Unlock()
-	if s != nil && (s.onlyGreedy || s.leadingTopK() > 0) {
-		narrow := s.leadingTopK()
-		if s.onlyGreedy {
-			narrow = 0
-		}
-		on, err := c.attachOwn(seq, narrow)
+	if narrow := s.deviceStage(); narrow >= 0 {
+		on, err := c.attachOwn(seq, narrow, false)
 		if !on && err == nil {
 			c.attached.set(seq, nil, deviceChain{}) // the CPU
 		}
@@ -95,11 +92,28 @@ func (c *Context) setSampler(seq SeqID, chain *C.struct_llama_sampler) (bool, er
 	}
 }
 
+// deviceStage is the stage of ours that samples for s on the device (see
+// SetBackendSampler): 0 for the shared greedy argmax, k for top-k narrowing to k; -1
+// when there is none (s nil or any other chain).
+func (s *Sampler) deviceStage() int {
+	switch {
+	case s == nil:
+		return -1
+	case s.onlyGreedy:
+		return 0
+	case s.leadingTopK() > 0:
+		return s.leadingTopK()
+	}
+	return -1
+}
+
 // attachOwn attaches one of our device stages to seq: the shared greedy argmax (narrow
-// 0) or top-k narrowing to narrow. It reports false when the stage cannot run there
-// (or, for narrowing, does not pay); the context is claimed.
-func (c *Context) attachOwn(seq SeqID, narrow int) (bool, error) {
+// 0) or top-k narrowing to narrow; auto marks an attachment a generation made by itself
+// (see placeSampling). It reports false when the stage cannot run there (or, for
+// narrowing, does not pay); the context is claimed.
+func (c *Context) attachOwn(seq SeqID, narrow int, auto bool) (bool, error) {
 	if c.attached.has(seq, narrow) {
+		c.attached.markAuto(seq, auto)
 		return true, nil
 	}
 	var chain *C.struct_llama_sampler
@@ -115,8 +129,43 @@ func (c *Context) attachOwn(seq SeqID, narrow int) (bool, error) {
 		c.attached.set(seq, nil, deviceChain{})
 		return false, err
 	}
-	c.attached.set(seq, nil, deviceChain{chain, narrow})
+	c.attached.set(seq, nil, deviceChain{chain, narrow, auto})
 	return true, nil
+}
+
+// placeSampling lets a generation in seq sample on the device by itself when that
+// picks the same tokens sooner: the context computes its output layer on a GPU, seq
+// has nothing attached with SetBackendSampler, s is Greedy alone or led by TopK, and
+// neither log-probabilities nor a draft need the logits. The stage stays attached after
+// the generation (each change makes llama.cpp plan its graphs again) until Decode,
+// DecodeTokens, Encode, EvalMedia, SetBackendSampler or a generation that samples on the
+// CPU. Where it cannot run, the generation samples on the CPU as before.
+func (c *Context) placeSampling(seq SeqID, s *Sampler, o *GenerateParams) {
+	if c.attached.userOwns(seq) {
+		return
+	}
+	narrow := -1
+	if c.autoDevice && o.Draft == nil && o.Logprobs == 0 && s.device == nil {
+		narrow = s.deviceStage()
+	}
+	if narrow < 0 {
+		c.dropAutoSampling(seq)
+		return
+	}
+	if _, err := c.attachOwn(seq, narrow, true); err != nil {
+		logGo(slog.LevelDebug, "llama: sampling on the CPU, the device refused the stage", "seq", seq, "err", err)
+	}
+}
+
+// dropAutoSampling detaches what placeSampling attached to seq (all sequences: -1)
+// before an operation that expects the logits on the CPU; the context is claimed.
+func (c *Context) dropAutoSampling(seq SeqID) {
+	for _, s := range c.attached.autoSeqs(seq) {
+		if _, err := c.setSampler(s, nil); err != nil {
+			logGo(slog.LevelWarn, "llama: detaching a device sampling stage", "seq", s, "err", err)
+		}
+		c.attached.set(s, nil, deviceChain{})
+	}
 }
 
 // takesDevicePick reports why s may not sample a row that the device picked greedily or
@@ -144,7 +193,8 @@ type attachedSamplers struct {
 // deviceChain is a chain of one of our device stages, attached to a sequence.
 type deviceChain struct {
 	ptr    *C.struct_llama_sampler
-	narrow int // 0: the shared greedy argmax; k: top-k narrowing to k
+	narrow int  // 0: the shared greedy argmax; k: top-k narrowing to k
+	auto   bool // attached by a generation (placeSampling), not by SetBackendSampler
 }
 
 // argmaxChain makes a chain of the context's shared greedy stage (nil: out of memory).
@@ -198,6 +248,14 @@ func (a *attachedSamplers) any() bool {
 	return len(a.seq) > 0 || len(a.chains) > 0
 }
 
+// has reports whether seq has our stage for narrow attached (see deviceChain).
+func (a *attachedSamplers) has(seq SeqID, narrow int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ch, ok := a.chains[seq]
+	return ok && ch.narrow == narrow
+}
+
 // onDevice reports whether seq samples on the device (its own sampler or our chain).
 func (a *attachedSamplers) onDevice(seq SeqID) bool {
 	a.mu.Lock()
@@ -205,12 +263,35 @@ func (a *attachedSamplers) onDevice(seq SeqID) bool {
 	return a.seq[seq] != nil || a.chains[seq].ptr != nil
 }
 
-// has reports whether seq has our stage for narrow attached (see deviceChain).
-func (a *attachedSamplers) has(seq SeqID, narrow int) bool {
+// userOwns reports whether SetBackendSampler attached something to seq.
+func (a *attachedSamplers) userOwns(seq SeqID) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ch, ok := a.chains[seq]
-	return ok && ch.narrow == narrow
+	ch, own := a.chains[seq]
+	return a.seq[seq] != nil || (own && !ch.auto)
+}
+
+// markAuto records who attached seq's stage (see deviceChain.auto).
+func (a *attachedSamplers) markAuto(seq SeqID, auto bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ch, ok := a.chains[seq]; ok {
+		ch.auto = auto
+		a.chains[seq] = ch
+	}
+}
+
+// autoSeqs lists the sequences among seq (-1: all) with a stage placeSampling attached.
+func (a *attachedSamplers) autoSeqs(seq SeqID) []SeqID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var seqs []SeqID
+	for s, ch := range a.chains {
+		if ch.auto && (seq < 0 || s == seq) {
+			seqs = append(seqs, s)
+		}
+	}
+	return seqs
 }
 
 // set records what llama.cpp now samples seq with: the bound sampler s, our chain, or

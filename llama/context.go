@@ -158,10 +158,13 @@ type Context struct {
 	attached *attachedSamplers // see SetBackendSampler
 	lora     *appliedLoRA      // see SetLoRA
 	thread   *computeThread    // nil: computes on the caller's thread (see computeThread)
-	job      computeJob
-	rowOut   []*RowSample // SampleRows' scratch: the requests, then those sampled on the CPU
-	pickIdx  []C.int32_t  // SampleRows' scratch: rows and the device's picks
-	picked   []C.llama_token
+	// autoDevice: the output layer is computed on a GPU, so generations sample there
+	// by themselves where they can (placeSampling).
+	autoDevice bool
+	job        computeJob
+	rowOut     []*RowSample // SampleRows' scratch: the requests, then those sampled on the CPU
+	pickIdx    []C.int32_t  // SampleRows' scratch: rows and the device's picks
+	picked     []C.llama_token
 }
 
 // contextResources is what the cleanup of an unclosed Context frees; it holds the
@@ -234,6 +237,7 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 	if m.cpuLayers {
 		c.thread = startComputeThread()
 	}
+	c.autoDevice = !m.cpuLayers
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())
 	return c, nil
 }

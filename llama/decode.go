@@ -24,6 +24,7 @@ func (c *Context) Decode(ctx context.Context, b *Batch) error {
 		return err
 	}
 	defer c.mu.Unlock()
+	c.dropAutoSampling(-1)
 	defer c.arm(ctx)()
 	return c.run(ctx, b, false)
 }
@@ -35,6 +36,7 @@ func (c *Context) Encode(ctx context.Context, b *Batch) error {
 		return err
 	}
 	defer c.mu.Unlock()
+	c.dropAutoSampling(-1)
 	defer c.arm(ctx)()
 	return c.run(ctx, b, true)
 }
@@ -53,6 +55,7 @@ func (c *Context) DecodeTokens(ctx context.Context, tokens []Token, pos Pos, seq
 	if seq < 0 || int(seq) >= c.nSeqMax {
 		return fmt.Errorf("%w: sequence id %d out of range [0, %d)", ErrInvalidBatch, seq, c.nSeqMax)
 	}
+	c.dropAutoSampling(-1)
 	defer c.arm(ctx)()
 	return c.decodeSeq(ctx, tokens, pos, seq)
 }

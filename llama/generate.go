@@ -65,6 +65,7 @@ type GenerateResult struct {
 	PromptTokens    int // media tokens included
 	MediaTokens     int // of the prompt's images and audio (GenerateMedia)
 	GeneratedTokens int
+	DeviceSampling  bool // the tokens were picked on the device (see Generate)
 	FinishReason    FinishReason
 	Err             error         // what ended it with FinishCancelled or FinishError
 	Load            time.Duration // how long the model took to load
@@ -110,6 +111,12 @@ func (c *Context) setLastGeneration(r *GenerateResult) {
 // Afterwards the sequence's cache holds the prompt and every yielded token except the
 // last one when the generation ended by length (it was sampled, not decoded); an
 // end-of-generation token is neither yielded nor decoded.
+//
+// On a context whose output layer runs on a GPU, a sampler that is Greedy alone or led
+// by TopK picks on the device by itself unless Logprobs or Draft are set (the same
+// tokens, without copying every logit to the CPU; see SetBackendSampler): Logits of
+// the generation's last decode then return ErrNoLogits. Decode and the other calls that
+// fill the cache bring the logits back.
 func (c *Context) Generate(ctx context.Context, prompt []Token, s *Sampler, opts *GenerateParams) iter.Seq2[Generated, error] {
 	return func(yield func(Generated, error) bool) {
 		c.generate(ctx, prompt, s, opts, false, func(tokens []Generated, _ []byte, _ bool) bool {
@@ -266,6 +273,8 @@ func (c *Context) generate(ctx context.Context, prompt []Token, s *Sampler, opts
 		return
 	}
 	defer s.use.Unlock()
+	c.placeSampling(o.Seq, s, &o)
+	res.DeviceSampling = c.attached.onDevice(o.Seq)
 	if err := context.Cause(ctx); err != nil {
 		finish(FinishCancelled, aborted(err))
 		return
@@ -481,7 +490,7 @@ func (c *Context) checkGenerate(prompt []Token, s *Sampler, o *GenerateParams) e
 	if o.Seq < 0 || int(o.Seq) >= c.nSeqMax {
 		return invalidParam("sequence id %d out of range [0, %d)", o.Seq, c.nSeqMax)
 	}
-	if o.Draft != nil && (o.DraftMax < 0 || c.attached.onDevice(o.Seq)) {
+	if o.Draft != nil && (o.DraftMax < 0 || c.attached.userOwns(o.Seq)) {
 		return invalidParam("speculative decoding needs DraftMax >= 0 (got %d) and a sequence that samples on the CPU (sequence %d: SetBackendSampler)", o.DraftMax, o.Seq)
 	}
 	_, last, err := c.seqRange(o.Seq)

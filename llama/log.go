@@ -125,6 +125,13 @@ func emitLogLine(thread uintptr, level slog.Level, line string) {
 	}
 }
 
+// logGo logs an event of this package's own (source=llamago) to the SetLogger logger.
+func logGo(level slog.Level, msg string, args ...any) {
+	if l := logger.Load(); l != nil {
+		l.Log(context.Background(), level, msg, append(args, slog.String("source", "llamago"))...)
+	}
+}
+
 // llamaErrors keeps the last error lines llama.cpp logged, with the thread that logged
 // them, so that a failed call can say why ("failed to open file", "tensor data is not
 // within the file bounds", ...) with its own lines, not those of a call failing at the same

@@ -334,6 +334,7 @@ func (c *Context) EvalMedia(ctx context.Context, mp *MediaPrompt, seq SeqID, pos
 		return pos, err
 	}
 	defer c.mu.Unlock()
+	c.dropAutoSampling(-1)
 	if _, last, _ := c.seqRange(seq); pos != last+1 {
 		return pos, fmt.Errorf("%w: media at position %d, the sequence continues at %d", ErrInvalidBatch, pos, last+1)
 	}

@@ -327,10 +327,7 @@ func relayErr(r *rpcwire.Relay) error {
 // logRPCFailure logs the first failure of the relay to endpoint.
 func logRPCFailure(endpoint string) func(error) {
 	return func(err error) {
-		if l := logger.Load(); l != nil {
-			l.Warn("llama: RPC worker failed", slog.String("endpoint", endpoint), slog.Any("error", err),
-				slog.String("source", "llamago"))
-		}
+		logGo(slog.LevelWarn, "llama: RPC worker failed", slog.String("endpoint", endpoint), slog.Any("error", err))
 	}
 }
 

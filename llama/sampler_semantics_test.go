@@ -407,3 +407,76 @@ func TestGenerateNoAllocsPerToken(t *testing.T) {
 	t.Logf("allocations per generation: %v for 4 tokens, %v for 68 tokens", short, long)
 	assert.Equal(t, short, long, "64 more tokens allocate nothing more")
 }
+
+// TestAutoDeviceSampling: on a context whose output layer runs on a GPU, generations
+// with Greedy alone or a chain led by TopK pick on the device by themselves, with the
+// same tokens; log-probabilities, drafts and the caller's own decodes bring the logits
+// back. (autoDevice is forced on the CPU backend, which runs the same stages in its graph.)
+func TestAutoDeviceSampling(t *testing.T) {
+	m := loadTiny(t)
+	prompt, err := m.Tokenize("Sampled where it is cheapest", AddSpecial)
+	require.NoError(t, err)
+	params := SamplingParams{Seed: 7, Temperature: 1.5, TopK: 40, TopP: 0.99, MinP: 0.001, TypicalP: 1}
+	sampler := func() *Sampler {
+		s, err := NewSamplerFromParams(m, &params)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	gen := func(c *Context, s *Sampler, o GenerateParams) []Token {
+		require.NoError(t, c.MemoryClear(false))
+		o.MaxTokens, o.IgnoreEOG = 24, true
+		return collect(t, c.Generate(t.Context(), prompt, s, &o))
+	}
+	plain := newTestContext(t, m, 512)
+	c := newTestContext(t, m, 512)
+	c.autoDevice = true
+
+	want := gen(plain, sampler(), GenerateParams{})
+	assert.Empty(t, plain.attached.chains, "a CPU context samples on the CPU")
+	assert.Equal(t, want, gen(c, sampler(), GenerateParams{}))
+	narrowed := c.attached.chains[0]
+	assert.Equal(t, 40, narrowed.narrow)
+	assert.True(t, narrowed.auto)
+	_, err = c.Logits(-1)
+	assert.ErrorIs(t, err, ErrNoLogits, "the last decode's logits stayed on the device")
+	assert.Equal(t, want, gen(c, sampler(), GenerateParams{}))
+	assert.Equal(t, narrowed, c.attached.chains[0], "kept: no new plan for the next generation")
+
+	greedy := func() *Sampler { return newTestSampler(t, m, Greedy()) }
+	wantGreedy := gen(plain, greedy(), GenerateParams{})
+	assert.Equal(t, wantGreedy, gen(c, greedy(), GenerateParams{}))
+	assert.Zero(t, c.attached.chains[0].narrow, "the shared argmax")
+
+	// Log-probabilities and drafts need the logits: the CPU.
+	var lp []Generated
+	for g, err := range c.Generate(t.Context(), []Token{wantGreedy[0]}, greedy(), &GenerateParams{MaxTokens: 4, Logprobs: 2}) {
+		require.NoError(t, err)
+		lp = append(lp, g)
+	}
+	assert.Empty(t, c.attached.chains)
+	require.Len(t, lp, 4)
+	assert.Len(t, lp[0].Top, 2)
+	assert.Equal(t, want, gen(c, sampler(), GenerateParams{Draft: &NgramDrafter{}}))
+	assert.Empty(t, c.attached.chains)
+
+	// The caller's own decode brings the logits back.
+	gen(c, sampler(), GenerateParams{})
+	require.NotEmpty(t, c.attached.chains)
+	_, last, err := c.MemorySeqPosRange(0)
+	require.NoError(t, err)
+	require.NoError(t, c.DecodeTokens(t.Context(), []Token{want[0]}, last+1, 0))
+	assert.Empty(t, c.attached.chains)
+	_, err = c.Logits(-1)
+	assert.NoError(t, err)
+
+	// What the caller attached stays: a generation does not replace it.
+	ok, err := c.SetBackendSampler(0, greedy())
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, wantGreedy, gen(c, greedy(), GenerateParams{}))
+	assert.False(t, c.attached.chains[0].auto)
+	for _, err := range c.Generate(t.Context(), prompt, sampler(), &GenerateParams{MaxTokens: 1}) {
+		assert.ErrorIs(t, err, ErrInvalidParams, "the caller's greedy stage picks for this sequence")
+	}
+}

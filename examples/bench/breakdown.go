@@ -19,6 +19,14 @@ func appBreakdown(ctx context.Context, m *llama.Model, c *llama.Context, r *runn
 	if err != nil {
 		return err
 	}
+	if sampling == "device" && t.app == "auto" {
+		// GenerateText placed the chain on the device itself; DecodeTokens would take it
+		// back, so the loop written out attaches it as a caller would.
+		if _, err := c.SetBackendSampler(0, s); err != nil {
+			return err
+		}
+		defer c.SetBackendSampler(0, nil)
+	}
 	var tDecode, tWait, tSample, tText, tAll time.Duration
 	for range reps {
 		if err := r.clear(); err != nil {

@@ -54,8 +54,8 @@ type params struct {
 	outputErr string
 
 	// app adds, after every generation test, the same generation as applications
-	// run it: GenerateText with the default sampler chain, sampling on the CPU
-	// ("cpu") and/or on the device ("device").
+	// run it: GenerateText with the default sampler chain, sampling where GenerateText
+	// places it ("auto") and/or attached to the device by hand ("device").
 	app []string
 	// appBreakdown prints, after each app test, where the time of a token went (stderr).
 	appBreakdown bool
@@ -426,8 +426,9 @@ var optionList = []*option{
 	{names: []string{"--progress"}, help: "print progress on stderr", flag: func(p *params) error { p.progress = true; return nil }},
 	{names: []string{"--no-warmup"}, help: "skip the warm-up runs", flag: func(p *params) error { p.noWarmup = true; return nil }},
 	{names: []string{"-app", "--app"}, help: "after each generation test, add \"tgN (app)\": the same generation through\n" +
-		"GenerateText with the default sampler chain (top-k 40, top-p 0.95, min-p 0.05, temp 0.8)",
-		flag: func(p *params) error { p.app = appendUnique(p.app, "cpu"); return nil }},
+		"GenerateText with the default sampler chain (top-k 40, top-p 0.95, min-p 0.05, temp 0.8),\n" +
+		"nothing attached by hand (on a GPU it samples on the device by itself)",
+		flag: func(p *params) error { p.app = appendUnique(p.app, "auto"); return nil }},
 	{names: []string{"-app-device", "--app-device"}, help: "the same with the sampler chain on the device (SetBackendSampler), \"tgN (app, device)\"",
 		flag: func(p *params) error { p.app = appendUnique(p.app, "device"); return nil }},
 	{names: []string{"-app-breakdown", "--app-breakdown"}, help: "after each app test, print on stderr where the time of a token went\n" +

@@ -77,7 +77,7 @@ func TestParseArgs(t *testing.T) {
 	assert.Equal(t, []int{0, 256}, p.nDepth, "--n_depth spelled with '_'")
 	assert.Equal(t, 3, p.reps)
 	assert.Equal(t, "json", p.output)
-	assert.Equal(t, []string{"cpu", "device"}, p.app)
+	assert.Equal(t, []string{"auto", "device"}, p.app)
 
 	p, err = parseArgs([]string{"-p=32", "-C", "0x0", "--poll", "50", "-ot", "none"})
 	require.NoError(t, err)

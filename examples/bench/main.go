@@ -186,7 +186,8 @@ func runTest(ctx context.Context, p *params, m *llama.Model, t *instance, e *env
 		if p.appBreakdown {
 			breakdown = stderr
 		}
-		res.samplesNs, res.sampling, err = measureApp(ctx, m, c, r, t, prompt, p.reps, !p.noWarmup, progress, breakdown)
+		res.samplesNs, err = measureApp(ctx, m, c, r, t, prompt, p.reps, !p.noWarmup, progress, breakdown)
+		res.sampling = t.app
 	}
 	if err != nil {
 		return nil, err

@@ -281,7 +281,7 @@ func TestAppRows(t *testing.T) {
 		assert.Equal(t, want, r.keys)
 	}
 	assert.Equal(t, "none", recs[1].values[samplingField])
-	assert.Equal(t, "cpu", recs[2].values[samplingField])
+	assert.Equal(t, "auto", recs[2].values[samplingField])
 	assert.Equal(t, json.Number("4"), recs[2].values["n_gen"])
 	assert.Equal(t, json.Number("0"), recs[2].values["n_prompt"])
 

@@ -37,7 +37,7 @@ type instance struct {
 	noHost      bool
 	fitTarget   int
 	fitMinCtx   int
-	// app is "" for llama-bench's test, "cpu" or "device" for the application-path
+	// app is "" for llama-bench's test, "auto" or "device" for the application-path
 	// generation with sampling there.
 	app string
 }
@@ -227,7 +227,7 @@ func (t *instance) name() string {
 		s += fmt.Sprintf(" @ d%d", t.nDepth)
 	}
 	switch t.app {
-	case "cpu":
+	case "auto":
 		s += " (app)"
 	case "device":
 		s += " (app, device)"

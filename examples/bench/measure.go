@@ -188,78 +188,71 @@ func appPrompt(m *llama.Model) (string, int, error) {
 }
 
 // measureApp times generation as applications run it: GenerateText streaming text
-// from a one-token prompt, the default sampler chain choosing each token (on the
-// device with app "device", when the chain can run there). Per repetition the cache
-// is cleared and filled to the depth untimed; the time covers the whole stream, so
-// t/s = N / time compares with llama-bench's tgN. It reports where sampling ran. With a
-// breakdown writer it then runs appBreakdown.
+// from a one-token prompt, the default sampler chain choosing each token (where
+// GenerateText places it; attached with SetBackendSampler first with app "device").
+// Per repetition the cache is cleared and filled to the depth untimed; the time covers
+// the whole stream, so t/s = N / time compares with llama-bench's tgN. With a breakdown
+// writer it then runs appBreakdown, saying where sampling ran.
 func measureApp(ctx context.Context, m *llama.Model, c *llama.Context, r *runner, t *instance, prompt string,
-	reps int, warmup bool, progress func(format string, a ...any), breakdown io.Writer) (samples []uint64, sampling string, err error) {
+	reps int, warmup bool, progress func(format string, a ...any), breakdown io.Writer) (samples []uint64, err error) {
 	s, err := llama.NewSamplerFromParams(m, nil)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer s.Close()
-	sampling = "cpu"
+	sampling := "cpu" // where the last generation sampled
 	if t.app == "device" {
-		onDevice, err := c.SetBackendSampler(0, s)
-		if err != nil {
-			return nil, "", err
-		}
-		if onDevice {
-			sampling = "device"
+		if _, err := c.SetBackendSampler(0, s); err != nil {
+			return nil, err
 		}
 		defer c.SetBackendSampler(0, nil)
 	}
 	generate := func(n int) (int, error) {
-		var res llama.GenerateResult
-		bytes := 0
-		for piece, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
+		for _, err := range c.GenerateText(ctx, prompt, s, &llama.GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
 			if err != nil {
 				return 0, err
 			}
-			bytes += len(piece) // what an application would print
 		}
-		res = c.LastGeneration()
-		_ = bytes
+		res := c.LastGeneration()
 		if res.GeneratedTokens != n {
 			return 0, fmt.Errorf("generated %d tokens, want %d (%s)", res.GeneratedTokens, n, res.FinishReason)
 		}
+		sampling = map[bool]string{false: "cpu", true: "device"}[res.DeviceSampling]
 		return res.GeneratedTokens, nil
 	}
 	if warmup {
 		progress("warmup generation run")
 		if err := r.clear(); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if _, err := generate(1); err != nil {
-			return nil, "", fmt.Errorf("warm-up: %w", err)
+			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	for i := range reps {
 		if err := r.clear(); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if err := s.Reset(); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if t.nDepth > 0 {
 			progress("depth run %d/%d", i+1, reps)
 			if err := r.prompt(t.nDepth); err != nil {
-				return nil, "", fmt.Errorf("depth: %w", err)
+				return nil, fmt.Errorf("depth: %w", err)
 			}
 		}
 		progress("app generation run %d/%d", i+1, reps)
 		start := time.Now()
 		if _, err := generate(t.nGen); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		samples = append(samples, uint64(time.Since(start)))
 	}
 	if breakdown != nil {
 		if err := appBreakdown(ctx, m, c, r, t, s, prompt, reps, sampling, breakdown); err != nil {
-			return nil, "", fmt.Errorf("breakdown: %w", err)
+			return nil, fmt.Errorf("breakdown: %w", err)
 		}
 	}
-	return samples, sampling, nil
+	return samples, nil
 }

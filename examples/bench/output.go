@@ -23,8 +23,9 @@ var fields = []string{
 }
 
 // samplingField is the one field llamago adds, only when -app or -app-device asked for
-// application-path rows: "none" for llama-bench's tests (no sampling at all), "cpu" or
-// "device" for where the application path sampled.
+// application-path rows: "none" for llama-bench's tests (no sampling at all), "auto"
+// for -app (GenerateText placed the chain itself), "device" for -app-device (attached
+// by hand).
 const samplingField = "sampling"
 
 type fieldType int

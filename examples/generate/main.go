@@ -149,14 +149,6 @@ func run(ctx context.Context, out io.Writer, args ...string) error {
 		return err
 	}
 	defer s.Close()
-	if mp.GPULayers != 0 && llama.SupportsGPUOffload() && gopts.Draft == nil {
-		// The GPU does the heavy part of sampling: for the default chain it narrows each row
-		// to the few thousand logits that hold the top k, so the CPU does not read 128k.
-		if _, err := c.SetBackendSampler(0, s); err != nil {
-			return err
-		}
-	}
-
 	fmt.Fprint(out, prompt)
 	for piece, err := range c.GenerateText(ctx, prompt, s, gopts) {
 		if err != nil {
