@@ -173,13 +173,6 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 // with the argmax the context's greedy sequences share (SetBackendSampler).
 func (s *Sampler) IsGreedy() bool { return s.onlyGreedy }
 
-// DeviceStaged reports whether SetBackendSampler runs s with one of this package's
-// device stages: Greedy alone (the argmax the context's greedy sequences share) or a
-// chain led by TopK without a grammar (the rows narrowed to the groups that hold the top
-// k). The device then picks what the CPU would, and s stays unbound: it can sample
-// any context. Generations place such samplers on the device by themselves (Generate).
-func (s *Sampler) DeviceStaged() bool { return s.deviceStage() >= 0 }
-
 // leadingTopK is k when the chain starts with TopK(k) and has no grammar, 1 when it is
 // Greedy alone, else 0. SetBackendSampler runs such chains with this package's device
 // stages (the shared argmax, top-k narrowing) and never binds them to the context.

@@ -56,14 +56,12 @@ type Params struct {
 	// with many slots and long caches), but a request may use only its part, and a
 	// cached prefix is reused only by the slot that computed it.
 	SplitCache bool
-	// DeviceSampling samples on the device where this package's stages can
-	// (llama.Sampler.DeviceStaged): greedy requests with one argmax over every row of a
-	// step, so that only the tokens leave a GPU; chains led by TopK (the default) with
-	// their rows narrowed to the few thousand logits that hold the top k. Other chains,
-	// requests asking for logprobs, and every request when it is off, are sampled on
-	// the CPU, the rows of a step in parallel (llama.Context.SampleRows): llama.cpp's own
-	// per-sequence device chains measured slower than that on an H100 from 32 sequences
-	// on (docs/performance.md). Leave it off on CPU-only builds.
+	// DeviceSampling picks the tokens of greedy requests on the device, with one argmax
+	// over every row of a step (llama.Context.SetBackendSampler): on a GPU only the
+	// tokens leave it, not the logits. Other chains, and every request when it is off,
+	// are sampled on the CPU, the rows of a step in parallel (llama.Context.SampleRows):
+	// llama.cpp's per-sequence device chains measured slower than that on an H100 from
+	// 32 sequences on (docs/performance.md). Leave it off on CPU-only builds.
 	DeviceSampling bool
 	// NewDrafter, when not nil, makes each slot a drafter for speculative decoding
 	// (llama.GenerateParams.Draft): New calls it once per slot, Close closes those that

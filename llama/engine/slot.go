@@ -18,11 +18,10 @@ type slot struct {
 	// finishing: the request's last token was sampled; it ends once that is streamed.
 	finishing bool
 	inBatch   int // tokens of this slot in the batch being decoded
-	// onDevice: the sequence samples with a device stage (Params.DeviceSampling). It
-	// stays so between requests: attaching and detaching each make llama.cpp re-plan its
-	// graphs.
-	onDevice bool
-	used     uint64 // when it last served a request (Engine.clock)
+	// deviceGreedy: the sequence picks greedily on the device. It stays so between
+	// requests: attaching and detaching each make llama.cpp re-plan its graphs.
+	deviceGreedy bool
+	used         uint64 // when it last served a request (Engine.clock)
 
 	drafter  llama.Drafter // Params.NewDrafter's, or nil
 	draft    []llama.Token // drafted tokens in the batch after next, not yet checked
@@ -126,12 +125,11 @@ func (e *Engine) evalMedia(s *slot, j *job) error {
 	return nil
 }
 
-// placeSampling attaches the request's device stage to the slot's sequence (with
-// DeviceSampling: the shared argmax for greedy requests, top-k narrowing for chains led
-// by TopK), and detaches it for any other request.
+// placeSampling attaches the shared device argmax to the slot's sequence for a greedy
+// request (with DeviceSampling), and detaches it for any other.
 func (e *Engine) placeSampling(s *slot, j *job) error {
-	device := e.cfg.DeviceSampling && j.sampler.DeviceStaged() && !j.req.Logprobs // logprobs need the logits
-	if device || s.onDevice {
+	device := e.cfg.DeviceSampling && j.sampler.IsGreedy() && !j.req.Logprobs // logprobs need the logits
+	if device || s.deviceGreedy {
 		var attach *llama.Sampler
 		if device {
 			attach = j.sampler
@@ -140,9 +138,9 @@ func (e *Engine) placeSampling(s *slot, j *job) error {
 		if err != nil {
 			return err
 		}
-		s.onDevice = on
+		s.deviceGreedy = on
 	}
-	j.onDevice = s.onDevice
+	j.onDevice = s.deviceGreedy
 	return nil
 }
 
