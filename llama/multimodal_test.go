@@ -56,7 +56,9 @@ func testImage(t *testing.T) []byte {
 
 // describe runs the greedy continuation of one user message with an image or a clip, as
 // llama-mtmd-cli does for -p: the marker before the text, the model's chat template.
-func describe(t *testing.T, model, projector string, media []byte, prompt string, n int) (string, GenerateResult) {
+// onDevice picks the tokens with the device stage a GPU context places by itself (see
+// placeSampling), forced on the CPU backend.
+func describe(t *testing.T, model, projector string, media []byte, prompt string, n int, onDevice bool) (string, GenerateResult) {
 	t.Helper()
 	m, err := LoadModel(t.Context(), model, &ModelParams{GPULayers: 0})
 	require.NoError(t, err)
@@ -64,6 +66,7 @@ func describe(t *testing.T, model, projector string, media []byte, prompt string
 	c, err := m.NewContext(&ContextParams{NCtx: 1024, Threads: 2})
 	require.NoError(t, err)
 	defer c.Close()
+	c.autoDevice = onDevice
 	p, err := m.LoadProjector(projector, &ProjectorParams{Threads: 2})
 	require.NoError(t, err)
 	defer p.Close()
@@ -83,7 +86,9 @@ func describe(t *testing.T, model, projector string, media []byte, prompt string
 		require.NoError(t, err)
 		out.WriteString(piece)
 	}
-	return out.String(), c.LastGeneration()
+	res := c.LastGeneration()
+	assert.Equal(t, onDevice, res.DeviceSampling)
+	return out.String(), res
 }
 
 // The same media and prompt through upstream's llama-mtmd-cli of the same build: the
@@ -127,11 +132,13 @@ func TestMultimodalMatchesUpstream(t *testing.T) {
 
 			data, err := os.ReadFile(file)
 			require.NoError(t, err)
-			got, res := describe(t, model, projector, data, tc.prompt, n)
+			got, res := describe(t, model, projector, data, tc.prompt, n, false)
 			t.Logf("%s: %d media tokens, %d prompt tokens; %q", tc.typ, res.MediaTokens, res.PromptTokens, got)
 			assert.Equal(t, mediaTokens, res.MediaTokens, "media tokens")
 			assert.Equal(t, promptTokens[1], strconv.Itoa(res.PromptTokens), "prompt tokens")
 			assert.Equal(t, wantText, got, "greedy text after the media")
+			got, _ = describe(t, model, projector, data, tc.prompt, n, true)
+			assert.Equal(t, wantText, got, "greedy text after the media, picked by the device stage")
 		})
 	}
 }

@@ -371,3 +371,28 @@ func TestLongPromptDoesNotStallStreams(t *testing.T) {
 	// least 9 steps, each of which also generated a token of the stream.
 	assert.GreaterOrEqual(t, longFirst-before, 8, "the stream advanced while the long prompt was read")
 }
+
+// Requests sent together to an idle engine read their prompts in one step: the whole
+// burst takes as many steps as one of its requests alone.
+func TestBurstStartsTogether(t *testing.T) {
+	m := loadModel(t)
+	ps := prompts(t, m, 4)
+	steps := func(n int) uint64 {
+		// A wait long enough for goroutines on a loaded machine to arrive.
+		e := newEngine(t, m, &engine.Params{Slots: 4, BurstWait: 50 * time.Millisecond})
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				_, _, err := collect(t.Context(), e, &engine.Request{Prompt: ps[i], Sampling: greedy(), MaxTokens: 4, IgnoreEOG: true})
+				assert.NoError(t, err)
+			})
+		}
+		close(start)
+		wg.Wait()
+		return e.Metrics().Steps
+	}
+	alone := steps(1)
+	assert.Equal(t, alone, steps(4), "steps of one request alone, of four sent together")
+}
