@@ -6,8 +6,9 @@ package llama
 import "C"
 
 import (
-	"runtime"
 	"sync"
+
+	"github.com/llamago/llamago/internal/osthread"
 )
 
 // computeThread is the one OS thread on which a context computes on the CPU. The CPU
@@ -17,8 +18,9 @@ import (
 // barriers stopped spinning and slept, which cost generation up to a third of its speed
 // on 2 cores (docs/performance.md). Decodes of a context that computes layers on the
 // CPU therefore run here, each handed over and back (microseconds beside milliseconds
-// of compute). A context whose layers all run on GPUs calls directly: the hand-over
-// would cost more than the little the CPU does for it.
+// of compute); the thread, and its team with it, ends at Close (internal/osthread). A
+// context whose layers all run on GPUs calls directly: the hand-over would cost more
+// than the little the CPU does for it.
 type computeThread struct {
 	jobs    chan *computeJob
 	done    chan struct{} // one per job
@@ -38,13 +40,11 @@ type computeJob struct {
 
 func startComputeThread() *computeThread {
 	t := &computeThread{jobs: make(chan *computeJob), done: make(chan struct{}), exited: make(chan struct{})}
-	go t.loop()
+	osthread.Go(t.loop)
 	return t
 }
 
 func (t *computeThread) loop() {
-	// Never unlocked: the OS thread ends with this goroutine, and its OpenMP team with it.
-	runtime.LockOSThread()
 	defer close(t.exited)
 	for j := range t.jobs {
 		switch {

@@ -19,12 +19,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/llamago/llamago/internal/osthread"
 	"github.com/llamago/llamago/llama"
 )
 
@@ -190,7 +190,7 @@ func New(m *llama.Model, cfg *Params) (*Engine, error) {
 		}
 	}
 	e.stats.started = time.Now()
-	go e.loop()
+	osthread.Go(e.loop)
 	return e, nil
 }
 
@@ -280,13 +280,12 @@ func (e *Engine) submit(j *job) error {
 }
 
 // loop is the goroutine that owns the context: it admits queued requests into free
-// slots and decodes one step of all active slots at a time.
+// slots and decodes one step of all active slots at a time. It has an OS thread of its
+// own (internal/osthread) for every call into llama.cpp: a goroutine that wakes up on
+// another thread after each step made the CUDA calls of the next decode measurably
+// slower (docs/performance.md). The context computes on this thread too, with no
+// hand-over, and the thread's OpenMP team ends with the engine.
 func (e *Engine) loop() {
-	// One OS thread for every call into llama.cpp: a goroutine that wakes up on another
-	// thread after each step made the CUDA calls of the next decode measurably slower
-	// (docs/performance.md). The context computes on this thread too, with no hand-over.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if err := e.ctx.BindThread(); err != nil {
 		e.log.Warn("engine: the context keeps its own thread", "err", err)
 	}
