@@ -7,7 +7,8 @@
 #
 # Without a model, a synthetic Qwen2-0.5B-shape Q8_0 model (random weights) is written
 # once to the cache (see examples/bench: `bench synth`). The arguments go to both
-# programs unchanged (default: -p 512 -n 128 -r 5); -m and -o are set here. Our runs
+# programs unchanged (default: -p 512 -n 128 -r 5); -m and -o are set here. Rounds
+# alternate which program runs first. Our runs
 # add -app (and -app-device for GPU backends): generation through GenerateText with
 # the default sampler chain, reported as "tgN (app) vs tgN" against llama-bench's tgN.
 #
@@ -79,14 +80,21 @@ say "model: $model"
 say "arguments: ${args[*]}; $rounds rounds; results in $out"
 
 ours_files=() theirs_files=()
-for ((i = 1; i <= rounds; i++)); do
+ours() {
   say "round $i/$rounds: llamago"
   # shellcheck disable=SC2086
   "$ours_bin" -m "$model" "${args[@]}" $APP -o json >"$out/ours-$i.json"
   ours_files+=("$out/ours-$i.json")
+}
+theirs() {
   say "round $i/$rounds: llama-bench"
   "$theirs_bin" -m "$model" "${args[@]}" -o json >"$out/theirs-$i.json"
   theirs_files+=("$out/theirs-$i.json")
+}
+# Who runs first alternates too: a machine whose speed drifts within a round (a VM's
+# CPU credits, thermal limits) would otherwise favour one side every round.
+for ((i = 1; i <= rounds; i++)); do
+  if ((i % 2)); then ours; theirs; else theirs; ours; fi
 done
 
 ours_list=$(IFS=,; echo "${ours_files[*]}")

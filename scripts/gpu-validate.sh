@@ -55,8 +55,11 @@ fi
 if has batched; then
   for shape in llama3.2-1b llama3-8b; do
     m=$(cat "$out/model-$shape")
-    for variant in -device-sampling "-device-sampling -kvu" ""; do
-      log "engine vs llama-batched-bench, $shape ${variant:-(split cache, CPU sampling)}, one GPU"
+    # The rows of issue "Speed where users feel it": greedy on the device, the default
+    # chain (CPU and device), 1024-token prompts; then a unified cache and CPU greedy.
+    for variant in -device-sampling "-sampling default" "-sampling default -device-sampling" \
+      "-device-sampling -npp 1024 -npl 8,32" "-device-sampling -kvu" ""; do
+      log "engine vs llama-batched-bench, $shape ${variant:-(split cache, CPU greedy)}, one GPU"
       # shellcheck disable=SC2086
       CUDA_VISIBLE_DEVICES=0 "$bench" batched -m "$m" -ngl 99 -fa on -npp 128 -ntg 128 -npl 8,32,64 $variant -raw \
         -r "${ROUNDS:-3}" -upstream third_party/build/cuda/bin/llama-batched-bench 2>&1 | tee "$out/batched-$shape${variant// /}.txt"
