@@ -111,6 +111,26 @@ func BenchmarkSampleDefaultChain(b *testing.B) {
 	}
 }
 
+// BenchmarkSampleNarrowedRow is the CPU's share of the same pick when the device narrowed
+// the row to the groups that hold its top 40 (what GenerateText does per token on a GPU;
+// here the CPU backend narrows in its graph, so no copy from a device is timed).
+func BenchmarkSampleNarrowedRow(b *testing.B) {
+	m, c := benchContext(b)
+	s, err := NewSamplerFromParams(m, &SamplingParams{Seed: 1, Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, TypicalP: 1})
+	require.NoError(b, err)
+	defer s.Close()
+	on, err := c.SetBackendSampler(0, s)
+	require.NoError(b, err)
+	require.True(b, on)
+	require.NoError(b, c.DecodeTokens(context.Background(), []Token{1}, 0, 0))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sample(c, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSampleRows samples 8 rows of one decode with the default chain, in parallel
 // (SampleRows) and one after the other (Sample); ns/op is per step of 8 picks.
 func BenchmarkSampleRows(b *testing.B) {
