@@ -52,8 +52,9 @@ type Params struct {
 	// BurstWait is how long an idle engine waits for a further request after each one
 	// that arrives, at most 10 times in a row, before its first step: requests sent
 	// together (a batch job's, a benchmark's) then read their prompts in one batch
-	// instead of the first alone and the rest a step later, which on a GPU costs about
-	// as much as all of them. A lone request waits it once. 0: 200 µs; < 0: no wait.
+	// instead of the first alone and the rest a step later (a device that one prompt
+	// does not fill takes nearly as long for it as for several). A lone request waits
+	// it once. 0: 200 µs; < 0: no wait.
 	BurstWait time.Duration
 	// DefaultMaxTokens bounds requests that give no MaxTokens. 0: the context's end.
 	DefaultMaxTokens int
