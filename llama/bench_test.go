@@ -73,25 +73,35 @@ func BenchmarkSampleLoop(b *testing.B) {
 	}
 }
 
-// BenchmarkGenerateLoop is Generate with the same chain: iterator, EOG check and all.
+// BenchmarkGenerateLoop is Generate with the same chain: iterator, EOG check and all;
+// "device stage" is the path a GPU context takes by itself (placeSampling), its
+// narrowing run here by the CPU backend in the graph.
 func BenchmarkGenerateLoop(b *testing.B) {
-	m, c := benchContext(b)
-	s, err := NewSampler(m, TopK(40), Temp(0.8), Seed(1))
-	require.NoError(b, err)
-	defer s.Close()
-	ctx := context.Background()
-	b.ReportAllocs()
-	remaining := b.N
-	b.ResetTimer()
-	for remaining > 0 {
-		n := min(remaining, benchChunk)
-		require.NoError(b, c.MemoryClear(false))
-		for _, err := range c.Generate(ctx, []Token{1}, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
-			if err != nil {
-				b.Fatal(err)
+	for _, device := range []bool{false, true} {
+		b.Run(map[bool]string{false: "cpu", true: "device stage"}[device], func(b *testing.B) {
+			m, c := benchContext(b)
+			c.autoDevice = device
+			s, err := NewSampler(m, TopK(40), Temp(0.8), Seed(1))
+			require.NoError(b, err)
+			defer s.Close()
+			ctx := context.Background()
+			b.ReportAllocs()
+			remaining := b.N
+			b.ResetTimer()
+			for remaining > 0 {
+				n := min(remaining, benchChunk)
+				require.NoError(b, c.MemoryClear(false))
+				for _, err := range c.Generate(ctx, []Token{1}, s, &GenerateParams{MaxTokens: n, IgnoreEOG: true}) {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				if c.LastGeneration().DeviceSampling != device {
+					b.Fatalf("sampled on the device: %v, want %v", !device, device)
+				}
+				remaining -= n
 			}
-		}
-		remaining -= n
+		})
 	}
 }
 
