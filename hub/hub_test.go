@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -232,49 +233,74 @@ func TestDownloadFileByName(t *testing.T) {
 	assert.Equal(t, "big-Q4_K_M-00001-of-00003.gguf", filepath.Base(path), "a part brings the whole model; the first part is returned")
 }
 
+// fetches are the entry points that bring a file through the same download: a model,
+// and the projector beside it (cut: where the resume tests break the connection).
+var fetches = []struct {
+	name, file string
+	cut        int64
+	get        func(ctx context.Context, c *Client) (string, error)
+}{
+	{"model", "tiny-Q4_K_M.gguf", 100_000, func(ctx context.Context, c *Client) (string, error) {
+		return c.Download(ctx, "test/tiny-GGUF")
+	}},
+	{"projector", "mmproj-tiny-Q4_K_M.gguf", 5000, func(ctx context.Context, c *Client) (string, error) {
+		return c.DownloadProjector(ctx, "test/tiny-GGUF", "")
+	}},
+}
+
 func TestDownloadChecksumMismatch(t *testing.T) {
 	t.Parallel()
-	h := newFakeHub(t)
-	h.corrupt["tiny-Q4_K_M.gguf"] = true
-	c := newClient(t, h)
-	_, err := c.Download(t.Context(), "test/tiny-GGUF")
-	require.Error(t, err)
-	assert.ErrorIs(t, err, ErrChecksum)
-	assert.Contains(t, err.Error(), "tiny-Q4_K_M.gguf: sha256 mismatch")
-	assert.Contains(t, err.Error(), "want "+h.file("test/tiny-GGUF", "tiny-Q4_K_M.gguf").sha256())
-	assert.Empty(t, filesUnder(t, c.CacheDir), "no blob, partial file, snapshot entry or ref")
-	assert.Len(t, h.requests("GET", "/resolve/"), 1, "a checksum error is not retried")
+	for _, f := range fetches {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			h := newFakeHub(t)
+			h.corrupt[f.file] = true
+			c := newClient(t, h)
+			_, err := f.get(t.Context(), c)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrChecksum)
+			assert.NotErrorIs(t, err, ErrNoProjector, "a bad download is a failure, not a missing projector")
+			assert.Contains(t, err.Error(), f.file+": sha256 mismatch")
+			assert.Contains(t, err.Error(), "want "+h.file("test/tiny-GGUF", f.file).sha256())
+			assert.Empty(t, filesUnder(t, c.CacheDir), "no blob, partial file, snapshot entry or ref")
+			assert.Len(t, h.requests("GET", "/resolve/"), 1, "a checksum error is not retried")
+		})
+	}
 }
 
 func TestDownloadResumesAfterInterruption(t *testing.T) {
 	t.Parallel()
-	h := newFakeHub(t)
-	const cut = 100_000
-	h.cutAfter["tiny-Q4_K_M.gguf"] = cut
-	c := newClient(t, h)
-	c.Retries = -1
-	want := h.file("test/tiny-GGUF", "tiny-Q4_K_M.gguf")
+	for _, f := range fetches {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			h := newFakeHub(t)
+			h.cutAfter[f.file] = f.cut
+			c := newClient(t, h)
+			c.Retries = -1
+			want := h.file("test/tiny-GGUF", f.file)
 
-	_, err := c.Download(t.Context(), "test/tiny-GGUF")
-	require.Error(t, err, "the connection was dropped mid-body")
-	assert.Contains(t, err.Error(), "broke off")
-	partial := filepath.Join(c.CacheDir, "models--test--tiny-GGUF", "blobs", want.sha256()+".downloadInProgress")
-	st, err := os.Stat(partial)
-	require.NoError(t, err, "the partial file stays for resuming")
-	assert.Equal(t, int64(cut), st.Size())
+			_, err := f.get(t.Context(), c)
+			require.Error(t, err, "the connection was dropped mid-body")
+			assert.Contains(t, err.Error(), "broke off")
+			partial := filepath.Join(c.CacheDir, "models--test--tiny-GGUF", "blobs", want.sha256()+".downloadInProgress")
+			st, err := os.Stat(partial)
+			require.NoError(t, err, "the partial file stays for resuming")
+			assert.Equal(t, f.cut, st.Size())
 
-	path, err := c.Download(t.Context(), "test/tiny-GGUF")
-	require.NoError(t, err)
-	got, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, want.data, got)
+			path, err := f.get(t.Context(), c)
+			require.NoError(t, err)
+			got, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, want.data, got)
 
-	gets := h.requests("GET", "/resolve/")
-	require.Len(t, gets, 2)
-	assert.Empty(t, gets[0].Range)
-	assert.Equal(t, "bytes=100000-", gets[1].Range, "the second download continues the partial file")
-	assert.Equal(t, int64(modelSize), h.bytesSent("tiny-Q4_K_M.gguf"), "no byte was sent twice")
-	assert.NoFileExists(t, partial)
+			gets := h.requests("GET", "/resolve/")
+			require.Len(t, gets, 2)
+			assert.Empty(t, gets[0].Range)
+			assert.Equal(t, fmt.Sprintf("bytes=%d-", f.cut), gets[1].Range, "the second download continues the partial file")
+			assert.Equal(t, int64(len(want.data)), h.bytesSent(f.file), "no byte was sent twice")
+			assert.NoFileExists(t, partial)
+		})
+	}
 }
 
 func TestDownloadRetriesWithinOneCall(t *testing.T) {

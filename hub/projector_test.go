@@ -214,44 +214,6 @@ func TestDownloadProjectorByModelFile(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotFound)
 }
 
-func TestDownloadProjectorChecksumMismatch(t *testing.T) {
-	t.Parallel()
-	h := newFakeHub(t)
-	h.corrupt["mmproj-tiny-Q4_K_M.gguf"] = true
-	c := newClient(t, h)
-	_, err := c.DownloadProjector(t.Context(), "test/tiny-GGUF", "")
-	require.Error(t, err)
-	assert.ErrorIs(t, err, ErrChecksum)
-	assert.NotErrorIs(t, err, ErrNoProjector, "a bad download is a failure, not a missing projector")
-	assert.Contains(t, err.Error(), "mmproj-tiny-Q4_K_M.gguf: sha256 mismatch")
-	assert.Contains(t, err.Error(), "want "+h.file("test/tiny-GGUF", "mmproj-tiny-Q4_K_M.gguf").sha256())
-	assert.Empty(t, filesUnder(t, c.CacheDir), "no blob, partial file, snapshot entry or ref")
-	assert.Len(t, h.requests("GET", "/resolve/"), 1, "a checksum error is not retried")
-}
-
-func TestDownloadProjectorResumes(t *testing.T) {
-	t.Parallel()
-	h := newFakeHub(t)
-	h.cutAfter["mmproj-tiny-Q4_K_M.gguf"] = 5000
-	c := newClient(t, h)
-	c.Retries = -1
-	want := h.file("test/tiny-GGUF", "mmproj-tiny-Q4_K_M.gguf")
-	_, err := c.DownloadProjector(t.Context(), "test/tiny-GGUF", "")
-	require.Error(t, err)
-	partial := filepath.Join(c.CacheDir, "models--test--tiny-GGUF", "blobs", want.sha256()+".downloadInProgress")
-	assert.FileExists(t, partial, "kept for resuming")
-
-	path, err := c.DownloadProjector(t.Context(), "test/tiny-GGUF", "")
-	require.NoError(t, err)
-	got, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, want.data, got)
-	gets := h.requests("GET", "/resolve/")
-	require.Len(t, gets, 2)
-	assert.Equal(t, "bytes=5000-", gets[1].Range)
-	assert.Equal(t, int64(len(want.data)), h.bytesSent("mmproj-tiny-Q4_K_M.gguf"), "no byte sent twice")
-}
-
 func TestDownloadProjectorUnreachableHub(t *testing.T) {
 	t.Parallel()
 	h := newFakeHub(t)
