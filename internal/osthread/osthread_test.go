@@ -11,6 +11,25 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// The main goroutine keeps the process's main thread, so that the tests can run code on
+// it (through mainThread) and no other goroutine lands there.
+func init() { runtime.LockOSThread() }
+
+var mainThread = make(chan func())
+
+func TestMain(m *testing.M) {
+	done := make(chan int)
+	go func() { done <- m.Run() }()
+	for {
+		select {
+		case fn := <-mainThread:
+			fn()
+		case code := <-done:
+			os.Exit(code)
+		}
+	}
+}
+
 // threadIDs lists the process's OS threads (Linux).
 func threadIDs(t *testing.T) map[int]bool {
 	entries, err := os.ReadDir("/proc/self/task")
@@ -44,26 +63,28 @@ func TestGo(t *testing.T) {
 	}
 }
 
-// A goroutine that finds itself on the main thread hands fn to another thread and
-// lets the main thread go without running fn there.
+// A goroutine on the main thread hands fn to another thread and lets the main thread go
+// on without running fn there.
 func TestRunFromMainThread(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("gettid: Linux")
 	}
-	first := make(chan int, 1)
 	fnThread := make(chan int)
 	release := make(chan struct{})
-	go run(func() {
-		fnThread <- syscall.Gettid()
-		<-release
-	}, func() bool {
-		first <- syscall.Gettid()
-		return true // as if this goroutine's thread were the main thread
-	})
-	held := <-first
+	onMain := make(chan bool)
+	mainThread <- func() {
+		onMain <- onMainThread()
+		run(func() {
+			fnThread <- syscall.Gettid()
+			<-release
+		}, onMainThread)
+	}
+	require.True(t, <-onMain, "the test's main thread serves run")
 	id := <-fnThread
-	assert.NotEqual(t, held, id, "fn runs on another thread")
+	assert.NotEqual(t, syscall.Getpid(), id, "fn runs on another thread")
 	close(release)
 	assert.Eventually(t, func() bool { return !threadIDs(t)[id] }, 5e9, 1e6, "fn's thread ends with it")
-	assert.True(t, threadIDs(t)[held] || held == syscall.Getpid(), "the first thread was let go, not ended")
+	ran := make(chan bool)
+	mainThread <- func() { ran <- onMainThread() }
+	assert.True(t, <-ran, "the main thread was let go and serves again")
 }
