@@ -31,7 +31,8 @@ import (
 //
 // A sampler whose chain starts with TopK(k) (and has no grammar) is not attached
 // itself either: the device narrows the sequence's rows to the groups of tokens that
-// hold the top k (device_topk.cpp; a few thousand logits leave the device instead of the
+// hold the top k (device_topk.cpp, one narrowing for all rows of the sequences with the
+// same k; a few thousand logits leave the device instead of the
 // whole row) and the CPU runs the whole chain on them, with the same result and the same
 // random draws as from every logit. Sample such rows with a chain that starts with
 // TopK(j), j <= k (others get ErrInvalidParams); Logits returns ErrNoLogits. When k is
@@ -116,12 +117,16 @@ func (c *Context) attachOwn(seq SeqID, narrow int, auto bool) (bool, error) {
 		c.attached.markAuto(seq, auto)
 		return true, nil
 	}
+	group := c.attached.deviceGroup()
+	if group == nil {
+		return false, errors.New("llama: out of memory for a device sampler")
+	}
 	var chain *C.struct_llama_sampler
 	if narrow == 0 {
-		if chain = c.attached.argmaxChain(); chain == nil {
+		if chain = C.lgo_argmax_chain_new(group); chain == nil {
 			return false, errors.New("llama: out of memory for a device sampler")
 		}
-	} else if chain = C.lgo_topk_chain_new(C.int32_t(narrow), C.int32_t(c.nVocab)); chain == nil {
+	} else if chain = C.lgo_topk_chain_new(group, C.int32_t(narrow), C.int32_t(c.nVocab)); chain == nil {
 		return false, nil
 	}
 	if on, err := c.setSampler(seq, chain); !on {
@@ -185,7 +190,7 @@ func (s *Sampler) takesDevicePick(c *Context, row *C.lgo_row) error {
 type attachedSamplers struct {
 	mu     sync.Mutex
 	seq    map[SeqID]*Sampler
-	argmax *C.lgo_argmax_group   // shared by the greedy sequences' chains
+	group  *C.lgo_device_group   // what our stages share (device_group.h)
 	chains map[SeqID]deviceChain // our stages attached (see attachOwn)
 	seen   map[SeqID]bool        // checkOutputs' scratch
 }
@@ -197,17 +202,16 @@ type deviceChain struct {
 	auto   bool // attached by a generation (placeSampling), not by SetBackendSampler
 }
 
-// argmaxChain makes a chain of the context's shared greedy stage (nil: out of memory).
-// A chain is initialised for a device once, so every attachment gets a new one.
-func (a *attachedSamplers) argmaxChain() *C.struct_llama_sampler {
+// deviceGroup is the group the context's device stages share, made at first use (nil:
+// out of memory). A chain is initialised for a device once, so every attachment makes
+// a new one in it.
+func (a *attachedSamplers) deviceGroup() *C.lgo_device_group {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.argmax == nil {
-		if a.argmax = C.lgo_argmax_group_new(); a.argmax == nil {
-			return nil
-		}
+	if a.group == nil {
+		a.group = C.lgo_device_group_new()
 	}
-	return C.lgo_argmax_chain_new(a.argmax)
+	return a.group
 }
 
 // checkOutputs refuses a batch that asks a sequence sampling on the device for more
@@ -336,8 +340,8 @@ func (a *attachedSamplers) releaseAll() {
 		C.llama_sampler_free(chain.ptr)
 		delete(a.chains, seq)
 	}
-	if a.argmax != nil {
-		C.lgo_argmax_group_free(a.argmax)
-		a.argmax = nil
+	if a.group != nil {
+		C.lgo_device_group_free(a.group)
+		a.group = nil
 	}
 }

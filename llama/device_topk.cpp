@@ -12,12 +12,15 @@
 // them has a maximum at least as large as it, and only groups whose maximum is larger --
 // each such maximum is itself one of the top K -- can rank above it. The CPU then runs
 // the whole chain, top-k included, on S*K + tail candidates (lgo_sample_row): the same
-// tokens as from all logits, with the same random draws.
+// tokens as from all logits, with the same random draws. The sequences of a context
+// that narrow to the same K share these nodes over the whole output matrix
+// (device_group.h): a handful of kernels per step however many sequences sample.
 #include "native.h"
 
 #include <memory>
 
 #include "barrier.h"
+#include "device_group.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "shim.h"
@@ -25,8 +28,9 @@
 namespace {
 
 struct topk_stage {
-    int32_t k;
-    int32_t n_vocab;
+    int32_t            k;
+    int32_t            n_vocab;
+    lgo_device_group * group;  // the context's
 };
 
 const char * topk_name(const llama_sampler *) { return "lgo-topk-groups"; }
@@ -36,23 +40,31 @@ void topk_apply(llama_sampler *, llama_token_data_array *) {}
 
 void topk_free(llama_sampler * smpl) { delete (topk_stage *) smpl->ctx; }
 
-// topk_graph adds the narrowing of row (n_vocab logits) to ctx; candidates gets the K
-// chosen group indices, the result is their S*K logits followed by the tail's.
-ggml_tensor * topk_graph(ggml_context * ctx, ggml_tensor * row, int32_t k, int32_t n_vocab, ggml_tensor ** candidates) {
+// topk_graph adds the narrowing of logits ([n_vocab, rows]) to ctx; groups gets the K
+// chosen group indices of each row ([K, rows]), the result is their S*K logits
+// followed by the tail's ([S*K + tail, rows]).
+ggml_tensor * topk_graph(ggml_context * ctx, ggml_tensor * logits, int32_t k, int32_t n_vocab, ggml_tensor ** groups_out) {
     int32_t groups, size;
     lgo_topk_geometry(n_vocab, &groups, &size);
     const int64_t tail = n_vocab - (int64_t) groups * size;
-    ggml_tensor * main = ggml_view_2d(ctx, row, size, groups, size * sizeof(float), 0);
-    ggml_tensor * at   = ggml_argmax(ctx, main);  // [groups]: where each group peaks
-    ggml_tensor * maxs = ggml_get_rows(ctx, ggml_reshape_3d(ctx, main, 1, size, groups), ggml_reshape_2d(ctx, at, 1, groups));
-    ggml_tensor * best = ggml_top_k(ctx, ggml_reshape_1d(ctx, maxs, groups), k);
+    const int64_t rows = ggml_nelements(logits) / n_vocab;
+    const size_t  nb1  = (size_t) n_vocab * sizeof(float);
+    ggml_tensor * main = ggml_view_3d(ctx, logits, size, groups, rows, size * sizeof(float), nb1, 0);
+    if (tail > 0 && rows > 1) {
+        main = ggml_cont(ctx, main);  // argmax takes a matrix: rows of groups, end to end
+    }
+    const int64_t n   = (int64_t) groups * rows;
+    ggml_tensor * at  = ggml_argmax(ctx, ggml_reshape_2d(ctx, main, size, n));  // where each group peaks
+    ggml_tensor * max = ggml_get_rows(ctx, ggml_reshape_3d(ctx, main, 1, size, n), ggml_reshape_2d(ctx, at, 1, n));
+    ggml_tensor * best = ggml_top_k(ctx, ggml_reshape_2d(ctx, max, groups, rows), k);
     ggml_set_name(best, "lgo_topk_groups");
-    ggml_tensor * out = ggml_reshape_1d(ctx, ggml_get_rows(ctx, main, best), (int64_t) size * k);
+    ggml_tensor * out = ggml_reshape_2d(ctx, ggml_get_rows(ctx, ggml_reshape_3d(ctx, main, size, groups, rows), best),
+                                        (int64_t) size * k, rows);
     if (tail > 0) {
-        out = ggml_concat(ctx, out, ggml_view_1d(ctx, row, tail, (size_t) groups * size * sizeof(float)), 0);
+        out = ggml_concat(ctx, out, ggml_view_2d(ctx, logits, tail, rows, nb1, (size_t) groups * size * sizeof(float)), 0);
     }
     ggml_set_name(out, "lgo_topk_logits");
-    *candidates = best;
+    *groups_out = best;
     return out;
 }
 
@@ -68,9 +80,9 @@ bool topk_backend_init(llama_sampler * smpl, ggml_backend_buffer_type_t buft, ui
     if (ctx == nullptr) {
         return false;
     }
-    ggml_tensor * row = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, st->n_vocab);
-    ggml_tensor * candidates;
-    ggml_tensor * out = topk_graph(ctx, row, st->k, st->n_vocab, &candidates);
+    ggml_tensor * logits = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, st->n_vocab, 2);
+    ggml_tensor * groups;
+    ggml_tensor * out = topk_graph(ctx, logits, st->k, st->n_vocab, &groups);
     ggml_cgraph * gf  = ggml_new_graph_custom(ctx, nodes, false);
     ggml_build_forward_expand(gf, out);
     bool ok = true;
@@ -83,9 +95,31 @@ bool topk_backend_init(llama_sampler * smpl, ggml_backend_buffer_type_t buft, ui
     return ok;
 }
 
+void topk_backend_reset(llama_sampler * smpl) { ((topk_stage *) smpl->ctx)->group->reset(); }
+
 void topk_backend_apply(llama_sampler * smpl, ggml_context * ctx, ggml_cgraph *, llama_sampler_data * data) {
-    auto * st    = (topk_stage *) smpl->ctx;
-    data->logits = topk_graph(ctx, data->logits, st->k, st->n_vocab, &data->candidates);
+    auto *        st  = (topk_stage *) smpl->ctx;
+    ggml_tensor * row = data->logits;
+    const int64_t r   = lgo_matrix_row(row);
+    if (r < 0) {
+        data->logits = topk_graph(ctx, row, st->k, st->n_vocab, &data->candidates);
+        return;
+    }
+    lgo_device_group * g = st->group;
+    g->on(row->view_src);
+    auto it = g->narrowed.begin();
+    while (it != g->narrowed.end() && it->k != st->k) {
+        ++it;
+    }
+    if (it == g->narrowed.end()) {
+        lgo_device_group::narrowing n{st->k, nullptr, nullptr};
+        n.logits = topk_graph(ctx, row->view_src, st->k, st->n_vocab, &n.groups);
+        ggml_set_output(n.logits);
+        ggml_set_output(n.groups);
+        it = g->narrowed.insert(g->narrowed.end(), n);
+    }
+    data->logits     = ggml_view_1d(ctx, it->logits, it->logits->ne[0], r * it->logits->nb[1]);
+    data->candidates = ggml_view_1d(ctx, it->groups, it->groups->ne[0], r * it->groups->nb[1]);
 }
 
 llama_sampler_i topk_iface = {
@@ -99,7 +133,7 @@ llama_sampler_i topk_iface = {
     /* .backend_accept    = */ nullptr,
     /* .backend_apply     = */ topk_backend_apply,
     /* .backend_set_input = */ nullptr,
-    /* .backend_reset     = */ nullptr,
+    /* .backend_reset     = */ topk_backend_reset,
     /* .copy_state        = */ nullptr,
 };
 
@@ -113,14 +147,14 @@ void lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size) noexce
     *size   = *groups > 0 ? n_vocab / *groups : 0;
 }
 
-struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab) {
+struct llama_sampler * lgo_topk_chain_new(lgo_device_group * g, int32_t k, int32_t n_vocab) {
     int32_t groups, size;
     lgo_topk_geometry(n_vocab, &groups, &size);
     if (k < 1 || groups < 8 || k > groups / 4) {
         return nullptr;  // narrowing would keep most of the row
     }
     return lgo::catch_all(nullptr, (llama_sampler *) nullptr, [&]() -> llama_sampler * {
-        auto            st    = std::make_unique<topk_stage>(topk_stage{k, n_vocab});
+        auto            st    = std::make_unique<topk_stage>(topk_stage{k, n_vocab, g});
         llama_sampler * stage = llama_sampler_init(&topk_iface, st.get());
         if (stage == nullptr) {
             return nullptr;

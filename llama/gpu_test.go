@@ -102,13 +102,13 @@ func TestGPUBackendSampling(t *testing.T) {
 	}
 }
 
-// TestGPUDeviceGreedyRows: the shared argmax on the GPU picks what CPU greedy picks from
-// the same GPU logits, sequence by sequence.
-func TestGPUDeviceGreedyRows(t *testing.T) {
+// TestGPUDeviceSamplingRows: the shared argmax and narrowings on the GPU pick what the
+// CPU picks from the same GPU logits, sequence by sequence.
+func TestGPUDeviceSamplingRows(t *testing.T) {
 	m, err := LoadModel(t.Context(), synthModel(t, "llama-tiny", gguf.TypeF16), &ModelParams{GPULayers: -1})
 	require.NoError(t, err)
 	defer m.Close()
-	checkDeviceGreedyRows(t, m)
+	checkDeviceSamplingRows(t, m)
 }
 
 // TestGPUDeviceTopK: top-k narrowing on the GPU draws what the CPU draws from all the

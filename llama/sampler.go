@@ -173,6 +173,13 @@ func NewSampler(m *Model, stages ...Stage) (*Sampler, error) {
 // with the argmax the context's greedy sequences share (SetBackendSampler).
 func (s *Sampler) IsGreedy() bool { return s.onlyGreedy }
 
+// HasDeviceStage reports whether SetBackendSampler samples for s with one of this
+// package's device stages, which the context's sequences share, instead of attaching s
+// itself: Greedy alone (one argmax over all rows) or a chain led by TopK without a
+// grammar (narrowing; refused at attach time when k is too large to pay). s stays free
+// to sample elsewhere.
+func (s *Sampler) HasDeviceStage() bool { return s.deviceStage() >= 0 }
+
 // leadingTopK is k when the chain starts with TopK(k) and has no grammar, 1 when it is
 // Greedy alone, else 0. SetBackendSampler runs such chains with this package's device
 // stages (the shared argmax, top-k narrowing) and never binds them to the context.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -658,15 +659,25 @@ func TestSamplerBusy(t *testing.T) {
 	assert.ErrorIs(t, s.Accept(1), ErrClosed)
 }
 
-// TestDeviceGreedyRows: greedy sequences attached for device sampling share one argmax
-// over the batch's rows; each picks what CPU greedy picks from the same logits, beside a
-// sequence sampled on the CPU, in split and unified caches, with a prompt batch split into
-// several micro-batches. The device-sampled rows' logits never left the device: Logits
-// says so instead of returning stale values.
-func TestDeviceGreedyRows(t *testing.T) { checkDeviceGreedyRows(t, loadTiny(t)) }
+// TestDeviceSamplingRows: sequences attached for device sampling share one node per
+// stage over the batch's rows (the greedy argmax; the top-k narrowing per k); each picks
+// what the same sampler picks on the CPU from the same logits, beside a sequence sampled
+// on the CPU, in split and unified caches, with a prompt batch split into several
+// micro-batches. The device-sampled rows' logits never left the device: Logits says so
+// instead of returning stale values.
+func TestDeviceSamplingRows(t *testing.T) { checkDeviceSamplingRows(t, loadTiny(t)) }
 
-func checkDeviceGreedyRows(t *testing.T, m *Model) {
-	const seqs = 4
+func checkDeviceSamplingRows(t *testing.T, m *Model) {
+	// Greedy (the shared argmax); two chains narrowed to 40 (one node) and one to 20
+	// (another); greedy on the CPU.
+	samplers := []func() *Sampler{
+		func() *Sampler { return newTestSampler(t, m, Greedy()) },
+		func() *Sampler { return newTestSampler(t, m, TopK(40), Temp(1.5), Seed(3)) },
+		func() *Sampler { return newTestSampler(t, m, TopK(40), TopP(0.95), Temp(1.5), Seed(4)) },
+		func() *Sampler { return newTestSampler(t, m, TopK(20), Temp(1.5), Seed(5)) },
+		func() *Sampler { return newTestSampler(t, m, Greedy()) },
+	}
+	seqs := len(samplers)
 	for _, unified := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
 			decode := func(device bool) [][]Token {
@@ -675,12 +686,15 @@ func checkDeviceGreedyRows(t *testing.T, m *Model) {
 				defer c.Close()
 				rows := make([]RowSample, seqs)
 				for seq := range seqs {
-					rows[seq].Sampler = newTestSampler(t, m, Greedy())
+					rows[seq].Sampler = samplers[seq]()
 					if device && seq < seqs-1 { // the last one stays on the CPU
 						ok, err := c.SetBackendSampler(SeqID(seq), rows[seq].Sampler)
 						require.NoError(t, err)
 						require.True(t, ok)
 					}
+				}
+				if device {
+					assert.Equal(t, []int{0, 40, 40, 20}, []int{c.attached.chains[0].narrow, c.attached.chains[1].narrow, c.attached.chains[2].narrow, c.attached.chains[3].narrow})
 				}
 				b, err := NewBatch(64, 1)
 				require.NoError(t, err)
@@ -695,7 +709,7 @@ func checkDeviceGreedyRows(t *testing.T, m *Model) {
 					}
 				}
 				got := make([][]Token, seqs)
-				for range 6 {
+				for range 12 {
 					require.NoError(t, c.Decode(t.Context(), b))
 					require.NoError(t, c.SampleRows(rows))
 					for seq := range seqs {
@@ -743,7 +757,10 @@ func checkDeviceGreedyRows(t *testing.T, m *Model) {
 			cpu, dev := decode(false), decode(true)
 			assert.Equal(t, cpu, dev)
 			for seq := range seqs {
-				assert.Len(t, dev[seq], 6)
+				assert.Len(t, dev[seq], 12)
+			}
+			for seq := 1; seq <= 3; seq++ {
+				assert.Greater(t, len(slices.Compact(slices.Sorted(slices.Values(cpu[seq])))), 4, "seq %d's draws vary: a wrong candidate would show", seq)
 			}
 		})
 	}

@@ -105,22 +105,21 @@ struct llama_sampler * lgo_grammar_init(const struct llama_vocab * vocab, const 
                                         const char ** patterns, size_t n_patterns,
                                         const llama_token * tokens, size_t n_tokens, char ** err);
 
-// --- device_argmax.cpp: greedy on the device for every sequence of a context with one
-// argmax over all output rows. A group per context; a chain per attached sequence, attached
-// with llama_set_sampler and freed (llama_sampler_free) only once detached. The group
-// outlives its chains. Both NULL on failure. ---
-typedef struct lgo_argmax_group lgo_argmax_group;
-lgo_argmax_group *     lgo_argmax_group_new(void);
-void                   lgo_argmax_group_free(lgo_argmax_group * g) LGO_NOEXCEPT;
-struct llama_sampler * lgo_argmax_chain_new(lgo_argmax_group * g);
-
-// --- device_topk.cpp: top-k narrowing on the device for a chain that starts with top-k k:
-// a chain to attach with llama_set_sampler (freed once detached), NULL when narrowing does
-// not pay for this k and vocabulary (or on failure). The row then holds the k chosen groups
-// of `size` consecutive tokens (n_ids) and their logits followed by those of the tokens past
-// groups*size (cand_logits, n_cand); lgo_sample_row expands them. ---
+// --- device_group.h, device_argmax.cpp, device_topk.cpp: our device stages. A group per
+// context holds what its stages share while a graph is built; it outlives its chains. A
+// chain per attached sequence, attached with llama_set_sampler and freed
+// (llama_sampler_free) only once detached. All NULL on failure. ---
+typedef struct lgo_device_group lgo_device_group;
+lgo_device_group *     lgo_device_group_new(void);
+void                   lgo_device_group_free(lgo_device_group * g) LGO_NOEXCEPT;
+// Greedy: one argmax over all output rows.
+struct llama_sampler * lgo_argmax_chain_new(lgo_device_group * g);
+// Top-k narrowing for a chain that starts with top-k k; NULL also when narrowing does not
+// pay for this k and vocabulary. The row then holds the k chosen groups of `size`
+// consecutive tokens (n_ids) and their logits followed by those of the tokens past
+// groups*size (cand_logits, n_cand); lgo_sample_row expands them.
 void                   lgo_topk_geometry(int32_t n_vocab, int32_t * groups, int32_t * size) LGO_NOEXCEPT;
-struct llama_sampler * lgo_topk_chain_new(int32_t k, int32_t n_vocab);
+struct llama_sampler * lgo_topk_chain_new(lgo_device_group * g, int32_t k, int32_t n_vocab);
 
 // --- device_rows.cpp: reading what a decode left for its output rows, after one wait for
 // the device (the one file built against llama.cpp's internal llama_context). ---

@@ -80,7 +80,7 @@ func parseBatched(args []string) (*batchedParams, error) {
 	ints(&p.npl, "npl", "8,32,64", "parallel sequences")
 	fs.BoolVar(&p.kvUnified, "kvu", false, "one KV cache shared by all sequences (ours: the engine's default; without: engine.Params.SplitCache)")
 	fs.StringVar(&p.sampling, "sampling", "greedy", "the requests' sampler: greedy, or default (llama.cpp's default chain)")
-	fs.BoolVar(&p.deviceSampling, "device-sampling", false, "greedy requests pick on the device (one argmax over the step's rows) instead of the CPU")
+	fs.BoolVar(&p.deviceSampling, "device-sampling", false, "greedy and top-k-led requests start sampling on the device (engine.Params.DeviceSampling)")
 	fs.StringVar(&p.output, "o", "md", "output: md or jsonl")
 	fs.StringVar(&p.upstream, "upstream", "", "path of llama-batched-bench: run it alternately with ours and print both with ratios")
 	fs.IntVar(&p.rounds, "r", 1, "rounds (alternating with -upstream)")

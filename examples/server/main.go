@@ -110,7 +110,7 @@ func parseFlags(args []string) (*config, error) {
 	})
 	g.Func("-to, --timeout", "N", "longest time a request may take: seconds, or a duration such as 10m", "10m0s", durationSetter(&cfg.timeout))
 	g.Func("--shutdown-grace", "N", "how long in-flight requests may finish on shutdown: seconds, or a duration", "30s", durationSetter(&cfg.grace))
-	g.String(&cfg.deviceSampling, "--device-sampling", "{on,off,auto}", "greedy requests pick on the GPU (one argmax over a step's rows; other samplers stay on the CPU); auto: on when layers are on a GPU")
+	g.String(&cfg.deviceSampling, "--device-sampling", "{on,off,auto}", "greedy and top-k-led requests start sampling on the GPU (one argmax, one narrowing over a step's rows; other samplers stay on the CPU); auto: on when layers are on a GPU")
 	g.String(&cfg.slotDir, "--slot-save-path", "PATH", "directory for POST /slots/{id}?action=save|restore (empty: off)")
 	g.Func("--cors-origins", "ORIGINS", "let browser pages from these origins call the API: comma-separated, * for any (default: none)", "", func(v string) error {
 		for o := range strings.SplitSeq(v, ",") {

@@ -61,14 +61,20 @@ type Params struct {
 	// SplitCache gives every slot its own NCtx/Slots part of the KV cache instead of
 	// one cache they share: attention then reads only the slot's own cells (faster
 	// with many slots and long caches), but a request may use only its part, and a
-	// cached prefix is reused only by the slot that computed it.
+	// cached prefix is reused only by the slot that computed it. While waiting prompts
+	// fill whole batches, generating requests then get a token every other step (the
+	// steps between read prompts only: see step).
 	SplitCache bool
-	// DeviceSampling picks the tokens of greedy requests on the device, with one argmax
-	// over every row of a step (llama.Context.SetBackendSampler): on a GPU only the
-	// tokens leave it, not the logits. Other chains, and every request when it is off,
-	// are sampled on the CPU, the rows of a step in parallel (llama.Context.SampleRows):
-	// llama.cpp's per-sequence device chains measured slower than that on an H100 from
-	// 32 sequences on (docs/performance.md). Leave it off on CPU-only builds.
+	// DeviceSampling samples on the device what it can do there for all rows of a step
+	// at once (llama.Context.SetBackendSampler): greedy requests with one argmax, and
+	// requests whose chain starts with TopK (the default chain) by narrowing each row to
+	// the groups of tokens that hold its top k, one narrowing per k, so that a few
+	// thousand candidates leave a GPU instead of the whole row; the CPU then runs the
+	// chain on them with the same result. Other chains, and every request when it is
+	// off, are sampled on the CPU from all logits, the rows of a step in parallel
+	// (llama.Context.SampleRows): llama.cpp's per-sequence device chains measured slower
+	// than that on an H100 from 32 sequences on (docs/performance.md). Leave it off on
+	// CPU-only builds.
 	DeviceSampling bool
 	// NewDrafter, when not nil, makes each slot a drafter for speculative decoding
 	// (llama.GenerateParams.Draft): New calls it once per slot, Close closes those that
@@ -110,6 +116,7 @@ type Engine struct {
 	picks []llama.RowSample // scratch of sample, parallel to outs
 	emits []emission        // tokens sampled in the last step, delivered during the next
 	rr    int               // first prompt slot served in the next step (round robin)
+	held  bool              // the last step held back the next tokens of generating slots
 	clock uint64            // orders slot use, for evicting the least recently used cache
 }
 
@@ -403,8 +410,19 @@ func (e *Engine) step() {
 	b := e.batch
 	b.Clear()
 	e.outs = e.outs[:0]
+	// With a split cache llama.cpp cuts a batch into micro-batches of equally many
+	// tokens of each of consecutive sequences: next tokens, one per sequence, beside
+	// prompt chunks make short micro-batches of their own and cut the prompts into
+	// more. So while prompts fill the batch by themselves, a step reads prompts only,
+	// as llama-batched-bench does; a generating slot waits at most one step in a row.
+	hold := e.cfg.SplitCache && !e.held && e.promptTokens() >= b.Cap()
+	e.held = false
 	for _, s := range e.slots {
 		if s.job != nil && len(s.pending) == 0 && !s.finishing {
+			if hold {
+				e.held = true
+				continue
+			}
 			e.add(s, []llama.Token{s.next}, true)
 		}
 	}
@@ -422,7 +440,9 @@ func (e *Engine) step() {
 		e.add(s, chunk, len(chunk) == len(s.pending))
 	}
 	e.rr = (e.rr + 1) % n
-	e.addDrafts()
+	if !e.held {
+		e.addDrafts()
+	}
 	if b.Len() == 0 {
 		e.emit()
 		return
@@ -455,6 +475,17 @@ func (e *Engine) step() {
 	e.stats.graphReuses = uint64(perf.GraphReuses)
 	e.mu.Unlock()
 	e.sample()
+}
+
+// promptTokens is the number of prompt tokens that active slots have still to decode.
+func (e *Engine) promptTokens() int {
+	n := 0
+	for _, s := range e.slots {
+		if s.job != nil {
+			n += len(s.pending)
+		}
+	}
+	return n
 }
 
 // add appends tokens of slot s to the batch at its next positions; logits for the

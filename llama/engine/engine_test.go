@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -105,8 +106,12 @@ func TestConcurrentRequestsMatchAlone(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range n {
 				req := &engine.Request{Prompt: ps[i], Sampling: greedy(), MaxTokens: tokens, IgnoreEOG: true, Result: &results[i]}
-				if i%3 == 0 {
-					// Greedy after another stage stays on the CPU: device and CPU sampling mix.
+				switch i % 3 {
+				case 0: // greedy after a stage without a device stage of ours: the CPU
+					s, err := llama.NewSampler(m, llama.Temp(0.5), llama.Greedy())
+					require.NoError(t, err)
+					req.Sampler = s
+				case 1: // led by TopK: narrowed on the device
 					s, err := llama.NewSampler(m, llama.TopK(40), llama.Greedy())
 					require.NoError(t, err)
 					req.Sampler = s
@@ -332,8 +337,15 @@ func indexOf(s, sub string) int {
 // a streaming request keeps getting tokens while it is read.
 func TestLongPromptDoesNotStallStreams(t *testing.T) {
 	m := loadModel(t)
-	e := newEngine(t, m, &engine.Params{Slots: 2, Context: &llama.ContextParams{NCtx: 512, NBatch: 32}})
 	ps := prompts(t, m, 2)
+	// 300 prompt tokens at most 32 per step: at least 10 steps. A shared cache adds the
+	// stream's token to each; a split one reads prompts only in every other step.
+	t.Run("shared cache", func(t *testing.T) { testLongPrompt(t, m, ps, false, 8) })
+	t.Run("split cache", func(t *testing.T) { testLongPrompt(t, m, ps, true, 4) })
+}
+
+func testLongPrompt(t *testing.T, m *llama.Model, ps [][]llama.Token, split bool, advance int) {
+	e := newEngine(t, m, &engine.Params{Slots: 2, SplitCache: split, Context: &llama.ContextParams{NCtx: 1024, NBatch: 32}})
 	long := make([]llama.Token, 0, 300)
 	for len(long) < 300 {
 		long = append(long, ps[1]...)
@@ -367,9 +379,7 @@ func TestLongPromptDoesNotStallStreams(t *testing.T) {
 		}
 	}
 	<-done
-	// 300 prompt tokens at most 31 per step (one batch row goes to the stream): at
-	// least 9 steps, each of which also generated a token of the stream.
-	assert.GreaterOrEqual(t, longFirst-before, 8, "the stream advanced while the long prompt was read")
+	assert.GreaterOrEqual(t, longFirst-before, advance, "the stream advanced while the long prompt was read")
 }
 
 // Requests sent together to an idle engine read their prompts in one step: the whole
@@ -395,4 +405,72 @@ func TestBurstStartsTogether(t *testing.T) {
 	}
 	alone := steps(1)
 	assert.Equal(t, alone, steps(4), "steps of one request alone, of four sent together")
+}
+
+// With a split cache, requests sent together read all their prompts before any of
+// them generates, as llama-batched-bench does: a batch with next tokens beside prompt
+// chunks would be cut into more micro-batches.
+func TestSplitCacheReadsPromptsFirst(t *testing.T) {
+	m := loadModel(t)
+	const n, length, tokens = 4, 24, 3
+	ps := prompts(t, m, n)
+	for i := range ps {
+		for len(ps[i]) < length {
+			ps[i] = append(ps[i], ps[i]...)
+		}
+		ps[i] = ps[i][:length]
+	}
+	e := newEngine(t, m, &engine.Params{Slots: n, SplitCache: true, BurstWait: 50 * time.Millisecond,
+		Context: &llama.ContextParams{NCtx: 512, NBatch: 2 * length}})
+	got := make([][]llama.Token, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			var err error
+			got[i], _, err = collect(t.Context(), e, &engine.Request{Prompt: ps[i], Sampling: greedy(), MaxTokens: tokens, IgnoreEOG: true})
+			assert.NoError(t, err)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		assert.Equal(t, alone(t, m, ps[i], tokens), got[i], "request %d", i)
+	}
+	// Two steps of two prompts each, then one step per further token of all four.
+	assert.EqualValues(t, 2+tokens-1, e.Metrics().Steps)
+}
+
+// With DeviceSampling, requests with the default chain (led by TopK) sample from rows
+// narrowed on the device, all of a step in one narrowing: the same draws as from every
+// logit on the CPU, seed by seed.
+func TestDeviceSamplingDefaultChain(t *testing.T) {
+	m := loadModel(t)
+	const n, tokens = 6, 24
+	ps := prompts(t, m, n)
+	run := func(device bool) ([][]llama.Token, []engine.Result) {
+		e := newEngine(t, m, &engine.Params{Slots: n, DeviceSampling: device})
+		got := make([][]llama.Token, n)
+		results := make([]engine.Result, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			sp := llama.DefaultSamplingParams()
+			sp.Seed, sp.Temperature = uint32(i+1), 1.5
+			wg.Go(func() {
+				var err error
+				got[i], _, err = collect(t.Context(), e, &engine.Request{Prompt: ps[i], Sampling: &sp, MaxTokens: tokens, IgnoreEOG: true, Result: &results[i]})
+				assert.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		return got, results
+	}
+	cpu, _ := run(false)
+	dev, results := run(true)
+	for i := range n {
+		assert.Equal(t, cpu[i], dev[i], "request %d", i)
+		assert.True(t, results[i].DeviceSampling, "request %d", i)
+		assert.Greater(t, len(slices.Compact(slices.Sorted(slices.Values(cpu[i])))), 8, "request %d's draws vary", i)
+	}
 }

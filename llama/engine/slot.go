@@ -18,10 +18,11 @@ type slot struct {
 	// finishing: the request's last token was sampled; it ends once that is streamed.
 	finishing bool
 	inBatch   int // tokens of this slot in the batch being decoded
-	// deviceGreedy: the sequence picks greedily on the device. It stays so between
-	// requests: attaching and detaching each make llama.cpp re-plan its graphs.
-	deviceGreedy bool
-	used         uint64 // when it last served a request (Engine.clock)
+	// deviceStage: the sequence samples with a device stage (greedy or narrowing). It
+	// stays attached between requests: attaching and detaching each make llama.cpp
+	// re-plan its graphs.
+	deviceStage bool
+	used        uint64 // when it last served a request (Engine.clock)
 
 	drafter  llama.Drafter // Params.NewDrafter's, or nil
 	draft    []llama.Token // drafted tokens in the batch after next, not yet checked
@@ -125,11 +126,12 @@ func (e *Engine) evalMedia(s *slot, j *job) error {
 	return nil
 }
 
-// placeSampling attaches the shared device argmax to the slot's sequence for a greedy
-// request (with DeviceSampling), and detaches it for any other.
+// placeSampling attaches one of package llama's shared device stages to the slot's
+// sequence for a request whose sampler has one (with DeviceSampling), and detaches it
+// for any other.
 func (e *Engine) placeSampling(s *slot, j *job) error {
-	device := e.cfg.DeviceSampling && j.sampler.IsGreedy() && !j.req.Logprobs // logprobs need the logits
-	if device || s.deviceGreedy {
+	device := e.cfg.DeviceSampling && j.sampler.HasDeviceStage() && !j.req.Logprobs // logprobs need the logits
+	if device || s.deviceStage {
 		var attach *llama.Sampler
 		if device {
 			attach = j.sampler
@@ -138,9 +140,9 @@ func (e *Engine) placeSampling(s *slot, j *job) error {
 		if err != nil {
 			return err
 		}
-		s.deviceGreedy = on
+		s.deviceStage = on
 	}
-	j.onDevice = s.deviceGreedy
+	j.onDevice = s.deviceStage
 	return nil
 }
 
