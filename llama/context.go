@@ -235,7 +235,14 @@ func (m *Model) NewContext(params *ContextParams) (*Context, error) {
 	}
 	c.attached, c.lora = &attachedSamplers{}, &appliedLoRA{}
 	if m.cpuLayers {
-		c.thread = startComputeThread()
+		t, err := startComputeThread()
+		if err != nil {
+			C.llama_free(ptr)
+			C.free(unsafe.Pointer(abort))
+			m.release()
+			return nil, err
+		}
+		c.thread = t
 	}
 	c.autoDevice = !m.cpuLayers
 	c.cleanup = runtime.AddCleanup(c, contextResources.free, c.resources())

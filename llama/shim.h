@@ -48,6 +48,19 @@ void lgo_log_enable(bool enabled);
 // caused them by the thread that logged them (log.go, captureErrors).
 uintptr_t lgo_thread_key(void);
 
+// --- compute_thread.c: the OS thread a context computes on the CPU, outside the Go
+// runtime. lgo_compute_start starts it (NULL on failure); it writes a byte to done_fd when
+// a job submitted with lgo_compute_submit is done: a decode or encode of batch by ctx (then
+// lgo_compute_rc is their return code), or the Go function behind the cgo.Handle fn.
+// lgo_compute_stop ends it once its job is done and frees it. ---
+typedef struct lgo_compute_thread lgo_compute_thread;
+enum { LGO_COMPUTE_DECODE, LGO_COMPUTE_ENCODE, LGO_COMPUTE_FN };
+lgo_compute_thread * lgo_compute_start(int done_fd);
+void    lgo_compute_submit(lgo_compute_thread * t, int kind, struct llama_context * ctx, struct llama_batch batch,
+                           uintptr_t fn);
+int32_t lgo_compute_rc(lgo_compute_thread * t);
+void    lgo_compute_stop(lgo_compute_thread * t);
+
 // --- shim_stages.cpp: building sampler chains. llama.cpp's llama_sampler_init_* are C++
 // that allocates (DRY also tokenizes, which can throw): Go calls them only through here. ---
 
