@@ -13,11 +13,13 @@
 // Threads: the CPU backend's OpenMP workers belong to the OS thread that calls llama.cpp,
 // and a goroutine moves between OS threads; every thread that computed would keep a team
 // of workers, and too many teams slow all of them. So a Context whose model computes
-// layers on the CPU decodes on an OS thread of its own, whichever goroutine calls (a
-// hand-over of microseconds per decode), never the process's main thread, and the
-// thread ends with the context; one whose layers all run on GPUs decodes on the
-// caller's thread. A loop that owns a context and stays locked to its OS thread can
-// make that thread the context's (Context.BindThread), as the serving engine does.
+// layers on the CPU decodes on an OS thread of its own, started outside the Go runtime,
+// whichever goroutine calls (a hand-over of microseconds per decode; the caller waits in
+// Go's poller, not in a cgo call, which keeps Go's monitor thread from preempting the
+// workers), and the thread ends with the context; one whose layers all run on GPUs
+// decodes on the caller's thread. A loop that owns a context and stays locked to its OS
+// thread can make that thread the context's (Context.BindThread), as the serving engine
+// does.
 //
 // Sampling: on a context whose output layer runs on a GPU, Generate and GenerateText
 // pick with Greedy alone or a chain led by TopK on the device by themselves (see
