@@ -401,12 +401,15 @@ func (c *Context) Close() error {
 }
 
 // BindThread makes the calling OS thread the one c computes on from now on, instead of
-// a thread of its own (package documentation, "Threads"): for a loop that owns c and
-// stays locked to its OS thread (runtime.LockOSThread) for c's whole life, as the
-// serving engine's does, it saves a hand-over between threads per decode. Such a
+// a thread of its own (package documentation, "Threads"), for a loop that owns c and
+// stays locked to its OS thread (runtime.LockOSThread) for c's whole life. Such a
 // goroutine should end without unlocking, on a thread other than the process's main
 // thread, so that the thread and its CPU workers end with it (see computeThread). Calls
 // from other threads still work, slower once their CPU workers outnumber the cores.
+//
+// Deprecated: it saves a hand-over per decode but waits for each in a cgo call, where
+// Go's monitor thread preempts the CPU workers: the context's own thread measured as
+// fast or faster (docs/performance.md, 2026-12-07). It stays for existing callers.
 func (c *Context) BindThread() error {
 	if err := c.enter(); err != nil {
 		return err

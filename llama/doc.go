@@ -17,9 +17,7 @@
 // whichever goroutine calls (a hand-over of microseconds per decode; the caller waits in
 // Go's poller, not in a cgo call, which keeps Go's monitor thread from preempting the
 // workers), and the thread ends with the context; one whose layers all run on GPUs
-// decodes on the caller's thread. A loop that owns a context and stays locked to its OS
-// thread can make that thread the context's (Context.BindThread), as the serving engine
-// does.
+// decodes on the caller's thread.
 //
 // Sampling: on a context whose output layer runs on a GPU, Generate and GenerateText
 // pick with Greedy alone or a chain led by TopK on the device by themselves (see

@@ -291,12 +291,9 @@ func (e *Engine) submit(j *job) error {
 // slots and decodes one step of all active slots at a time. It has an OS thread of its
 // own (internal/osthread) for every call into llama.cpp: a goroutine that wakes up on
 // another thread after each step made the CUDA calls of the next decode measurably
-// slower (docs/performance.md). The context computes on this thread too, with no
-// hand-over, and the thread's OpenMP team ends with the engine.
+// slower (docs/performance.md). A context computing on the CPU does so on its own
+// thread, as everywhere (llama.Context's "Threads").
 func (e *Engine) loop() {
-	if err := e.ctx.BindThread(); err != nil {
-		e.log.Warn("engine: the context keeps its own thread", "err", err)
-	}
 	defer close(e.done)
 	defer e.failAll(ErrClosed)
 	for {
