@@ -62,8 +62,8 @@ type Params struct {
 	// one cache they share: attention then reads only the slot's own cells (faster
 	// with many slots and long caches), but a request may use only its part, and a
 	// cached prefix is reused only by the slot that computed it. While waiting prompts
-	// fill whole batches, generating requests then get a token every other step (the
-	// steps between read prompts only: see step).
+	// fill whole batches, generating requests then get a token every other step (steps
+	// read prompts or next tokens, in turn: see step).
 	SplitCache bool
 	// DeviceSampling samples on the device what it can do there for all rows of a step
 	// at once (llama.Context.SetBackendSampler): greedy requests with one argmax, and
@@ -116,7 +116,7 @@ type Engine struct {
 	picks []llama.RowSample // scratch of sample, parallel to outs
 	emits []emission        // tokens sampled in the last step, delivered during the next
 	rr    int               // first prompt slot served in the next step (round robin)
-	held  bool              // the last step held back the next tokens of generating slots
+	held  bool              // the last step held back the next tokens of generating slots (SplitCache)
 	clock uint64            // orders slot use, for evicting the least recently used cache
 }
 
@@ -410,16 +410,14 @@ func (e *Engine) step() {
 	// With a split cache llama.cpp cuts a batch into micro-batches of equally many
 	// tokens of each of consecutive sequences: next tokens, one per sequence, beside
 	// prompt chunks make short micro-batches of their own and cut the prompts into
-	// more. So while prompts fill the batch by themselves, a step reads prompts only,
-	// as llama-batched-bench does; a generating slot waits at most one step in a row.
-	hold := e.cfg.SplitCache && !e.held && e.promptTokens() >= b.Cap()
-	e.held = false
+	// more. So while waiting prompts fill the batch by themselves, steps read either
+	// prompts only (as llama-batched-bench does) or next tokens only, in turn: a
+	// generating slot waits at most one step in a row.
+	alternate := e.cfg.SplitCache && e.generating() && e.promptTokens() >= b.Cap()
+	readPrompts := !alternate || !e.held
+	e.held = alternate && !e.held
 	for _, s := range e.slots {
-		if s.job != nil && len(s.pending) == 0 && !s.finishing {
-			if hold {
-				e.held = true
-				continue
-			}
+		if s.job != nil && len(s.pending) == 0 && !s.finishing && !e.held {
 			e.add(s, []llama.Token{s.next}, true)
 		}
 	}
@@ -427,7 +425,7 @@ func (e *Engine) step() {
 	for i := range n {
 		s := e.slots[(e.rr+i)%n]
 		room := b.Cap() - b.Len()
-		if room == 0 {
+		if room == 0 || !readPrompts {
 			break
 		}
 		if s.job == nil || len(s.pending) == 0 {
@@ -472,6 +470,16 @@ func (e *Engine) step() {
 	e.stats.graphReuses = uint64(perf.GraphReuses)
 	e.mu.Unlock()
 	e.sample()
+}
+
+// generating reports whether some slot decodes its next token in a step.
+func (e *Engine) generating() bool {
+	for _, s := range e.slots {
+		if s.job != nil && len(s.pending) == 0 && !s.finishing {
+			return true
+		}
+	}
+	return false
 }
 
 // promptTokens is the number of prompt tokens that active slots have still to decode.
