@@ -417,7 +417,7 @@ func (e *Engine) step() {
 	readPrompts := !alternate || !e.held
 	e.held = alternate && !e.held
 	for _, s := range e.slots {
-		if s.job != nil && len(s.pending) == 0 && !s.finishing && !e.held {
+		if s.generating() && !e.held {
 			e.add(s, []llama.Token{s.next}, true)
 		}
 	}
@@ -475,7 +475,7 @@ func (e *Engine) step() {
 // generating reports whether some slot decodes its next token in a step.
 func (e *Engine) generating() bool {
 	for _, s := range e.slots {
-		if s.job != nil && len(s.pending) == 0 && !s.finishing {
+		if s.generating() {
 			return true
 		}
 	}
@@ -516,7 +516,7 @@ func (e *Engine) addDrafts() {
 		free -= len(s.cached)
 	}
 	for _, s := range e.slots {
-		if s.drafter == nil || s.job == nil || len(s.pending) > 0 || s.finishing || s.job.req.Media != nil {
+		if s.drafter == nil || !s.generating() || s.job.req.Media != nil {
 			continue
 		}
 		s.draft = e.draftFor(s, min(e.batch.Cap()-e.batch.Len(), free))

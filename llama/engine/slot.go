@@ -30,6 +30,10 @@ type slot struct {
 	history  []llama.Token // scratch: the tokens a draft follows
 }
 
+// generating reports whether s serves a request that has read its prompt and decodes
+// its next token in a step.
+func (s *slot) generating() bool { return s.job != nil && len(s.pending) == 0 && !s.finishing }
+
 // reserve is how many cache cells an active slot is counted for when admitting:
 // its prompt and a fair share of its generation (the cache is shared; a request that
 // outgrows its share competes for the rest, see Engine.makeRoom).
